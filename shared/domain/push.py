@@ -1,0 +1,37 @@
+"""PushNotice: one sighting of an image push, whatever channel reported it."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class NoticeSource(enum.StrEnum):
+    """The channel a push was reported through."""
+
+    EVENTGRID = "eventgrid"
+    ACR_WEBHOOK = "acr_webhook"
+    DISTRIBUTION = "distribution"
+    API = "api"
+
+
+@dataclass(frozen=True, slots=True)
+class PushNotice:
+    """A validated push of `repository@digest` to `registry` (the login server).
+
+    `pushed_at` is the registry's event timestamp when the payload has one.
+    `region_hint` names the replica a regional webhook says the image reached;
+    it only makes a probe happen sooner, it never counts as replicated.
+    """
+
+    registry: str
+    repository: str
+    digest: str
+    source: NoticeSource
+    tag: str | None = None
+    media_type: str | None = None
+    size: int | None = None
+    pushed_at: datetime | None = None
+    region_hint: str | None = None
+    event_id: str | None = None
