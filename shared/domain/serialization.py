@@ -1,0 +1,264 @@
+"""Rollouts to and from JSON-safe dicts: the contract's rollout document and the full storage record.
+
+The document is what the status API answers (the contract's keys, plus extras).
+The record keeps every field so `rollout_from_record(rollout_to_record(r)) == r`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from shared.domain.events import EventType, OutgoingEvent
+from shared.domain.model import (
+    DeploymentRef,
+    DeployStep,
+    ProbeEvidence,
+    RegionProgress,
+    RegionState,
+    Rollout,
+)
+from shared.domain.targets import DeploymentSettings, RegionOverride, Target
+from shared.domain.timestamps import format_timestamp, parse_timestamp
+
+RECORD_VERSION = 1
+
+
+def _ts(value: datetime | None) -> str | None:
+    return format_timestamp(value) if value is not None else None
+
+
+def _parse_ts(value: Any) -> datetime | None:
+    return parse_timestamp(value) if value is not None else None
+
+
+def _deployment(ref: DeploymentRef | None) -> dict[str, str] | None:
+    if ref is None:
+        return None
+    return {"workspace": ref.workspace, "endpoint": ref.endpoint, "name": ref.name}
+
+
+def _evidence(evidence: ProbeEvidence | None) -> dict[str, Any] | None:
+    if evidence is None:
+        return None
+    return {
+        "status": evidence.status,
+        "headers": dict(evidence.headers),
+        "detail": evidence.detail,
+    }
+
+
+# --- the contract's document ----------------------------------------------------------
+
+
+def region_to_document(progress: RegionProgress) -> dict[str, Any]:
+    """One entry of the document's `regions`."""
+    return {
+        "region": progress.region,
+        "primary": progress.primary,
+        "state": progress.state.value,
+        "replicated_at": _ts(progress.replicated_at),
+        "deploy_started_at": _ts(progress.deploy_started_at),
+        "live_at": _ts(progress.live_at),
+        "probe_attempts": progress.probe_attempts,
+        "last_error": progress.last_error,
+        "deployment": _deployment(progress.deployment),
+        # Extras (the contract allows more fields).
+        "deploy_step": progress.deploy_step.value if progress.deploy_step else None,
+        "next_probe_at": _ts(progress.next_probe_at),
+        "timed_out_at": _ts(progress.timed_out_at),
+        "probe_evidence": _evidence(progress.evidence),
+    }
+
+
+def rollout_to_document(rollout: Rollout) -> dict[str, Any]:
+    """The contract's rollout document (every contract key, then extras)."""
+    return {
+        "id": rollout.id,
+        "registry": rollout.registry,
+        "repository": rollout.repository,
+        "digest": rollout.digest,
+        "tags": list(rollout.tags),
+        "state": rollout.state.value,
+        "created_at": _ts(rollout.created_at),
+        "updated_at": _ts(rollout.updated_at),
+        "regions": [region_to_document(r) for r in rollout.regions],
+        # Extras.
+        "generation": rollout.generation,
+        "pushed_at": _ts(rollout.pushed_at),
+        "endpoint": rollout.target.endpoint if rollout.target else None,
+        "ignored_reason": rollout.ignored_reason,
+        "superseded_by": rollout.superseded_by,
+    }
+
+
+# --- the storage record ---------------------------------------------------------------
+
+
+def _settings_record(settings: DeploymentSettings) -> dict[str, Any]:
+    return {
+        "instance_type": settings.instance_type,
+        "instance_count": settings.instance_count,
+        "smoke_request": settings.smoke_request,
+    }
+
+
+def _target_record(target: Target | None) -> dict[str, Any] | None:
+    if target is None:
+        return None
+    return {
+        "endpoint": target.endpoint,
+        "settings": _settings_record(target.settings),
+        "region_overrides": [
+            {
+                "region": region,
+                "instance_type": o.instance_type,
+                "instance_count": o.instance_count,
+                "smoke_request": o.smoke_request,
+            }
+            for region, o in target.region_overrides
+        ],
+    }
+
+
+def _target_from(record: dict[str, Any] | None) -> Target | None:
+    if record is None:
+        return None
+    settings = record["settings"]
+    return Target(
+        endpoint=record["endpoint"],
+        settings=DeploymentSettings(
+            instance_type=settings["instance_type"],
+            instance_count=settings["instance_count"],
+            smoke_request=settings["smoke_request"],
+        ),
+        region_overrides=tuple(
+            (
+                o["region"],
+                RegionOverride(
+                    instance_type=o["instance_type"],
+                    instance_count=o["instance_count"],
+                    smoke_request=o["smoke_request"],
+                ),
+            )
+            for o in record["region_overrides"]
+        ),
+    )
+
+
+def _region_record(progress: RegionProgress) -> dict[str, Any]:
+    record = region_to_document(progress)
+    record["previous_deployment"] = progress.previous_deployment
+    if progress.evidence is not None:
+        # Header order and repeats are kept exactly (a dict would fold them).
+        record["probe_evidence"]["headers"] = [list(h) for h in progress.evidence.headers]
+    return record
+
+
+def _region_from(record: dict[str, Any]) -> RegionProgress:
+    deployment = record["deployment"]
+    evidence = record["probe_evidence"]
+    step = record["deploy_step"]
+    return RegionProgress(
+        region=record["region"],
+        primary=record["primary"],
+        state=RegionState(record["state"]),
+        replicated_at=_parse_ts(record["replicated_at"]),
+        deploy_started_at=_parse_ts(record["deploy_started_at"]),
+        live_at=_parse_ts(record["live_at"]),
+        probe_attempts=record["probe_attempts"],
+        next_probe_at=_parse_ts(record["next_probe_at"]),
+        last_error=record["last_error"],
+        evidence=(
+            ProbeEvidence(
+                status=evidence["status"],
+                headers=tuple((str(k), str(v)) for k, v in evidence["headers"]),
+                detail=evidence["detail"],
+            )
+            if evidence is not None
+            else None
+        ),
+        deployment=DeploymentRef(**deployment) if deployment is not None else None,
+        deploy_step=DeployStep(step) if step is not None else None,
+        previous_deployment=record["previous_deployment"],
+        timed_out_at=_parse_ts(record["timed_out_at"]),
+    )
+
+
+def event_to_record(event: OutgoingEvent) -> dict[str, Any]:
+    """An outbox event as a JSON-safe dict."""
+    return {
+        "id": event.id,
+        "type": event.type.value,
+        "subject": event.subject,
+        "time": format_timestamp(event.time),
+        "region": event.region,
+        "data": event.data,
+    }
+
+
+def event_from_record(record: dict[str, Any]) -> OutgoingEvent:
+    """Inverse of `event_to_record`."""
+    return OutgoingEvent(
+        id=record["id"],
+        type=EventType(record["type"]),
+        subject=record["subject"],
+        time=parse_timestamp(record["time"]),
+        region=record["region"],
+        data=dict(record["data"]),
+    )
+
+
+def rollout_to_record(rollout: Rollout) -> dict[str, Any]:
+    """Every field of `rollout` as a JSON-safe dict (datetimes as RFC 3339 UTC)."""
+    return {
+        "record_version": RECORD_VERSION,
+        "id": rollout.id,
+        "registry": rollout.registry,
+        "repository": rollout.repository,
+        "digest": rollout.digest,
+        "tags": list(rollout.tags),
+        "generation": rollout.generation,
+        "pushed_at": format_timestamp(rollout.pushed_at),
+        "created_at": format_timestamp(rollout.created_at),
+        "updated_at": format_timestamp(rollout.updated_at),
+        "generation_started_at": format_timestamp(rollout.generation_started_at),
+        "target": _target_record(rollout.target),
+        "regions": [_region_record(r) for r in rollout.regions],
+        "deployable": rollout.deployable,
+        "image_size_bytes": rollout.image_size_bytes,
+        "ignored_reason": rollout.ignored_reason,
+        "superseded_by": rollout.superseded_by,
+        "outbox": [event_to_record(e) for e in rollout.outbox],
+        # Derived, stored so a store can filter on it; ignored when reading.
+        "state": rollout.state.value,
+    }
+
+
+def rollout_from_record(record: dict[str, Any]) -> Rollout:
+    """Inverse of `rollout_to_record`; ValueError when the record is not one."""
+    version = record.get("record_version")
+    if version != RECORD_VERSION:
+        raise ValueError(f"unsupported rollout record version {version!r}")
+    try:
+        return Rollout(
+            id=record["id"],
+            registry=record["registry"],
+            repository=record["repository"],
+            digest=record["digest"],
+            tags=tuple(record["tags"]),
+            generation=record["generation"],
+            pushed_at=parse_timestamp(record["pushed_at"]),
+            created_at=parse_timestamp(record["created_at"]),
+            updated_at=parse_timestamp(record["updated_at"]),
+            generation_started_at=parse_timestamp(record["generation_started_at"]),
+            target=_target_from(record["target"]),
+            regions=tuple(_region_from(r) for r in record["regions"]),
+            deployable=record["deployable"],
+            image_size_bytes=record["image_size_bytes"],
+            ignored_reason=record["ignored_reason"],
+            superseded_by=record["superseded_by"],
+            outbox=tuple(event_from_record(e) for e in record["outbox"]),
+        )
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"malformed rollout record: {error!r}") from error
