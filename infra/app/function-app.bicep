@@ -1,0 +1,259 @@
+// The georollout function app: Flex Consumption, Python 3.11, system-assigned identity, and
+// every setting georollout reads. Storage, the table, the topic and Key Vault are reached with
+// the managed identity; the only secret (the webhook token) is a Key Vault reference.
+
+param name string
+param planName string
+param location string
+param tags object = {}
+
+@description('azd service name (azure.yaml) this app deploys.')
+param serviceName string = 'api'
+
+param storageAccountName string
+param storageBlobEndpoint string
+param deploymentContainerName string
+param applicationInsightsConnectionString string
+
+@description('Georollout regions in order, primary first.')
+param regionNames array
+
+@description('Azure ML / Foundry workspace resource ids, one per region, in the order of regionNames.')
+param workspaceIds array
+
+@description('User-assigned identity resource ids for the online endpoints, one per region, in the order of regionNames.')
+param endpointIdentityIds array
+
+param registryName string
+param registryLoginServer string
+param tableEndpoint string
+param tableName string
+param eventsTopicEndpoint string
+param webhookTokenSecretUri string
+
+param probeSchedule string
+param probeBudgetPerMinute string
+param probeConcurrency string
+param probeBackoffInitialSeconds string
+param probeBackoffMaxSeconds string
+param replicationTimeoutMinutes string
+param replicationTimeoutMinutesPerGb string
+param targets string
+param instanceType string
+param instanceCount string
+param smokeRequest string
+param endpointAuthMode string
+param deployPollSeconds string
+
+@description('Flex Consumption instance memory (MB).')
+param instanceMemoryMB int = 2048
+
+@description('Flex Consumption scale-out ceiling.')
+param maximumInstanceCount int = 40
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225:Flex Consumption zone redundancy exists only in some regions; the app keeps no state (Table Storage does) and Event Grid retries, so a zone outage only delays work.
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+// Per-region settings: the region part of each name is the upper-cased region (Azure region
+// names are lowercase letters and digits only, so nothing else needs replacing).
+var regionRegistryEndpointSettings = [for region in regionNames: {
+  name: 'GEOROLLOUT_REGION_${toUpper(region)}_REGISTRY_ENDPOINT'
+  value: 'https://${registryName}.${region}.geo.azurecr.io'
+}]
+
+var regionWorkspaceSettings = [for (region, i) in regionNames: {
+  name: 'GEOROLLOUT_REGION_${toUpper(region)}_WORKSPACE_ID'
+  value: workspaceIds[i]
+}]
+
+var regionEndpointIdentitySettings = [for (region, i) in regionNames: {
+  name: 'GEOROLLOUT_REGION_${toUpper(region)}_ENDPOINT_IDENTITY_ID'
+  value: endpointIdentityIds[i]
+}]
+
+// The Functions host reaches its storage with the managed identity (no connection string).
+// APPLICATIONINSIGHTS_CONNECTION_STRING holds no secret here: the component refuses its
+// instrumentation key alone (local auth off) and the host authenticates with Entra ID.
+var hostSettings = [
+  {
+    name: 'AzureWebJobsStorage__accountName'
+    value: storageAccountName
+  }
+  {
+    name: 'AzureWebJobsStorage__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+    value: applicationInsightsConnectionString
+  }
+  {
+    name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+    value: 'Authorization=AAD'
+  }
+]
+
+var georolloutSettings = [
+  {
+    name: 'GEOROLLOUT_TABLE_ENDPOINT'
+    value: tableEndpoint
+  }
+  {
+    name: 'GEOROLLOUT_TABLE_NAME'
+    value: tableName
+  }
+  {
+    name: 'GEOROLLOUT_REGISTRY_LOGIN_SERVER'
+    value: registryLoginServer
+  }
+  {
+    name: 'GEOROLLOUT_REGIONS'
+    value: join(regionNames, ',')
+  }
+  {
+    name: 'GEOROLLOUT_ARM_ENDPOINT'
+    value: environment().resourceManager
+  }
+  {
+    name: 'GEOROLLOUT_EVENTS_TOPIC_ENDPOINT'
+    value: eventsTopicEndpoint
+  }
+  {
+    name: 'GEOROLLOUT_PROBE_SCHEDULE'
+    value: probeSchedule
+  }
+  {
+    name: 'GEOROLLOUT_PROBE_BUDGET_PER_MINUTE'
+    value: probeBudgetPerMinute
+  }
+  {
+    name: 'GEOROLLOUT_PROBE_CONCURRENCY'
+    value: probeConcurrency
+  }
+  {
+    name: 'GEOROLLOUT_PROBE_BACKOFF_INITIAL_SECONDS'
+    value: probeBackoffInitialSeconds
+  }
+  {
+    name: 'GEOROLLOUT_PROBE_BACKOFF_MAX_SECONDS'
+    value: probeBackoffMaxSeconds
+  }
+  {
+    name: 'GEOROLLOUT_REPLICATION_TIMEOUT_MINUTES'
+    value: replicationTimeoutMinutes
+  }
+  {
+    name: 'GEOROLLOUT_REPLICATION_TIMEOUT_MINUTES_PER_GB'
+    value: replicationTimeoutMinutesPerGb
+  }
+  {
+    name: 'GEOROLLOUT_TARGETS'
+    value: targets
+  }
+  {
+    name: 'GEOROLLOUT_INSTANCE_TYPE'
+    value: instanceType
+  }
+  {
+    name: 'GEOROLLOUT_INSTANCE_COUNT'
+    value: instanceCount
+  }
+  {
+    name: 'GEOROLLOUT_SMOKE_REQUEST'
+    value: smokeRequest
+  }
+  {
+    name: 'GEOROLLOUT_ENDPOINT_AUTH_MODE'
+    value: endpointAuthMode
+  }
+  {
+    name: 'GEOROLLOUT_DEPLOY_POLL_SECONDS'
+    value: deployPollSeconds
+  }
+  {
+    name: 'GEOROLLOUT_ACR_WEBHOOK_TOKEN'
+    value: '@Microsoft.KeyVault(SecretUri=${webhookTokenSecretUri})'
+  }
+]
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_222:Event Grid, ACR webhooks and operators call the app over its public endpoint; routes are guarded by function keys, the Event Grid system key and the webhook token.
+  // checkov:skip=CKV_AZURE_17:Event Grid and ACR webhooks cannot present client certificates.
+  // checkov:skip=CKV_AZURE_212:Flex Consumption scales from zero on demand; Event Grid and the timers retry, so no instance needs to stand by.
+  // checkov:skip=CKV_AZURE_213:Flex Consumption has no App Service health check; /api/health serves that purpose for probes and availability tests.
+  name: name
+  location: location
+  tags: union(tags, {
+    'azd-service-name': serviceName
+  })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'SystemAssigned'
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientCertEnabled: false
+    publicNetworkAccess: 'Enabled'
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      appSettings: concat(hostSettings, georolloutSettings, regionRegistryEndpointSettings, regionWorkspaceSettings, regionEndpointIdentitySettings)
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storageBlobEndpoint}${deploymentContainerName}'
+          authentication: {
+            type: 'SystemAssignedIdentity'
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+// Basic-auth publishing (FTP and SCM) off: azd deploys with Entra ID.
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output name string = functionApp.name
+output id string = functionApp.id
+output principalId string = functionApp.identity.principalId
+output defaultHostName string = functionApp.properties.defaultHostName
