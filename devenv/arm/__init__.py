@@ -1,0 +1,51 @@
+"""Foundry / Azure ML ARM emulator: managed online endpoints and deployments for one workspace per region.
+
+An HTTPS server (aiohttp, the local CA) on loopback that answers the ARM calls
+azure-ai-ml 1.35.2's `MLClient` makes, with Azure's long-running-operation
+semantics, and fails a deployment, as Azure does, when its digest-pinned image
+is not in the registry replica of the workspace's own region.
+
+Start it with `devenv.arm.launcher.start_arm_emulator(env, tls)`; point MLClient
+at it with `cloud=LOCAL_CLOUD_NAME, cloud_metadata=devenv.arm.cloud.cloud_metadata(env.arm_url),
+connection_verify=str(tls.ca_pem)`.
+
+Verified by running the real SDK against this server (tests/integration/devenv/test_arm_emulator.py;
+`{ws}` = `/subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.MachineLearningServices/workspaces/{w}`,
+`{e}` = `{ws}/onlineEndpoints/{name}`):
+
+- api-versions seen: 2022-02-01-preview (endpoints), 2023-04-01-preview (deployments,
+  environments), 2024-10-01-preview (workspace). Any api-version is accepted.
+- GET `{ws}` before every endpoint or deployment PUT; the SDK reads `location`.
+- PUT `{e}` (create and every traffic change, full body); GET `{e}`, then GET `{e}/deployments`
+  (to fill zero weights); GET `{ws}/onlineEndpoints`; DELETE `{e}`; POST `{e}/listKeys`.
+  Fields read: `name`, `properties.authMode`, `.scoringUri`, `.traffic`, `.provisioningState`.
+- The SDK strips zero weights from `traffic` and lower-cases deployment names before it
+  sends the map; on get it adds every deployment without traffic back with weight 0.
+- Deployment create: GET `{e}` -> PUT `{ws}/environments/CliV2AnonymousEnvironment/versions/{v}`
+  (`properties.image`) -> GET `{ws}` -> PUT `{e}/deployments/{d}` -> operation polls -> GET
+  `{e}/deployments/{d}`. Fields read: `id`, `name`, `sku.capacity`, `properties.environmentId`,
+  `.endpointComputeType`, `.scaleSettings.scaleType`, `.provisioningState`.
+- GET/DELETE `{e}/deployments/{d}`, GET `{e}/deployments`, POST `{e}/deployments/{d}/getLogs`
+  (`{"content": ...}`).
+- PUTs answer 201 and DELETEs 202, with an absolute `Azure-AsyncOperation` (and `Location`)
+  plus `retry-after-ms`; the SDK polls
+  `/subscriptions/{s}/providers/Microsoft.MachineLearningServices/locations/{region}/mfeOperationsStatus/{id}`
+  for `{id, name, status: Updating|Succeeded|Failed|Canceled, startTime, endTime, percentComplete, error}`.
+  A Failed operation's `error.code`/`error.message` reach `HttpResponseError.error`.
+
+Beyond the SDK's calls:
+- POST `/score/{workspace}/{endpoint}` (each endpoint's `scoringUri`): `Authorization: Bearer <key or
+  AMLToken>`; `azureml-model-deployment: <name>` picks a deployment, otherwise the traffic weights do.
+  Answers `{deployment, endpoint, workspace, region, image, digest, request_bytes}`; 401 bad key,
+  404 no such deployment or no positive weight, 424 deployment not live.
+- GET `/emulator/audit` (bearer needed): `{"records": [...]}`, append-only, also in `<state_dir>/arm/audit.jsonl`.
+  Actions: deployment_create / deployment_update (with `image_present_at_create`), deployment_provisioned /
+  deployment_failed, deployment_deleted, traffic_changed, endpoint_deleted.
+- GET `/emulator/health` (no auth), used by the launcher.
+
+Rules enforced like Azure: traffic weights are integers summing to 100 (or 0), naming existing
+deployments, positive weight only to a Succeeded deployment (400 BadArgument otherwise); a deployment
+with traffic cannot be deleted (400); a second write while an operation runs on the same resource is 409;
+the image must be `<host>/<repository>@sha256:<hex>` (400 otherwise). A missing manifest or an
+unreachable replica fails the operation with code `ImagePullFailed`.
+"""

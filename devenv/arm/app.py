@@ -1,0 +1,92 @@
+"""The ARM emulator's aiohttp application: bearer check, routes, and the clock that completes operations."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+
+from devenv.arm.arm_routes import ArmRoutes
+from devenv.arm.audit import AuditLog
+from devenv.arm.config import ArmConfig
+from devenv.arm.errors import ArmError, arm_error_body, arm_error_response
+from devenv.arm.provisioning import Provisioner
+from devenv.arm.scoring import ScoringRoutes
+from devenv.arm.store import ArmStore
+from devenv.tls import TlsFiles
+
+log = logging.getLogger("devenv.arm")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TICK_S = 0.1
+# Scoring checks the endpoint key itself; health is what launchers poll before anyone has a token.
+OPEN_PREFIXES = ("/score/", "/emulator/health")
+
+
+@web.middleware
+async def arm_errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith(OPEN_PREFIXES):
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return web.json_response(
+                arm_error_body(
+                    "AuthenticationFailed",
+                    "Authentication failed. The 'Authorization' header is missing or is not a Bearer token.",
+                ),
+                status=401,
+                headers={
+                    "WWW-Authenticate": 'Bearer authorization_uri="https://login.microsoftonline.com/common"'
+                },
+            )
+    try:
+        return await handler(request)
+    except ArmError as error:
+        return arm_error_response(error)
+    except web.HTTPException:
+        raise
+    except Exception as error:  # an emulator bug must still answer like ARM, and be logged
+        log.exception("internal error on %s %s", request.method, request.path)
+        return arm_error_response(
+            ArmError(500, "InternalServerError", f"{type(error).__name__}: {error}")
+        )
+
+
+def build_app(config: ArmConfig, tls: TlsFiles) -> web.Application:
+    store = ArmStore(config.state_path)
+    audit = AuditLog(config.audit_path)
+    provisioner = Provisioner(config, store, audit, tls.client_context())
+    arm = ArmRoutes(config, store, audit, provisioner)
+    scoring = ScoringRoutes(config, store)
+
+    async def health(_: web.Request) -> web.Response:
+        return web.json_response(
+            {"status": "ok", "workspaces": [ws.name for ws in config.workspaces]}
+        )
+
+    async def audit_records(_: web.Request) -> web.Response:
+        return web.json_response({"records": audit.records()})
+
+    async def clock(_: web.Application) -> AsyncIterator[None]:
+        async def tick() -> None:
+            while True:
+                try:
+                    await provisioner.settle_due()
+                except Exception:
+                    log.exception("settling operations failed")
+                await asyncio.sleep(TICK_S)
+
+        task = asyncio.create_task(tick())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    app = web.Application(middlewares=[arm_errors_and_auth], client_max_size=8 * 1024 * 1024)
+    app.router.add_get("/emulator/health", health)
+    app.router.add_get("/emulator/audit", audit_records)
+    app.router.add_post("/score/{workspace}/{endpoint}", scoring.score)
+    app.router.add_route("*", "/subscriptions/{tail:.*}", arm.dispatch)
+    app.cleanup_ctx.append(clock)
+    return app

@@ -1,0 +1,393 @@
+"""The ARM emulator driven by the real azure-ai-ml MLClient over HTTPS, against real local registries."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from azure.ai.ml import MLClient
+from azure.ai.ml.entities import Environment, ManagedOnlineDeployment, ManagedOnlineEndpoint
+from azure.containerregistry import ContainerRegistryClient
+from azure.core.credentials import AccessToken
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+from devenv.arm.cloud import LOCAL_CLOUD_NAME, cloud_metadata
+from devenv.arm.launcher import start_arm_emulator
+from devenv.config import (
+    LOCAL_RESOURCE_GROUP,
+    LOCAL_SUBSCRIPTION,
+    LocalEnv,
+    RegionEnv,
+    isolated_env,
+)
+from devenv.process import ManagedProcess, wait_until
+from devenv.tls import TlsFiles
+
+pytestmark = pytest.mark.integration
+
+REPOSITORY = "models/tiny"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+class FixedTokenCredential:
+    """The one stand-in: no local AAD exists, and the emulator accepts any bearer token."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken("local-test-token", int(time.time()) + 3600)
+
+
+def serve_registry(region: RegionEnv, tls: TlsFiles, root: Path) -> ManagedProcess:
+    """A real Distribution registry for one region, HTTPS with the local CA, relative URLs."""
+    config = root / f"registry-{region.name}.yml"
+    config.write_text(
+        json.dumps(  # YAML is a superset of JSON
+            {
+                "version": 0.1,
+                "log": {"level": "warn"},
+                "storage": {"filesystem": {"rootdirectory": str(root / f"data-{region.name}")}},
+                "http": {
+                    "addr": region.registry_host,
+                    "relativeurls": True,
+                    "tls": {"certificate": str(tls.cert_pem), "key": str(tls.key_pem)},
+                },
+            }
+        )
+    )
+    process = ManagedProcess(
+        name=f"registry-{region.name}",
+        argv=["docker-registry", "serve", str(config)],
+        log_path=root / f"registry-{region.name}.log",
+    ).start()
+    process.wait_for_port(region.registry_port)
+    return process
+
+
+def push_tiny_image(registry_url: str, ca: Path, payload: bytes) -> str:
+    """Push one config blob, one layer and an OCI manifest; return the manifest digest."""
+    with ContainerRegistryClient(registry_url, None, connection_verify=str(ca)) as client:
+        config = json.dumps(
+            {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers"}}
+        ).encode()
+        config_digest, config_size = client.upload_blob(REPOSITORY, io.BytesIO(config))
+        layer_digest, layer_size = client.upload_blob(REPOSITORY, io.BytesIO(payload))
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": config_digest,
+                "size": config_size,
+            },
+            "layers": [
+                {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": layer_digest,
+                    "size": layer_size,
+                }
+            ],
+        }
+        return str(client.set_manifest(REPOSITORY, manifest, media_type=OCI_MANIFEST))
+
+
+class Emulator:
+    """The running emulator process, restartable on the same port and state directory."""
+
+    def __init__(self, env: LocalEnv, tls: TlsFiles) -> None:
+        self.env = env
+        self.tls = tls
+        self.process = start_arm_emulator(env, tls)
+
+    def restart(self) -> None:
+        self.process.stop()
+        self.process = start_arm_emulator(self.env, self.tls)
+
+    def ml_client(self, region: str) -> MLClient:
+        return MLClient(
+            FixedTokenCredential(),
+            LOCAL_SUBSCRIPTION,
+            LOCAL_RESOURCE_GROUP,
+            self.env.region(region).workspace_name,
+            cloud=LOCAL_CLOUD_NAME,
+            cloud_metadata=cloud_metadata(self.env.arm_url),
+            connection_verify=str(self.tls.ca_pem),
+            enable_telemetry=False,
+        )
+
+    def arm(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        return requests.request(
+            method, f"{self.env.arm_url}{path}", verify=str(self.tls.ca_pem), timeout=10, **kwargs
+        )
+
+    def audit(self) -> list[dict[str, Any]]:
+        response = self.arm("GET", "/emulator/audit", headers={"Authorization": "Bearer any"})
+        response.raise_for_status()
+        return list(response.json()["records"])
+
+
+@pytest.fixture(scope="module")
+def arm_env(tmp_path_factory: pytest.TempPathFactory) -> LocalEnv:
+    # eastus and westus get registries; westeurope's registry never runs (unreachable).
+    env = isolated_env(tmp_path_factory.mktemp("arm"), ("eastus", "westus", "westeurope"))
+    return replace(env, arm_provisioning_s=1.0)
+
+
+@pytest.fixture(scope="module")
+def registries(
+    arm_env: LocalEnv, tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    root = tmp_path_factory.mktemp("registries")
+    started: list[ManagedProcess] = []
+    try:
+        for name in ("eastus", "westus"):
+            started.append(serve_registry(arm_env.region(name), tls_files, root))
+        yield
+    finally:
+        for process in started:
+            process.stop()
+
+
+@pytest.fixture(scope="module")
+def emulator(arm_env: LocalEnv, tls_files: TlsFiles, registries: None) -> Iterator[Emulator]:
+    running = Emulator(arm_env, tls_files)
+    yield running
+    running.process.stop()
+
+
+@pytest.fixture(scope="module")
+def digest(arm_env: LocalEnv, tls_files: TlsFiles, registries: None) -> str:
+    """An image present in eastus's replica only (as just after a push, before replication)."""
+    return push_tiny_image(
+        arm_env.region("eastus").registry_url,
+        tls_files.ca_pem,
+        b"layer-" + str(time.time()).encode(),
+    )
+
+
+def image_ref(env: LocalEnv, digest: str) -> str:
+    # The primary's login server, whatever region deploys it: the emulator asks the region's own replica.
+    return f"{env.primary.registry_host}/{REPOSITORY}@{digest}"
+
+
+def make_deployment(endpoint: str, name: str, image: str) -> ManagedOnlineDeployment:
+    return ManagedOnlineDeployment(
+        name=name,
+        endpoint_name=endpoint,
+        environment=Environment(image=image),
+        instance_type="Standard_DS3_v2",
+        instance_count=1,
+    )
+
+
+def score(
+    emulator: Emulator, client: MLClient, endpoint: str, deployment: str | None, key: str
+) -> requests.Response:
+    scoring_uri = client.online_endpoints.get(endpoint).scoring_uri
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    if deployment:
+        headers["azureml-model-deployment"] = deployment
+    return requests.post(
+        scoring_uri,
+        data=b'{"ping": 1}',
+        headers=headers,
+        verify=str(emulator.tls.ca_pem),
+        timeout=10,
+    )
+
+
+def test_every_arm_request_needs_a_bearer_token(emulator: Emulator, arm_env: LocalEnv) -> None:
+    path = f"{arm_env.primary.workspace_id}?api-version=2024-10-01-preview"
+    response = emulator.arm("GET", path)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "AuthenticationFailed"
+    assert emulator.arm("GET", "/emulator/audit").status_code == 401
+    authorized = emulator.arm("GET", path, headers={"Authorization": "Bearer whatever"})
+    assert authorized.status_code == 200
+    assert authorized.json()["location"] == "eastus"
+
+
+def test_workspaces_answer_their_region_and_unknown_ones_404(
+    emulator: Emulator, arm_env: LocalEnv
+) -> None:
+    bearer = {"Authorization": "Bearer t"}
+    westus = emulator.arm(
+        "GET", f"{arm_env.region('westus').workspace_id}?api-version=x", headers=bearer
+    )
+    assert westus.json()["location"] == "westus"
+    unknown = arm_env.primary.workspace_id.replace("ws-eastus", "ws-nowhere")
+    answer = emulator.arm("GET", f"{unknown}?api-version=x", headers=bearer)
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "ResourceNotFound"
+    with pytest.raises(ResourceNotFoundError):
+        emulator.ml_client("eastus").online_endpoints.get("does-not-exist")
+
+
+def test_blue_green_in_a_region_whose_replica_has_the_image(
+    emulator: Emulator, arm_env: LocalEnv, digest: str
+) -> None:
+    client = emulator.ml_client("eastus")
+    endpoint = client.online_endpoints.begin_create_or_update(
+        ManagedOnlineEndpoint(name="ep-blue-green", auth_mode="key")
+    ).result()
+    assert endpoint.provisioning_state == "Succeeded"
+    assert endpoint.scoring_uri == f"{arm_env.arm_url}/score/ws-eastus/ep-blue-green"
+
+    image = image_ref(arm_env, digest)
+    blue = client.online_deployments.begin_create_or_update(
+        make_deployment("ep-blue-green", "blue", image)
+    ).result()
+    assert blue.provisioning_state == "Succeeded"
+
+    endpoint = client.online_endpoints.get("ep-blue-green")
+    endpoint.traffic = {"blue": 100}
+    endpoint = client.online_endpoints.begin_create_or_update(endpoint).result()
+    assert client.online_endpoints.get("ep-blue-green").traffic == {"blue": 100}
+
+    key = client.online_endpoints.get_keys("ep-blue-green").primary_key
+    for deployment in ("blue", None):  # by header, then by traffic weight
+        answer = score(emulator, client, "ep-blue-green", deployment, key)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["deployment"] == "blue"
+        assert answer.json()["digest"] == digest
+        assert answer.json()["region"] == "eastus"
+    assert score(emulator, client, "ep-blue-green", "blue", "wrong-key").status_code == 401
+
+    green = client.online_deployments.begin_create_or_update(
+        make_deployment("ep-blue-green", "green", image)
+    ).result()
+    assert green.provisioning_state == "Succeeded"
+    assert sorted(d.name for d in client.online_deployments.list("ep-blue-green")) == [
+        "blue",
+        "green",
+    ]
+    assert "ep-blue-green" in [e.name for e in client.online_endpoints.list()]
+    assert "Pulled container image" in client.online_deployments.get_logs(
+        "green", "ep-blue-green", lines=10
+    )
+
+    endpoint = client.online_endpoints.get("ep-blue-green")
+    endpoint.traffic = {"blue": 0, "green": 100}
+    client.online_endpoints.begin_create_or_update(endpoint).result()
+    assert score(emulator, client, "ep-blue-green", None, key).json()["deployment"] == "green"
+
+    client.online_deployments.begin_delete(name="blue", endpoint_name="ep-blue-green").result()
+    assert [d.name for d in client.online_deployments.list("ep-blue-green")] == ["green"]
+    client.online_endpoints.begin_delete(name="ep-blue-green").result()
+    with pytest.raises(ResourceNotFoundError):
+        client.online_endpoints.get("ep-blue-green")
+
+    records = [r for r in emulator.audit() if r.get("endpoint") == "ep-blue-green"]
+    creates = [r for r in records if r["action"] == "deployment_create"]
+    assert [(r["deployment"], r["image_present_at_create"], r["digest"]) for r in creates] == [
+        ("blue", True, digest),
+        ("green", True, digest),
+    ]
+    # The SDK strips zero weights before it sends the map.
+    assert [r["traffic"] for r in records if r["action"] == "traffic_changed"] == [
+        {"blue": 100},
+        {"green": 100},
+    ]
+    assert {"deployment_deleted", "endpoint_deleted"} <= {r["action"] for r in records}
+
+
+@pytest.mark.parametrize(
+    ("region", "reason"), [("westus", "manifest unknown"), ("westeurope", "unreachable")]
+)
+def test_deployment_fails_with_image_pull_error_when_region_replica_lacks_image(
+    emulator: Emulator, arm_env: LocalEnv, digest: str, region: str, reason: str
+) -> None:
+    client = emulator.ml_client(region)
+    client.online_endpoints.begin_create_or_update(
+        ManagedOnlineEndpoint(name="ep-early", auth_mode="key")
+    ).result()
+    image = image_ref(arm_env, digest)
+    with pytest.raises(HttpResponseError) as raised:
+        client.online_deployments.begin_create_or_update(
+            make_deployment("ep-early", "early", image)
+        ).result()
+    assert raised.value.error is not None
+    assert raised.value.error.code == "ImagePullFailed"
+    message = str(raised.value.error.message)
+    assert image in message
+    assert "could not be pulled" in message
+    assert reason in message
+    assert client.online_deployments.get("early", "ep-early").provisioning_state == "Failed"
+
+    key = client.online_endpoints.get_keys("ep-early").primary_key
+    assert score(emulator, client, "ep-early", "early", key).status_code == 424
+    endpoint = client.online_endpoints.get("ep-early")
+    endpoint.traffic = {"early": 100}
+    with pytest.raises(HttpResponseError) as refused:
+        client.online_endpoints.begin_create_or_update(endpoint).result()
+    assert refused.value.status_code == 400
+
+    create = [
+        r
+        for r in emulator.audit()
+        if r["action"] == "deployment_create"
+        and r["workspace"] == f"ws-{region}"
+        and r["endpoint"] == "ep-early"
+    ]
+    assert [(r["region"], r["image_present_at_create"]) for r in create] == [(region, False)]
+
+
+def test_traffic_must_add_up_to_100_and_name_existing_deployments(
+    emulator: Emulator, arm_env: LocalEnv, digest: str
+) -> None:
+    client = emulator.ml_client("eastus")
+    client.online_endpoints.begin_create_or_update(
+        ManagedOnlineEndpoint(name="ep-traffic", auth_mode="key")
+    ).result()
+    client.online_deployments.begin_create_or_update(
+        make_deployment("ep-traffic", "one", image_ref(arm_env, digest))
+    ).result()
+    for traffic, words in (
+        ({"one": 50}, "add up to 50"),
+        ({"one": 50, "ghost": 50}, "'ghost', which does not exist"),
+    ):
+        endpoint = client.online_endpoints.get("ep-traffic")
+        endpoint.traffic = traffic
+        with pytest.raises(HttpResponseError) as refused:
+            client.online_endpoints.begin_create_or_update(endpoint).result()
+        assert refused.value.status_code == 400
+        assert words in str(refused.value.message)
+    assert client.online_endpoints.get("ep-traffic").traffic == {
+        "one": 0
+    }  # the SDK fills in zeroes
+
+
+def test_state_and_in_flight_operations_survive_a_restart(
+    emulator: Emulator, arm_env: LocalEnv, digest: str
+) -> None:
+    client = emulator.ml_client("eastus")
+    client.online_endpoints.begin_create_or_update(
+        ManagedOnlineEndpoint(name="ep-restart", auth_mode="key")
+    ).result()
+    key = client.online_endpoints.get_keys("ep-restart").primary_key
+    # Start a deployment and restart before it completes: it must finish by its recorded due time.
+    client.online_deployments.begin_create_or_update(
+        make_deployment("ep-restart", "survivor", image_ref(arm_env, digest))
+    )
+    assert client.online_deployments.get("survivor", "ep-restart").provisioning_state == "Creating"
+    emulator.restart()
+
+    client = emulator.ml_client("eastus")
+    wait_until(
+        lambda: (
+            client.online_deployments.get("survivor", "ep-restart").provisioning_state
+            == "Succeeded"
+        ),
+        timeout=15,
+        interval=0.2,
+        what="the in-flight deployment to complete after the restart",
+    )
+    assert client.online_endpoints.get_keys("ep-restart").primary_key == key
+    answer = score(emulator, client, "ep-restart", "survivor", key)
+    assert answer.status_code == 200
+    assert answer.json()["digest"] == digest
