@@ -1,0 +1,199 @@
+"""Small but real OCI artifacts (images, an index, a Helm-chart-like artifact) and pushing them.
+
+Pushing goes through azure-containerregistry's ContainerRegistryClient, the same
+client the product uses, against a local registry that trusts no one but the local CA.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from azure.containerregistry import ContainerRegistryClient
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
+HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _canonical_json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+
+
+@dataclass(frozen=True)
+class Blob:
+    media_type: str
+    data: bytes
+
+    @property
+    def digest(self) -> str:
+        return sha256_digest(self.data)
+
+    @property
+    def descriptor(self) -> dict[str, object]:
+        return {"mediaType": self.media_type, "digest": self.digest, "size": len(self.data)}
+
+
+@dataclass(frozen=True)
+class ImageBlobs:
+    """One OCI manifest with its config and layers, all as bytes (an image or any artifact)."""
+
+    config: Blob
+    layers: tuple[Blob, ...]
+    manifest: bytes
+    media_type: str = OCI_MANIFEST
+
+    @property
+    def digest(self) -> str:
+        return sha256_digest(self.manifest)
+
+    @property
+    def total_bytes(self) -> int:
+        return len(self.manifest) + len(self.config.data) + sum(len(b.data) for b in self.layers)
+
+    @property
+    def descriptor(self) -> dict[str, object]:
+        return {"mediaType": self.media_type, "digest": self.digest, "size": len(self.manifest)}
+
+
+@dataclass(frozen=True)
+class ImageIndex:
+    """An OCI image index over child manifests (a multi-platform image)."""
+
+    children: tuple[ImageBlobs, ...]
+    manifest: bytes
+    media_type: str = OCI_INDEX
+
+    @property
+    def digest(self) -> str:
+        return sha256_digest(self.manifest)
+
+    @property
+    def total_bytes(self) -> int:
+        return len(self.manifest) + sum(child.total_bytes for child in self.children)
+
+
+def _incompressible(size: int, seed: str) -> bytes:
+    # SHAKE-256 output is pseudo-random, so gzip cannot shrink it: the layer's
+    # size on the wire is what the replication delay should be computed from.
+    return hashlib.shake_256(seed.encode()).digest(max(size, 1))
+
+
+def _tar_layer(payload: bytes, name: str) -> tuple[bytes, bytes]:
+    """A gzip'ed tar with one file; returns (compressed, uncompressed) for the diff_id."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(name)
+        info.size = len(payload)
+        info.mtime = 0
+        info.mode = 0o644
+        tar.addfile(info, io.BytesIO(payload))
+    uncompressed = raw.getvalue()
+    return gzip.compress(uncompressed, compresslevel=1, mtime=0), uncompressed
+
+
+def _manifest(config: Blob, layers: tuple[Blob, ...], annotations: dict[str, str]) -> bytes:
+    return _canonical_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config.descriptor,
+            "layers": [layer.descriptor for layer in layers],
+            "annotations": annotations,
+        }
+    )
+
+
+def build_image(*, size_bytes: int, seed: str, architecture: str = "amd64") -> ImageBlobs:
+    """A real OCI image: one gzip'ed tar layer of about `size_bytes` random bytes, a config, a manifest."""
+    compressed, uncompressed = _tar_layer(_incompressible(size_bytes, seed), "model/weights.bin")
+    layer = Blob(OCI_LAYER_GZIP, compressed)
+    config = Blob(
+        OCI_CONFIG,
+        _canonical_json(
+            {
+                "architecture": architecture,
+                "os": "linux",
+                "config": {"Cmd": ["/bin/serve"], "Labels": {"georollout.seed": seed}},
+                "rootfs": {"type": "layers", "diff_ids": [sha256_digest(uncompressed)]},
+            }
+        ),
+    )
+    manifest = _manifest(config, (layer,), {"org.opencontainers.image.title": seed})
+    return ImageBlobs(config=config, layers=(layer,), manifest=manifest)
+
+
+def build_index(children: tuple[ImageBlobs, ...]) -> ImageIndex:
+    """An OCI index over `children` (give each a different architecture)."""
+    entries = []
+    for child in children:
+        platform = json.loads(child.config.data).get("architecture", "amd64")
+        entries.append({**child.descriptor, "platform": {"architecture": platform, "os": "linux"}})
+    manifest = _canonical_json({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+    return ImageIndex(children=children, manifest=manifest)
+
+
+def build_helm_chart(*, name: str, version: str, seed: str) -> ImageBlobs:
+    """A Helm-3-chart-like OCI artifact: an ordinary OCI manifest whose config is not an image config."""
+    compressed, _ = _tar_layer(_incompressible(2048, seed), f"{name}/Chart.yaml")
+    layer = Blob(HELM_CHART_LAYER, compressed)
+    config = Blob(
+        HELM_CONFIG,
+        _canonical_json({"apiVersion": "v2", "name": name, "version": version}),
+    )
+    manifest = _manifest(config, (layer,), {"org.opencontainers.image.title": name})
+    return ImageBlobs(config=config, layers=(layer,), manifest=manifest)
+
+
+def registry_client(endpoint: str, *, ca_path: Path | str) -> ContainerRegistryClient:
+    """An anonymous client for a local registry, trusting the local CA."""
+    return ContainerRegistryClient(
+        endpoint=endpoint,
+        credential=None,
+        audience="https://containerregistry.azure.net",
+        connection_verify=str(ca_path),
+    )
+
+
+def _push_manifest(
+    client: ContainerRegistryClient, repository: str, image: ImageBlobs, tag: str | None
+) -> str:
+    for blob in (image.config, *image.layers):
+        client.upload_blob(repository, io.BytesIO(blob.data))
+    # A stream, not a dict: the SDK would re-serialise a dict and change the digest.
+    digest: str = client.set_manifest(
+        repository, io.BytesIO(image.manifest), tag=tag, media_type=image.media_type
+    )
+    return digest
+
+
+def push_image(
+    endpoint: str,
+    repository: str,
+    tag: str,
+    image: ImageBlobs | ImageIndex,
+    *,
+    ca_path: Path | str,
+) -> str:
+    """Push `image` (blobs, then manifest; an index's children first, by digest) and tag it; return its digest."""
+    with registry_client(endpoint, ca_path=ca_path) as client:
+        if isinstance(image, ImageIndex):
+            for child in image.children:
+                _push_manifest(client, repository, child, None)
+            digest: str = client.set_manifest(
+                repository, io.BytesIO(image.manifest), tag=tag, media_type=image.media_type
+            )
+            return digest
+        return _push_manifest(client, repository, image, tag)
