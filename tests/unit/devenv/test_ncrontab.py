@@ -28,7 +28,11 @@ def test_every_five_minutes_fires_on_the_minute_not_every_second() -> None:
 
 
 def test_every_ten_seconds() -> None:
-    assert occurrences(parse_cron("*/10 * * * * *"), 3) == [at(10, 7, 50), at(10, 8, 0), at(10, 8, 10)]
+    assert occurrences(parse_cron("*/10 * * * * *"), 3) == [
+        at(10, 7, 50),
+        at(10, 8, 0),
+        at(10, 8, 10),
+    ]
 
 
 def test_every_second() -> None:
@@ -65,8 +69,17 @@ def test_five_fields_mean_second_zero() -> None:
 
 @pytest.mark.parametrize(
     "expression",
-    ["", "* * * *", "60 * * * * *", "* * 24 * * *", "*/0 * * * * *", "x * * * * *", "5-1 * * * * *",
-     "* * * * * * *", "0 0 0 31 2 *"],
+    [
+        "",
+        "* * * *",
+        "60 * * * * *",
+        "* * 24 * * *",
+        "*/0 * * * * *",
+        "x * * * * *",
+        "5-1 * * * * *",
+        "* * * * * * *",
+        "0 0 0 31 2 *",
+    ],
 )
 def test_invalid_expressions_are_refused(expression: str) -> None:
     with pytest.raises(InvalidScheduleError):
@@ -75,8 +88,13 @@ def test_invalid_expressions_are_refused(expression: str) -> None:
 
 def test_timespan_schedule_counts_from_its_origin() -> None:
     schedule = parse_schedule("00:00:30", origin=START)
-    assert occurrences(schedule, 2) == [START + timedelta(seconds=30), START + timedelta(seconds=60)]
-    assert parse_schedule("1.02:00:00", origin=START).next_after(START) == START + timedelta(days=1, hours=2)
+    assert occurrences(schedule, 2) == [
+        START + timedelta(seconds=30),
+        START + timedelta(seconds=60),
+    ]
+    assert parse_schedule("1.02:00:00", origin=START).next_after(START) == START + timedelta(
+        days=1, hours=2
+    )
 
 
 def test_parse_schedule_reads_cron_too() -> None:

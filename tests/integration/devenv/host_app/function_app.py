@@ -89,11 +89,23 @@ def slow(req: func.HttpRequest) -> func.HttpResponse:
 def on_event(event: func.EventGridEvent) -> None:
     logging.info("received event %s", event.id)
     if isinstance(event, func.CloudEvent):
-        record = {"kind": "CloudEvent", "id": event.id, "type": event.type, "source": event.source,
-                  "subject": event.subject, "data": event.get_json()}
+        record = {
+            "kind": "CloudEvent",
+            "id": event.id,
+            "type": event.type,
+            "source": event.source,
+            "subject": event.subject,
+            "data": event.get_json(),
+        }
     else:
-        record = {"kind": "EventGridEvent", "id": event.id, "type": event.event_type, "topic": event.topic,
-                  "subject": event.subject, "data": event.get_json()}
+        record = {
+            "kind": "EventGridEvent",
+            "id": event.id,
+            "type": event.event_type,
+            "topic": event.topic,
+            "subject": event.subject,
+            "data": event.get_json(),
+        }
     data = record["data"]
     if isinstance(data, dict) and data.get("fail"):
         raise ValueError(f"event {event.id} asked to fail")
@@ -105,5 +117,12 @@ def tick(timer: func.TimerRequest) -> None:
     started = time.time()
     # Slower than the one-second schedule on purpose: runs must never overlap.
     time.sleep(1.6)
-    _append("TICKS_FILE_NAME", {"start": started, "end": time.time(), "past_due": timer.past_due,
-                                "last": timer.schedule_status.get("Last")})
+    _append(
+        "TICKS_FILE_NAME",
+        {
+            "start": started,
+            "end": time.time(),
+            "past_due": timer.past_due,
+            "last": getattr(timer, "schedule_status", {}).get("Last"),
+        },
+    )
