@@ -35,7 +35,7 @@ Verified by running the real SDK against this server (tests/integration/devenv/t
 
 Beyond the SDK's calls:
 - POST `/score/{workspace}/{endpoint}` (each endpoint's `scoringUri`): `Authorization: Bearer <key or
-  AMLToken>`; `azureml-model-deployment: <name>` picks a deployment, otherwise the traffic weights do.
+  AMLToken>` (any bearer for AADToken endpoints); `azureml-model-deployment: <name>` picks a deployment, otherwise the traffic weights do.
   Answers `{deployment, endpoint, workspace, region, image, digest, request_bytes}`; 401 bad key,
   404 no such deployment or no positive weight, 424 deployment not live.
 - GET `/emulator/audit` (bearer needed): `{"records": [...]}`, append-only, also in `<state_dir>/arm/audit.jsonl`.

@@ -229,7 +229,7 @@ def test_workspaces_answer_their_region_and_unknown_ones_404(
 
 
 def test_blue_green_in_a_region_whose_replica_has_the_image(
-    emulator: Emulator, arm_env: LocalEnv, digest: str
+    emulator: Emulator, arm_env: LocalEnv, digest: str, tmp_path: Path
 ) -> None:
     client = emulator.ml_client("eastus")
     endpoint = client.online_endpoints.begin_create_or_update(
@@ -257,6 +257,12 @@ def test_blue_green_in_a_region_whose_replica_has_the_image(
         assert answer.json()["digest"] == digest
         assert answer.json()["region"] == "eastus"
     assert score(emulator, client, "ep-blue-green", "blue", "wrong-key").status_code == 401
+    request_file = tmp_path / "request.json"
+    request_file.write_text('{"ping": 1}')
+    invoked = client.online_endpoints.invoke(
+        endpoint_name="ep-blue-green", deployment_name="blue", request_file=str(request_file)
+    )
+    assert json.loads(invoked)["digest"] == digest
 
     green = client.online_deployments.begin_create_or_update(
         make_deployment("ep-blue-green", "green", image)
@@ -391,3 +397,21 @@ def test_state_and_in_flight_operations_survive_a_restart(
     answer = score(emulator, client, "ep-restart", "survivor", key)
     assert answer.status_code == 200
     assert answer.json()["digest"] == digest
+
+
+def test_aml_token_endpoint_scores_with_its_token(
+    emulator: Emulator, arm_env: LocalEnv, digest: str
+) -> None:
+    client = emulator.ml_client("eastus")
+    client.online_endpoints.begin_create_or_update(
+        ManagedOnlineEndpoint(name="ep-token", auth_mode="aml_token")
+    ).result()
+    client.online_deployments.begin_create_or_update(
+        make_deployment("ep-token", "only", image_ref(arm_env, digest))
+    ).result()
+    token = client.online_endpoints.get_keys("ep-token").access_token
+    assert token
+    assert score(emulator, client, "ep-token", "only", token).status_code == 200
+    assert score(emulator, client, "ep-token", "only", "not-the-token").status_code == 401
+    # No traffic yet: without the header nothing can serve.
+    assert score(emulator, client, "ep-token", None, token).status_code == 404
