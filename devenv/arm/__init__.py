@@ -43,8 +43,9 @@ Beyond the SDK's calls:
   deployment_failed, deployment_deleted, traffic_changed, endpoint_deleted.
 - GET `/emulator/health` (no auth), used by the launcher.
 
-Rules enforced like Azure: traffic weights are integers summing to 100 (or 0), naming existing
-deployments, positive weight only to a Succeeded deployment (400 BadArgument otherwise); a deployment
+Rules enforced (traffic sum and names follow Azure; the weight-to-Succeeded, delete-with-traffic and 409
+rules are this emulator's reading of Azure, not verified against it): traffic weights are integers summing
+to 100 (or 0), naming existing deployments, positive weight only to a Succeeded deployment (400 BadArgument otherwise); a deployment
 with traffic cannot be deleted (400); a second write while an operation runs on the same resource is 409;
 the image must be `<host>/<repository>@sha256:<hex>` (400 otherwise). A missing manifest or an
 unreachable replica fails the operation with code `ImagePullFailed`.
