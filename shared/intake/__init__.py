@@ -1,0 +1,1 @@
+"""Intake: turn Event Grid events, ACR webhooks and Distribution notifications into PushNotices (pure)."""

@@ -1,0 +1,24 @@
+"""What intake parsing yields: a PushNotice to act on, or Ignored with the reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.domain.push import NoticeSource, PushNotice
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A well-formed delivery that creates no rollout (ping, delete, chart, blob, pull...).
+
+    Acknowledged with 2xx; `reason` is for the log.
+    """
+
+    reason: str
+    kind: str | None = None
+    event_id: str | None = None
+
+
+ParsedDelivery = PushNotice | Ignored
+
+__all__ = ["Ignored", "NoticeSource", "ParsedDelivery", "PushNotice"]
