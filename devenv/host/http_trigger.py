@@ -11,7 +11,7 @@ from http.cookies import SimpleCookie
 
 from aiohttp import web
 from azure.functions.meta import Datum
-from multidict import CIMultiDict
+from multidict import CIMultiDict, MultiMapping
 
 from devenv.host.invocation import FunctionInvoker, InvocationResult
 from devenv.host.loader import IndexedFunction
@@ -37,14 +37,9 @@ async def read_whole_body(
     return None if size > limit else b"".join(chunks)
 
 
-def _joined(values: Mapping[str, str] | CIMultiDict[str], separator: str) -> dict[str, str]:
-    joined: dict[str, str] = {}
-    for key in values:
-        if key not in joined:
-            joined[key] = (
-                separator.join(values.getall(key)) if hasattr(values, "getall") else values[key]
-            )
-    return joined
+def _joined(values: MultiMapping[str], separator: str) -> dict[str, str]:
+    # Repeated headers or query keys reach the function as one joined value.
+    return {key: separator.join(values.getall(key)) for key in values}
 
 
 def request_datum(request: web.Request, body: bytes, route_params: Mapping[str, str]) -> Datum:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import logging
 import os
 import re
 import sys
@@ -25,8 +24,6 @@ from azure.functions.decorators.core import Binding, BindingDirection, Trigger
 from azure.functions.decorators.function_app import Function, FunctionRegister
 
 from devenv.host.settings import HostConfigurationError
-
-log = logging.getLogger("devenv.host")
 
 SCRIPT_MODULE = "function_app"
 HTTP_TRIGGER = "httpTrigger"

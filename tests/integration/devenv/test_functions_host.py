@@ -402,3 +402,39 @@ def test_the_host_refuses_what_azure_refuses(case: str, tmp_path: Path) -> None:
     assert finished.returncode != 0
     assert "The host cannot start" in finished.stdout
     assert message in finished.stdout
+
+
+def test_no_local_settings_and_an_empty_route_prefix(tmp_path: Path) -> None:
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    (app_dir / "host.json").write_text(
+        json.dumps({"version": "2.0", "extensions": {"http": {"routePrefix": ""}}})
+    )
+    (app_dir / "function_app.py").write_text(
+        textwrap.dedent(
+            """
+            import azure.functions as func
+
+            app = func.FunctionApp()
+
+            @app.route(route="hello/{name}")
+            def hello(req: func.HttpRequest) -> str:
+                return "hello " + req.route_params["name"]
+            """
+        )
+    )
+    port = free_port()
+    process = start_functions_host(app_dir, port, log_path=tmp_path / "host.log")
+    try:
+        answer = requests.get(f"http://127.0.0.1:{port}/hello/world", timeout=TIMEOUT)
+        assert answer.status_code == 200
+        assert answer.text == "hello world"
+        assert answer.headers["Content-Type"].startswith("text/plain")
+        assert (
+            requests.get(f"http://127.0.0.1:{port}/api/hello/world", timeout=TIMEOUT).status_code
+            == 404
+        )
+        assert "No local.settings.json" in (tmp_path / "host.log").read_text()
+    finally:
+        process.stop()
+    assert process.exit_code() == 0  # SIGTERM is a clean stop
