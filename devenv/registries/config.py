@@ -60,7 +60,7 @@ class SupervisorSettings:
     replication_base_s: float = 2.0
     replication_bandwidth_bytes_per_s: float = 20_000_000.0
     # Distribution's per-endpoint delivery knobs: short, so a missing endpoint costs little.
-    notification_timeout: str = "1s"
+    notification_timeout: str = "3s"
     notification_backoff: str = "1s"
     extra: dict[str, str] = field(default_factory=dict)
 

@@ -23,6 +23,10 @@ class ReplicationError(RuntimeError):
     """A registry refused or failed a step of the copy."""
 
 
+class ManifestGoneError(ReplicationError):
+    """The source no longer has the manifest (deleted since the push): nothing left to copy."""
+
+
 @dataclass(frozen=True)
 class ManifestNode:
     """A manifest with what it references: blobs and, for an index, child manifests."""
@@ -70,6 +74,8 @@ class RegistryCopier:
         """Fetch a manifest by digest and, for an index, its children, recursively."""
         url = f"{registry}/v2/{repository}/manifests/{digest}"
         async with self.session.get(url, headers={"Accept": MANIFEST_ACCEPT}) as response:
+            if response.status == 404:
+                raise ManifestGoneError(f"GET {url}: 404")
             if response.status != 200:
                 raise ReplicationError(f"GET {url}: {response.status}")
             body = await response.read()

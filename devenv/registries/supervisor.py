@@ -30,7 +30,7 @@ from devenv.registries.events import (
     manifest_push,
 )
 from devenv.registries.publisher import TopicPublisher
-from devenv.registries.replicator import RegistryCopier
+from devenv.registries.replicator import ManifestGoneError, RegistryCopier
 from devenv.registries.spool import Spool
 from devenv.tls import TlsFiles
 
@@ -117,7 +117,11 @@ class RegistrySupervisor:
             log_path=self.settings.log_dir / f"registry-{region.settings.name}.log",
         ).start()
         region.process = process
-        await asyncio.to_thread(process.wait_for_port, region.settings.port, timeout=30)
+        try:
+            await asyncio.to_thread(process.wait_for_port, region.settings.port, timeout=30)
+        except BaseException:
+            await self._stop_registry(region)
+            raise
 
     async def _stop_registry(self, region: RegionRuntime) -> None:
         process, region.process = region.process, None
@@ -176,7 +180,7 @@ class RegistrySupervisor:
                 "published": list(self.published),
                 "last_errors": [e["last_error"] for e in events.values() if e.get("last_error")],
             },
-            "pending_pushes": len(self.pushes.items()),
+            "pending_pushes": len(self.pushes),
         }
 
     # ---- intake (called by the relay; must stay fast: disk only) ---------
@@ -297,6 +301,10 @@ class RegistrySupervisor:
         primary = self.settings.primary
         try:
             node = await self._copier.describe(primary.url, push.repository, push.digest)
+        except ManifestGoneError:
+            log.info("%s@%s was deleted before replication", push.repository, push.digest)
+            self.pushes.remove(item_id)
+            return
         except Exception as error:
             attempts = item["attempts"] + 1
             self.pushes.put(
@@ -340,6 +348,10 @@ class RegistrySupervisor:
                 repository=job["repository"],
                 tag=job["tag"],
             )
+        except ManifestGoneError:
+            log.info("%s@%s was deleted before replication", job["repository"], job["digest"])
+            self.replications.remove(job_id)
+            return
         except Exception as error:
             attempts = job.get("attempts", 0) + 1
             log.info("replication %s failed (attempt %d): %s", job_id, attempts, error)

@@ -471,7 +471,7 @@ def test_relay_publishes_image_pushed_as_a_cloud_event(
         env, tls_files, eventgrid_topic_endpoint=topic.endpoint, event_schema=CLOUD_EVENT_SCHEMA
     )
     try:
-        image = build_image(size_bytes=1_000, seed="events")
+        image = build_image(size_bytes=1_000, seed="events-cloud")
         digest = _push(env, tls_files, "models/events", "v7", image)
         wait_until(
             lambda: any("specversion" in e for _, e in topic.events_for(digest)),
