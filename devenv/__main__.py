@@ -1,0 +1,81 @@
+"""`python -m devenv up|demo`: the entry points behind `make up` and `make demo`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+from devenv.config import default_env
+from devenv.local_settings import app_settings, write_local_settings
+from devenv.paths import REPO_ROOT
+from devenv.process import ProcessFailedError
+
+
+def _up(args: argparse.Namespace) -> int:
+    from devenv.stack import start_stack
+
+    env = default_env()
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        print(f"\nreceived {signal.Signals(signum).name}: stopping everything…", flush=True)
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    from devenv.tls import ensure_tls
+
+    tls = ensure_tls(env.state_dir / "tls")
+    settings_path = REPO_ROOT / "local.settings.json"
+    if write_local_settings(settings_path, app_settings(env, tls)):
+        print(f"wrote {settings_path.name} for the local environment")
+    else:
+        print(f"kept your own {settings_path.name}; the local environment's values are passed as environment variables")
+    stack = start_stack(env)
+    width = max(len(name) for name, _ in stack.describe())
+    print(f"georollout local environment is up in {stack.started_in_s:.1f}s:")
+    for name, url in stack.describe():
+        print(f"  {name.ljust(width)}  {url}")
+    print("Ctrl-C stops everything.", flush=True)
+    code = 0
+    try:
+        while not stop.wait(1.0):
+            dead = stack.dead()
+            if dead:
+                for process in dead:
+                    try:
+                        process.check_running()
+                    except ProcessFailedError as error:
+                        print(f"ERROR: {error}", file=sys.stderr, flush=True)
+                code = 1
+                break
+    finally:
+        stack.stop()
+        print("stopped.", flush=True)
+    return code
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from devenv.demo import run_demo
+
+    return run_demo(large=args.large)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m devenv", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("up", help="start the local environment and the function app until Ctrl-C")
+    demo = commands.add_parser("demo", help="push a sample model image and watch it roll out")
+    demo.add_argument("--large", action="store_true", help="push a larger image (about 200 MB)")
+    args = parser.parse_args(argv)
+    return _up(args) if args.command == "up" else _demo(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
