@@ -148,6 +148,8 @@ class DeliveryDispatcher:
         channel = self._channels.get(key)
         if channel is None:
             channel = self._channels[key] = _Channel()
+        # A worker ends when its subscription is gone; one created again under that name needs a new one.
+        if channel.task is None or channel.task.done():
             channel.task = asyncio.get_running_loop().create_task(self._work(key, channel))
         return channel
 

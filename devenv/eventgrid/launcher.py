@@ -42,6 +42,7 @@ __all__ = [
     "start_eventgrid",
     "subscription_url",
     "topic_endpoint",
+    "wait_subscription_active",
 ]
 
 
@@ -115,6 +116,22 @@ def get_subscription(
 ) -> dict[str, Any] | None:
     """The subscription's document from the management API, or None when it does not exist."""
     return _get_json(env, tls, f"/topics/{topic_name}/subscriptions/{subscription_name}")
+
+
+def wait_subscription_active(
+    env: LocalEnv, tls: TlsFiles, topic_name: str, subscription_name: str, *, timeout_s: float = 30
+) -> None:
+    """Wait until the subscription passed its validation handshake (the emulator retries a failed one)."""
+
+    def active() -> bool:
+        document = get_subscription(env, tls, topic_name, subscription_name)
+        return document is not None and document["provisioningState"] == "Succeeded"
+
+    wait_until(
+        active,
+        timeout=timeout_s,
+        what=f"Event Grid subscription {topic_name}/{subscription_name} to be validated",
+    )
 
 
 def dead_letters(env: LocalEnv, topic_name: str, subscription_name: str) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 
 from aiohttp import web
 
@@ -16,6 +17,8 @@ from devenv.eventgrid.config import InputSchema, topic_by_name
 from devenv.eventgrid.emulator_state import EMULATOR
 from devenv.eventgrid.event_schemas import InvalidEventError, validate_events
 from devenv.eventgrid.http_io import MAX_REQUEST_BYTES, json_error, read_body_within
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPES = {
     InputSchema.EVENT_GRID: {"application/json"},
@@ -78,5 +81,8 @@ async def publish_events(request: web.Request) -> web.Response:
         events = validate_events(topic, parsed)
     except InvalidEventError as error:
         return json_error(400, "BadRequest", str(error))
-    state.dispatcher.enqueue(topic, events)
+    spooled = state.dispatcher.enqueue(topic, events)
+    log.info(
+        "topic %s: accepted %d event(s), %d delivery(ies) spooled", topic.name, len(events), spooled
+    )
     return web.Response(status=200)

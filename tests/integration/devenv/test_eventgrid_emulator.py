@@ -34,6 +34,7 @@ from devenv.eventgrid.launcher import (
     start_eventgrid,
     subscription_url,
     topic_endpoint,
+    wait_subscription_active,
 )
 from devenv.ports import LOOPBACK, free_port
 from devenv.process import ManagedProcess, wait_until
@@ -66,6 +67,7 @@ class WebhookReceiver:
     requests: list[Request] = field(default_factory=list)
     fail_next: dict[str, int] = field(default_factory=dict)  # function -> Notifications to fail
     always_fail: set[str] = field(default_factory=set)
+    bad_request: set[str] = field(default_factory=set)  # answer Notifications with 400
     refuse_validation: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _thread: threading.Thread | None = None
@@ -144,6 +146,8 @@ class WebhookReceiver:
             code = json.loads(text)[0]["data"]["validationCode"]
             return web.json_response({"validationResponse": code})
         if event_type == "Notification":
+            if function in self.bad_request:
+                return web.Response(status=400)
             return web.Response(status=500 if fail else 202)
         return web.Response(status=400)
 
@@ -219,11 +223,7 @@ def management(
 
 
 def wait_active(env: LocalEnv, tls: TlsFiles, topic: str, subscription: str) -> None:
-    def active() -> bool:
-        document = get_subscription(env, tls, topic, subscription)
-        return document is not None and document["provisioningState"] == "Succeeded"
-
-    wait_until(active, timeout=DEADLINE_S, what=f"subscription {subscription} to be validated")
+    wait_subscription_active(env, tls, topic, subscription, timeout_s=DEADLINE_S)
 
 
 def pending(env: LocalEnv, tls: TlsFiles, topic: str, subscription: str) -> int:
@@ -482,6 +482,31 @@ def test_receiver_always_failing_is_dead_lettered_after_max_attempts(
     assert pending(env, tls_files, "deadletters", "broken-sub") == 0
 
 
+def test_receiver_answering_400_is_dead_lettered_without_retries(
+    emulators: Emulators, tls_files: TlsFiles, receiver: WebhookReceiver
+) -> None:
+    receiver.bad_request.add("picky")
+    sub = SubscriptionSpec("picky-sub", receiver.url("picky"))
+    env = emulators.start(
+        [TopicSpec("bad-requests", InputSchema.CLOUD_EVENTS, subscriptions=(sub,))]
+    )
+    wait_active(env, tls_files, "bad-requests", "picky-sub")
+    event: CloudEvent[Any] = CloudEvent(source="/g", type="t", id="refused-1")
+
+    send(env, tls_files, "bad-requests", [event])
+
+    wait_until(
+        lambda: bool(dead_letters(env, "bad-requests", "picky-sub")),
+        timeout=DEADLINE_S,
+        what="a dead letter",
+    )
+    (record,) = dead_letters(env, "bad-requests", "picky-sub")
+    assert record["id"] == "refused-1"
+    assert record["deadLetterReason"] == "UndeliverableDueToHttpBadRequest"
+    assert (record["deliveryAttempts"], record["lastHttpStatusCode"]) == (1, 400)
+    assert len(receiver.notifications("picky")) == 1
+
+
 # --- the validation handshake through the management API ---
 
 
@@ -517,6 +542,20 @@ def test_subscription_failing_validation_stays_inactive_until_it_passes(
     assert status == 200 and [s["name"] for s in listing["value"]] == ["late-sub"]
     assert management(env, tls_files, "DELETE", url)[0] == 200
     assert management(env, tls_files, "GET", url)[0] == 404
+    send(env, tls_files, "handshake", [event])  # no subscription: delivered to no one
+
+    status, document = management(env, tls_files, "PUT", url, {"endpoint": receiver.url(function)})
+    assert (status, document["provisioningState"]) == (201, "Succeeded")
+    second: Any = (
+        EventGridEvent("s", "t", {}, "1")
+        if schema is InputSchema.EVENT_GRID
+        else CloudEvent(source="/g", type="t")
+    )
+    send(env, tls_files, "handshake", [second])
+    wait_until(
+        lambda: len(receiver.notifications(function)) == 2, timeout=DEADLINE_S, what="delivery"
+    )
+    assert event_ids(receiver.notifications(function)) == [str(event.id), str(second.id)]
 
 
 # --- chaos and restarts ---
