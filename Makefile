@@ -7,9 +7,9 @@ PY := $(VENV)/bin/python
 STATE := .georollout
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup up demo test lint typecheck unit clean
+.PHONY: setup infra-tools up demo test lint typecheck unit clean
 
-setup: $(STATE)/.setup-done
+setup: $(STATE)/.setup-done infra-tools
 
 # The stamp depends on the files that say what to install, so editing one
 # re-runs set-up, and nothing else does.
@@ -20,6 +20,22 @@ $(STATE)/.setup-done: requirements.txt requirements-dev.txt package.json
 	@[ -x $(PY) ] || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	@[ -x node_modules/.bin/azurite ] || npm install --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The infra checks' tools live in their own venv: checkov pins versions of shared packages that
+# can clash with the app's azure-* pins. pycep-parser is pinned to the version checkov 3.3.30
+# requires, so the Bicep test parses with the very parser checkov scans with.
+INFRA_VENV := $(STATE)/infra-venv
+CHECKOV_VERSION := 3.3.30
+PYCEP_VERSION := 0.5.1
+
+infra-tools: $(INFRA_VENV)/.tools-$(CHECKOV_VERSION)-$(PYCEP_VERSION)
+
+$(INFRA_VENV)/.tools-$(CHECKOV_VERSION)-$(PYCEP_VERSION):
+	@mkdir -p $(STATE)
+	@[ -x $(INFRA_VENV)/bin/python ] || python3 -m venv $(INFRA_VENV)
+	@$(INFRA_VENV)/bin/python -m pip install -q --disable-pip-version-check checkov==$(CHECKOV_VERSION) pycep-parser==$(PYCEP_VERSION)
+	@rm -f $(INFRA_VENV)/.tools-*
 	@touch $@
 
 up: setup

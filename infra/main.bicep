@@ -42,6 +42,9 @@ param registryName string = ''
 @description('Table georollout keeps its rollouts in.')
 param tableName string = 'rollouts'
 
+@description('Path (in the deployed package) of an extra PEM CA bundle the clients trust; empty in Azure, where the system CAs suffice.')
+param caBundle string = ''
+
 @description('NCRONTAB schedule of the replica probe timer (seconds first).')
 param probeSchedule string = '*/30 * * * * *'
 
@@ -49,10 +52,10 @@ param probeSchedule string = '*/30 * * * * *'
 param probeBudgetPerMinute string = '600'
 
 @description('Probes in flight at once.')
-param probeConcurrency string = '8'
+param probeConcurrency string = '16'
 
 @description('First back-off after a throttled or failed probe (seconds).')
-param probeBackoffInitialSeconds string = '5'
+param probeBackoffInitialSeconds string = '15'
 
 @description('Longest back-off between probes of one region (seconds).')
 param probeBackoffMaxSeconds string = '300'
@@ -61,10 +64,10 @@ param probeBackoffMaxSeconds string = '300'
 param replicationTimeoutMinutes string = '60'
 
 @description('Extra replication timeout per GB of image (minutes).')
-param replicationTimeoutMinutesPerGb string = '6'
+param replicationTimeoutMinutesPerGb string = '10'
 
-@description('Target rules (JSON); empty for the default catch-all rule, one endpoint per repository.')
-param targets string = ''
+@description('Target rules (JSON, first match wins); the default is one catch-all rule, one endpoint per repository.')
+param targets string = '[{"repository": "*", "tag": "*", "endpoint": "{repository}"}]'
 
 @description('Instance type of the online deployments georollout creates.')
 param instanceType string = 'Standard_DS3_v2'
@@ -73,13 +76,13 @@ param instanceType string = 'Standard_DS3_v2'
 param instanceCount string = '1'
 
 @description('Smoke request body sent to a new deployment before traffic moves (JSON).')
-param smokeRequest string = '{}'
+param smokeRequest string = '{"input": "ping"}'
 
-@description('Auth mode of the online endpoints georollout creates (key or aml_token).')
+@description('Auth mode of the online endpoints georollout creates (key, aml_token or aad_token).')
 param endpointAuthMode string = 'key'
 
-@description('Seconds between checks of a running Azure ML operation.')
-param deployPollSeconds string = '30'
+@description('Seconds before a region with a deployment in progress is looked at again.')
+param deployPollSeconds string = '10'
 
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -196,6 +199,7 @@ module functionApp 'app/function-app.bicep' = {
     tableName: storage.outputs.tableName
     eventsTopicEndpoint: events.outputs.eventsTopicEndpoint
     webhookTokenSecretUri: keyVault.outputs.webhookTokenSecretUri
+    caBundle: caBundle
     probeSchedule: probeSchedule
     probeBudgetPerMinute: probeBudgetPerMinute
     probeConcurrency: probeConcurrency

@@ -31,6 +31,7 @@ param tableName string
 param eventsTopicEndpoint string
 param webhookTokenSecretUri string
 
+param caBundle string
 param probeSchedule string
 param probeBudgetPerMinute string
 param probeConcurrency string
@@ -125,6 +126,10 @@ var georolloutSettings = [
   {
     name: 'GEOROLLOUT_ARM_ENDPOINT'
     value: environment().resourceManager
+  }
+  {
+    name: 'GEOROLLOUT_CA_BUNDLE'
+    value: caBundle
   }
   {
     name: 'GEOROLLOUT_EVENTS_TOPIC_ENDPOINT'

@@ -17,7 +17,10 @@ param webhookTokenSecretName string
 param regions string
 
 @description('Header that carries the webhook token on every ACR webhook call.')
-param webhookTokenHeader string = 'X-Georollout-Webhook-Token'
+param webhookTokenHeader string = 'Authorization'
+
+@description('Text before the token in that header.')
+param webhookTokenPrefix string = 'Bearer '
 
 @description('Repository scope of the ACR webhooks (e.g. models/*:*); empty for every repository.')
 param webhookRepositoryScope string = ''
@@ -130,6 +133,7 @@ module webhooks 'webhooks.bicep' = {
     functionAppName: functionAppName
     regions: regions
     webhookTokenHeader: webhookTokenHeader
+    webhookTokenPrefix: webhookTokenPrefix
     webhookToken: vault.getSecret(webhookTokenSecretName)
     repositoryScope: webhookRepositoryScope
   }

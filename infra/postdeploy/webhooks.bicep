@@ -8,6 +8,7 @@ param functionAppName string
 param regions string
 
 param webhookTokenHeader string
+param webhookTokenPrefix string
 
 @secure()
 @description('The ACR webhook token, from Key Vault.')
@@ -39,7 +40,7 @@ resource regionalWebhooks 'Microsoft.ContainerRegistry/registries/webhooks@2023-
   properties: {
     serviceUri: '${hookUrl}?region=${region}&code=${functionKey}'
     customHeaders: {
-      '${webhookTokenHeader}': webhookToken
+      '${webhookTokenHeader}': '${webhookTokenPrefix}${webhookToken}'
     }
     status: 'enabled'
     scope: repositoryScope

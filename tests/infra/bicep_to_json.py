@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pycep import BicepParser  # type: ignore[import-not-found]
+from pycep import BicepParser
 
 
 def parse_files(paths: list[str]) -> dict[str, Any]:

@@ -1,0 +1,493 @@
+"""Checks infra/'s Bicep templates, parsed with pycep-parser, against the deployment georollout needs.
+
+Every resource, setting and role the Azure deployment relies on is asserted by name and value;
+the function app's settings are compared with the configuration catalogue (shared.config.SETTINGS).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from shared.config import REGION_PLACEHOLDER, SETTINGS
+from tests.infra.templates import (
+    INFRA_DIR,
+    Templates,
+    bicep_files,
+    body,
+    decorator,
+    expression_text,
+    loop_of,
+)
+
+ACR_PULL = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+STORAGE_TABLE_DATA_CONTRIBUTOR = "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"
+STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
+STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0a970"
+EVENTGRID_DATA_SENDER = "d5a91429-5739-47e2-a06b-3470a27159e7"
+AZUREML_DATA_SCIENTIST = "f6c7c914-8db3-469d-8ca1-694a8f32e121"
+MANAGED_IDENTITY_OPERATOR = "f1a07417-d97a-45cb-824c-7a7467783830"
+KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+
+# Roles that would let the function do anything or hand out roles: never granted.
+PRIVILEGED_ROLES = {
+    "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
+    "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
+    "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": "User Access Administrator",
+    "f58310d9-a9f6-439a-9e8d-f62e7b41a168": "Role Based Access Control Administrator",
+}
+
+FUNCTION_PRINCIPAL = "functionApp.outputs.principalId"
+
+# main.bicep module -> (role module, role, principal expression, loop array or None).
+EXPECTED_ROLE_ASSIGNMENTS: dict[str, tuple[str, str, str, str | None]] = {
+    "functionAcrPull": ("core/security/registry-role.bicep", ACR_PULL, FUNCTION_PRINCIPAL, None),
+    "functionTableData": (
+        "core/security/storage-table-role.bicep",
+        STORAGE_TABLE_DATA_CONTRIBUTOR,
+        FUNCTION_PRINCIPAL,
+        None,
+    ),
+    "functionBlobData": (
+        "core/security/storage-account-role.bicep",
+        STORAGE_BLOB_DATA_OWNER,
+        FUNCTION_PRINCIPAL,
+        None,
+    ),
+    "functionQueueData": (
+        "core/security/storage-account-role.bicep",
+        STORAGE_QUEUE_DATA_CONTRIBUTOR,
+        FUNCTION_PRINCIPAL,
+        None,
+    ),
+    "functionEventsSender": (
+        "core/security/event-grid-topic-role.bicep",
+        EVENTGRID_DATA_SENDER,
+        FUNCTION_PRINCIPAL,
+        None,
+    ),
+    "functionWebhookTokenReader": (
+        "core/security/key-vault-secret-role.bicep",
+        KEY_VAULT_SECRETS_USER,
+        FUNCTION_PRINCIPAL,
+        None,
+    ),
+    "functionTelemetry": (
+        "core/security/app-insights-role.bicep",
+        MONITORING_METRICS_PUBLISHER,
+        FUNCTION_PRINCIPAL,
+        None,
+    ),
+    "functionWorkspaceRoles": (
+        "core/security/workspace-role.bicep",
+        AZUREML_DATA_SCIENTIST,
+        FUNCTION_PRINCIPAL,
+        "workspaceIdList",
+    ),
+    "functionIdentityOperator": (
+        "core/security/identity-role.bicep",
+        MANAGED_IDENTITY_OPERATOR,
+        FUNCTION_PRINCIPAL,
+        "regionNames",
+    ),
+    "endpointAcrPull": (
+        "core/security/registry-role.bicep",
+        ACR_PULL,
+        "endpointIdentities.outputs.principalIds[i]",
+        "regionNames",
+    ),
+    "systemTopicDeadLetter": (
+        "core/security/storage-container-role.bicep",
+        STORAGE_BLOB_DATA_CONTRIBUTOR,
+        "events.outputs.systemTopicPrincipalId",
+        None,
+    ),
+    "eventsTopicDeadLetter": (
+        "core/security/storage-container-role.bicep",
+        STORAGE_BLOB_DATA_CONTRIBUTOR,
+        "events.outputs.eventsTopicPrincipalId",
+        None,
+    ),
+}
+
+# The scope each role module assigns at: the existing resource it names, never a group.
+ROLE_MODULE_SCOPES = {
+    "core/security/registry-role.bicep": "Microsoft.ContainerRegistry/registries",
+    "core/security/storage-account-role.bicep": "Microsoft.Storage/storageAccounts",
+    "core/security/storage-table-role.bicep": "Microsoft.Storage/storageAccounts/tableServices/tables",
+    "core/security/storage-container-role.bicep": "Microsoft.Storage/storageAccounts/blobServices/containers",
+    "core/security/event-grid-topic-role.bicep": "Microsoft.EventGrid/topics",
+    "core/security/workspace-role.bicep": "Microsoft.MachineLearningServices/workspaces",
+    "core/security/identity-role.bicep": "Microsoft.ManagedIdentity/userAssignedIdentities",
+    "core/security/key-vault-secret-role.bicep": "Microsoft.KeyVault/vaults/secrets",
+    "core/security/app-insights-role.bicep": "Microsoft.Insights/components",
+}
+
+# APPLICATIONINSIGHTS_CONNECTION_STRING names an ingestion endpoint, not a credential: the
+# component has local auth off, so the host must authenticate with Entra ID
+# (APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD).
+CREDENTIAL_FREE_CONNECTION_SETTINGS = {"APPLICATIONINSIGHTS_CONNECTION_STRING"}
+CREDENTIAL_WORDS = re.compile(r"CONNECTION_STRING|KEY|PASSWORD|SECRET|SAS", re.IGNORECASE)
+SECRET_PARAMETER_WORDS = re.compile(r"token|key|password|secret|connectionstring", re.IGNORECASE)
+NON_SECRET_PARAMETER_SUFFIXES = ("Name", "Header", "Prefix", "Uri", "Id")
+# Passed on to APPLICATIONINSIGHTS_CONNECTION_STRING: no credential (see above).
+NON_SECRET_PARAMETERS = {"applicationInsightsConnectionString"}
+MAIN = "main.bicep"
+FUNCTION_APP = "app/function-app.bicep"
+POSTDEPLOY = "postdeploy/main.bicep"
+
+
+def app_settings(templates: Templates) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The function app's settings: (static name -> value, per-region name template -> value)."""
+    app = templates.file(FUNCTION_APP)
+    site = body(app["resources"]["functionApp"])
+    concat = site["properties"]["siteConfig"]["appSettings"]["function"]
+    assert concat["type"] == "concat", "appSettings is concat(<setting lists>)"
+    static: dict[str, Any] = {}
+    per_region: dict[str, Any] = {}
+    for variable_name in concat["parameters"].values():
+        variable = app["variables"][variable_name]
+        loop = loop_of(variable)
+        if loop is None:
+            for pair in variable["value"]:
+                static[pair["name"]] = pair["value"]
+        else:
+            assert loop["detail"]["array_name"] == "regionNames", variable_name
+            entry = variable["value"]["config"]
+            per_region[entry["name"]] = entry["value"]
+    return static, per_region
+
+
+def region_template(setting_name: str) -> str:
+    """How function-app.bicep spells a per-region setting name in its region loop."""
+    return setting_name.replace(REGION_PLACEHOLDER, "${toUpper(region)}")
+
+
+def test_every_bicep_file_parses(templates: Templates) -> None:
+    assert len(templates.parsed) == len(bicep_files()) >= 15
+    failures = {path: doc["error"] for path, doc in templates.parsed.items() if "error" in doc}
+    assert failures == {}
+
+
+def test_main_is_the_azd_entry_point(templates: Templates) -> None:
+    main = templates.file(MAIN)
+    assert main["globals"]["scope"]["value"] == "subscription"
+    assert body(main["resources"]["rg"])["name"]
+    azure_yaml = (INFRA_DIR.parent / "azure.yaml").read_text()
+    assert re.search(r"^\s+path: infra$", azure_yaml, re.MULTILINE)
+    assert re.search(r"^\s+host: function$", azure_yaml, re.MULTILINE)
+    assert re.search(r"^\s+language: python$", azure_yaml, re.MULTILINE)
+    assert "run: bash infra/hooks/postdeploy.sh" in azure_yaml
+
+    parameters = json.loads((INFRA_DIR / "main.parameters.json").read_text())["parameters"]
+    declared = main["parameters"]
+    assert set(parameters) <= set(declared), "main.parameters.json names unknown parameters"
+    without_default = {name for name, spec in declared.items() if spec["default"] is None}
+    assert without_default <= set(parameters), "a required parameter has no value source"
+
+
+def test_registry_is_premium_geo_replicated_with_regional_endpoints(templates: Templates) -> None:
+    registry = templates.resource("app/registry.bicep", "registry")
+    assert registry["type"] == "Microsoft.ContainerRegistry/registries"
+    assert registry["api_version"].endswith("-preview"), "regionalEndpoints is a preview property"
+    config = body(registry)
+    assert config["sku"]["name"] == "Premium"
+    properties = config["properties"]
+    assert properties["regionalEndpoints"] == "Enabled"
+    assert properties["adminUserEnabled"] is False
+    assert properties["anonymousPullEnabled"] is False
+
+    replications = templates.resource("app/registry.bicep", "replications")
+    assert replications["type"] == "Microsoft.ContainerRegistry/registries/replications"
+    assert loop_of(replications) == {
+        "type": "array",
+        "detail": {"item_name": "replicaLocation", "array_name": "replicaLocations"},
+    }
+    assert body(replications)["location"] == "replicaLocation"
+    params = body(templates.module(MAIN, "registry"))["params"]
+    assert expression_text(params["replicaLocations"]) == "skip(regionNames, 1)"
+    assert params["location"] == "primaryRegion"
+
+
+def test_function_app_is_flex_consumption_python_311_with_managed_identity(
+    templates: Templates,
+) -> None:
+    plan = body(templates.resource(FUNCTION_APP, "plan"))
+    assert plan["sku"] == {"name": "FC1", "tier": "FlexConsumption"}
+    site = body(templates.resource(FUNCTION_APP, "functionApp"))
+    assert site["kind"] == "functionapp,linux"
+    assert site["identity"] == {"type": "SystemAssigned"}
+    properties = site["properties"]
+    assert properties["httpsOnly"] is True
+    assert properties["siteConfig"]["minTlsVersion"] == "1.2"
+    assert properties["siteConfig"]["ftpsState"] == "Disabled"
+    assert properties["functionAppConfig"]["runtime"] == {"name": "python", "version": "3.11"}
+    deployment_auth = properties["functionAppConfig"]["deployment"]["storage"]["authentication"]
+    assert deployment_auth == {"type": "SystemAssignedIdentity"}
+    for policy in ("ftpPublishing", "scmPublishing"):
+        assert body(templates.resource(FUNCTION_APP, policy))["properties"] == {"allow": False}
+
+    static, _ = app_settings(templates)
+    assert static["AzureWebJobsStorage__accountName"] == "storageAccountName"
+    assert static["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert "AzureWebJobsStorage" not in static, "the host must use its identity, not a key"
+    assert static["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"] == "Authorization=AAD"
+
+
+def test_storage_takes_only_entra_id_over_tls_12(templates: Templates) -> None:
+    storage = body(templates.resource("core/storage/storage-account.bicep", "storage"))
+    properties = storage["properties"]
+    assert properties["allowSharedKeyAccess"] is False
+    assert properties["allowBlobPublicAccess"] is False
+    assert properties["minimumTlsVersion"] == "TLS1_2"
+    assert properties["supportsHttpsTrafficOnly"] is True
+    table = body(templates.resource("core/storage/storage-account.bicep", "table"))
+    assert table["name"] == "tableName"
+
+
+def test_event_grid_has_a_system_topic_and_a_cloudevents_topic(templates: Templates) -> None:
+    system_topic = body(templates.resource("app/events.bicep", "systemTopic"))
+    assert system_topic["properties"] == {
+        "source": "registryId",
+        "topicType": "Microsoft.ContainerRegistry.Registries",
+    }
+    assert system_topic["identity"] == {"type": "SystemAssigned"}
+    events_topic = body(templates.resource("app/events.bicep", "eventsTopic"))
+    assert events_topic["properties"]["inputSchema"] == "CloudEventSchemaV1_0"
+    assert events_topic["properties"]["disableLocalAuth"] is True
+    assert events_topic["identity"] == {"type": "SystemAssigned"}
+    events = body(templates.module(MAIN, "events"))["params"]
+    assert expression_text(events["registryId"]) == "registry.outputs.id"
+
+
+def assert_function_subscription(
+    subscription: dict[str, Any], function_name: str, schema: str
+) -> dict[str, Any]:
+    properties = body(subscription)["properties"]
+    destination = properties["destination"]
+    assert destination["endpointType"] == "AzureFunction", "a function destination, not a webhook"
+    assert (
+        destination["properties"]["resourceId"] == f"${{functionApp.id}}/functions/{function_name}"
+    )
+    assert properties["eventDeliverySchema"] == schema
+    assert properties["retryPolicy"] == "retryPolicy"
+    assert properties["deadLetterWithResourceIdentity"] == "deadLetter"
+    return properties  # type: ignore[no-any-return]
+
+
+def test_postdeploy_subscribes_the_functions_with_retries_and_dead_letters(
+    templates: Templates,
+) -> None:
+    postdeploy = templates.file(POSTDEPLOY)
+    image_pushed = postdeploy["resources"]["imagePushed"]
+    assert image_pushed["type"] == "Microsoft.EventGrid/systemTopics/eventSubscriptions"
+    properties = assert_function_subscription(image_pushed, "on_image_pushed", "EventGridSchema")
+    assert properties["filter"]["includedEventTypes"] == ["Microsoft.ContainerRegistry.ImagePushed"]
+
+    rollout_events = postdeploy["resources"]["rolloutEvents"]
+    assert rollout_events["type"] == "Microsoft.EventGrid/topics/eventSubscriptions"
+    assert_function_subscription(rollout_events, "on_rollout_event", "CloudEventSchemaV1_0")
+
+    variables = postdeploy["variables"]
+    assert variables["retryPolicy"]["value"] == {
+        "maxDeliveryAttempts": "maxDeliveryAttempts",
+        "eventTimeToLiveInMinutes": "eventTimeToLiveInMinutes",
+    }
+    dead_letter = variables["deadLetter"]["value"]
+    assert dead_letter["identity"] == {"type": "SystemAssigned"}
+    assert dead_letter["deadLetterDestination"]["endpointType"] == "StorageBlob"
+    assert dead_letter["deadLetterDestination"]["properties"]["blobContainerName"] == (
+        "deadLetterContainerName"
+    )
+
+
+def test_postdeploy_creates_one_regional_push_webhook_per_region(templates: Templates) -> None:
+    webhooks = templates.file("postdeploy/webhooks.bicep")
+    webhook = webhooks["resources"]["regionalWebhooks"]
+    assert webhook["type"] == "Microsoft.ContainerRegistry/registries/webhooks"
+    assert loop_of(webhook) == {
+        "type": "array",
+        "detail": {"item_name": "region", "array_name": "regionNames"},
+    }
+    config = body(webhook)
+    assert config["location"] == "region", "a webhook in a replica's region is a regional webhook"
+    properties = config["properties"]
+    assert properties["actions"] == ["push"]
+    assert properties["serviceUri"] == "${hookUrl}?region=${region}&code=${functionKey}"
+    assert webhooks["variables"]["hookUrl"]["value"].endswith("/api/hooks/acr")
+    assert expression_text(webhooks["variables"]["functionKey"]["value"]) == (
+        "functionHost.listKeys().functionKeys.default"
+    )
+    assert properties["customHeaders"] == {
+        "'${webhookTokenHeader}'": "${webhookTokenPrefix}${webhookToken}"
+    }
+    token = webhooks["parameters"]["webhookToken"]
+    assert decorator(token, "secure") and token["default"] is None
+    module = body(templates.module(POSTDEPLOY, "webhooks"))
+    assert expression_text(module["params"]["webhookToken"]) == (
+        "vault.getSecret(webhookTokenSecretName)"
+    )
+
+    hook = (INFRA_DIR / "hooks" / "postdeploy.sh").read_text()
+    assert "postdeploy/main.bicep" in hook
+    assert "az deployment group create" in hook
+
+
+def test_endpoint_identities_one_per_region_with_acr_pull(templates: Templates) -> None:
+    identities = templates.resource("app/endpoint-identities.bicep", "endpointIdentities")
+    assert identities["type"] == "Microsoft.ManagedIdentity/userAssignedIdentities"
+    assert loop_of(identities) == {
+        "type": "array",
+        "detail": {"item_name": "region", "array_name": "regionNames"},
+    }
+    assert body(identities)["location"] == "region"
+    _, per_region = app_settings(templates)
+    identity_setting = region_template("GEOROLLOUT_REGION_{REGION}_ENDPOINT_IDENTITY_ID")
+    assert expression_text(per_region[identity_setting]) == "endpointIdentityIds[i]"
+    params = body(templates.module(MAIN, "functionApp"))["params"]
+    assert expression_text(params["endpointIdentityIds"]) == "endpointIdentities.outputs.ids"
+
+
+def test_monitoring_and_diagnostic_settings(templates: Templates) -> None:
+    monitoring = "core/monitor/monitoring.bicep"
+    assert templates.resource(monitoring, "logAnalytics")["type"] == (
+        "Microsoft.OperationalInsights/workspaces"
+    )
+    insights = body(templates.resource(monitoring, "applicationInsights"))
+    assert expression_text(insights["properties"]["WorkspaceResourceId"]) == "logAnalytics.id"
+    assert insights["properties"]["DisableLocalAuth"] is True
+    static, _ = app_settings(templates)
+    assert static["APPLICATIONINSIGHTS_CONNECTION_STRING"] == "applicationInsightsConnectionString"
+
+    scopes = {
+        (path, body(resource)["scope"])
+        for path, doc in templates.parsed.items()
+        for resource in doc.get("resources", {}).values()
+        if resource["type"] == "Microsoft.Insights/diagnosticSettings"
+    }
+    assert {
+        ("app/registry.bicep", "registry"),
+        ("app/events.bicep", "systemTopic"),
+        ("app/events.bicep", "eventsTopic"),
+    } <= scopes
+    for path, doc in templates.parsed.items():
+        for resource in doc.get("resources", {}).values():
+            if resource["type"] == "Microsoft.Insights/diagnosticSettings":
+                assert body(resource)["properties"]["workspaceId"] == "logAnalyticsWorkspaceId", (
+                    path
+                )
+
+
+@pytest.mark.parametrize("module_name", sorted(EXPECTED_ROLE_ASSIGNMENTS))
+def test_role_assignment(templates: Templates, module_name: str) -> None:
+    path, role, principal, loop_array = EXPECTED_ROLE_ASSIGNMENTS[module_name]
+    module = templates.module(MAIN, module_name)
+    assert module["detail"]["path"] == path
+    loop = loop_of(module)
+    assert (loop["detail"]["array_name"] if loop else None) == loop_array
+    params = body(module)["params"]
+    assert params["roleDefinitionId"] == role
+    assert expression_text(params["principalId"]) == principal
+
+
+@pytest.mark.parametrize("path", sorted(ROLE_MODULE_SCOPES))
+def test_role_module_assigns_only_its_roles_at_its_resource(
+    templates: Templates, path: str
+) -> None:
+    role_module = templates.file(path)
+    resources = role_module["resources"]
+    scoped = [resource for resource in resources.values() if resource["existing"]]
+    assert len(scoped) == 1 and scoped[0]["type"] == ROLE_MODULE_SCOPES[path]
+    scope_symbol = next(name for name, resource in resources.items() if resource["existing"])
+    assignment = body(resources["assignment"])
+    assert resources["assignment"]["type"] == "Microsoft.Authorization/roleAssignments"
+    assert assignment["scope"] == scope_symbol
+    assert expression_text(assignment["properties"]["roleDefinitionId"]) == (
+        "subscription_resource_id(Microsoft.Authorization/roleDefinitions, roleDefinitionId, null, null)"
+    )
+    allowed = decorator(role_module["parameters"]["roleDefinitionId"], "allowed")
+    assert allowed, "each role module accepts only the roles that fit its scope"
+    used = {spec[1] for spec in EXPECTED_ROLE_ASSIGNMENTS.values() if spec[0] == path}
+    assert used <= set(allowed)
+
+
+def test_nothing_grants_privileged_roles(templates: Templates) -> None:
+    for source in [*bicep_files(), INFRA_DIR / "hooks" / "postdeploy.sh"]:
+        text = source.read_text().lower()
+        for role_id, role_name in PRIVILEGED_ROLES.items():
+            assert role_id not in text, f"{source} mentions {role_name}"
+    for path, doc in templates.parsed.items():
+        for resource in doc.get("resources", {}).values():
+            if resource["type"] == "Microsoft.Authorization/roleAssignments":
+                assert path in ROLE_MODULE_SCOPES, f"{path} assigns a role outside a role module"
+    granted = {spec[1] for spec in EXPECTED_ROLE_ASSIGNMENTS.values()}
+    assert granted.isdisjoint(PRIVILEGED_ROLES)
+    for path in ROLE_MODULE_SCOPES:
+        allowed = decorator(templates.file(path)["parameters"]["roleDefinitionId"], "allowed")
+        assert set(allowed).isdisjoint(PRIVILEGED_ROLES), path
+
+
+def test_no_secret_is_a_plain_parameter_default(templates: Templates) -> None:
+    secure_parameters = 0
+    for path, doc in templates.parsed.items():
+        for name, parameter in doc.get("parameters", {}).items():
+            if decorator(parameter, "secure"):
+                secure_parameters += 1
+                assert parameter["default"] is None, f"{path}: secure {name} has a default"
+            elif (
+                SECRET_PARAMETER_WORDS.search(name)
+                and not name.endswith(NON_SECRET_PARAMETER_SUFFIXES)
+                and name not in NON_SECRET_PARAMETERS
+            ):
+                pytest.fail(f"{path}: {name} looks like a secret but is not @secure()")
+    assert secure_parameters >= 3
+    parameters = json.loads((INFRA_DIR / "main.parameters.json").read_text())["parameters"]
+    assert parameters["acrWebhookToken"]["value"].startswith("$(secretOrRandomPassword ")
+
+
+def test_every_setting_the_code_reads_is_set(templates: Templates) -> None:
+    static, per_region = app_settings(templates)
+    deployed = [spec for spec in SETTINGS if not spec.local_only]
+    assert deployed, "shared.config.SETTINGS lists no setting"
+    for spec in deployed:
+        if spec.per_region:
+            assert region_template(spec.name) in per_region, spec.name
+        else:
+            assert spec.name in static, spec.name
+    for spec in SETTINGS:
+        if spec.local_only:
+            assert spec.name not in static, f"{spec.name} is for the local environment only"
+
+
+def test_secrets_come_from_key_vault_and_no_setting_holds_a_key(templates: Templates) -> None:
+    static, per_region = app_settings(templates)
+    for spec in SETTINGS:
+        if spec.secret and not spec.local_only:
+            value = static[spec.name]
+            assert isinstance(value, str) and value.startswith("@Microsoft.KeyVault("), spec.name
+    for name, value in {**static, **per_region}.items():
+        rendered = json.dumps(value)
+        assert "listKeys" not in rendered and "list_func" not in rendered, name
+        if CREDENTIAL_WORDS.search(name) and name not in CREDENTIAL_FREE_CONNECTION_SETTINGS:
+            assert isinstance(value, str) and value.startswith("@Microsoft.KeyVault("), name
+
+
+def test_setting_defaults_match_the_configuration_catalogue(templates: Templates) -> None:
+    static, _ = app_settings(templates)
+    module_params = body(templates.module(MAIN, "functionApp"))["params"]
+    main_parameters = templates.file(MAIN)["parameters"]
+    compared = 0
+    for spec in SETTINGS:
+        value = static.get(spec.name)
+        if spec.default is None or not isinstance(value, str) or value not in module_params:
+            continue
+        source = module_params[value]
+        if isinstance(source, str) and source in main_parameters:
+            assert main_parameters[source]["default"] == spec.default, spec.name
+            compared += 1
+    assert compared >= 10
