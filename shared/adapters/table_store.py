@@ -1,0 +1,744 @@
+"""RolloutStore: rollout records in Azure Table Storage, with ETag concurrency.
+
+One table holds the rollout documents, two listing indexes, a queue of rollouts due
+for work and per-endpoint leases (docs/table-layout.md explains the keys). The same
+code runs on Azurite (connection string) and Azure (DefaultAzureCredential). Azure
+SDK errors are translated here into the exceptions below; none leaks out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import hashlib
+import json
+import random
+import secrets
+import zlib
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+from azure.core import MatchConditions
+from azure.core.credentials_async import AsyncTokenCredential
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import UpdateMode
+from azure.data.tables.aio import TableClient
+
+from shared.adapters.table_keys import (
+    ascending_time,
+    compose_key,
+    descending_time,
+    split_key,
+    time_from_ascending,
+)
+from shared.errors import (
+    ConflictError,
+    GeorolloutError,
+    InvalidInputError,
+    NotFoundError,
+    TransientError,
+)
+
+# ---------------------------------------------------------------------------------------
+# Errors
+
+
+class StoreError(GeorolloutError):
+    """The table store failed in a way that is not the caller's to fix by retrying."""
+
+    code: ClassVar[str] = "store_error"
+
+
+class StoreUnavailableError(TransientError):
+    """The table service could not be reached, refused access or answered 5xx/429."""
+
+    code: ClassVar[str] = "store_unavailable"
+
+
+class RolloutAlreadyExistsError(ConflictError):
+    """`insert` found a rollout with the same id already stored."""
+
+    code: ClassVar[str] = "rollout_exists"
+
+    def __init__(self, rollout_id: str) -> None:
+        super().__init__(f"rollout {rollout_id!r} already exists")
+        self.rollout_id = rollout_id
+
+
+class StaleRecordError(ConflictError):
+    """The stored rollout changed since it was read (HTTP 412 on If-Match); read it again."""
+
+    code: ClassVar[str] = "stale_record"
+
+    def __init__(self, rollout_id: str) -> None:
+        super().__init__(f"rollout {rollout_id!r} was changed by another writer; read it again")
+        self.rollout_id = rollout_id
+
+
+class RolloutNotFoundError(NotFoundError):
+    """The rollout an update names is not stored."""
+
+    code: ClassVar[str] = "rollout_not_found"
+
+    def __init__(self, rollout_id: str) -> None:
+        super().__init__(f"rollout {rollout_id!r} does not exist")
+        self.rollout_id = rollout_id
+
+
+class InvalidContinuationError(InvalidInputError):
+    """A continuation token that this listing did not hand out."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("continuation", message, code="invalid_continuation")
+
+
+class UnstorableRecordError(StoreError):
+    """A record that cannot be stored: not JSON, a naive time, or over the entity size."""
+
+    code: ClassVar[str] = "unstorable_record"
+
+
+# ---------------------------------------------------------------------------------------
+# Records
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRollout:
+    """One rollout as stored: the fields the indexes need, plus the full JSON document.
+
+    `etag` is the version this value was read at (None before the first insert).
+    """
+
+    id: str
+    registry: str
+    repository: str
+    digest: str
+    state: str
+    created_at: datetime
+    next_due_at: datetime | None
+    active: bool
+    record: dict[str, Any]
+    etag: str | None = None
+    # Store-private: the due-queue entry the stored version points at, so that a replace
+    # can drop the entry it supersedes. dataclasses.replace carries it along.
+    _due_key: str | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointLease:
+    """Who may change an endpoint in a region, until when."""
+
+    region: str
+    endpoint: str
+    holder_rollout_id: str
+    expires_at: datetime
+
+
+RolloutPage = tuple[list[StoredRollout], str | None]
+# The method `RolloutStore.list` shadows the builtin inside the class body.
+RolloutList = list[StoredRollout]
+
+# ---------------------------------------------------------------------------------------
+# Layout (docs/table-layout.md)
+
+_DOC_ROW = "doc"
+_CREATED_PARTITION = "created"
+_DUE_PARTITION = "due"
+_LEASE_PARTITION = "lease"
+_DOC_FORMAT = "json+zlib"
+# A binary property holds at most 64 KiB; an entity at most 1 MiB with every property.
+_CHUNK_BYTES = 64_000
+_MAX_CHUNKS = 15
+_READ_CONCURRENCY = 16
+# How many index entries one listing call may look at before it returns a short page.
+_SCAN_BUDGET = 5_000
+# A due entry no rollout points at is kept this long, because its writer may still be
+# between writing it and writing the rollout that will point at it.
+_ORPHAN_GRACE = timedelta(minutes=15)
+MAX_LIST_LIMIT = 1000
+
+
+def _rollout_partition(rollout_id: str) -> str:
+    return compose_key("rollout", rollout_id)
+
+
+def _repository_partition(repository: str) -> str:
+    return compose_key("repo", repository)
+
+
+def _listing_row(created_at: datetime, rollout_id: str) -> str:
+    return compose_key(descending_time(created_at), rollout_id)
+
+
+def _new_due_row(due_at: datetime, rollout_id: str) -> str:
+    # The nonce makes every due entry unique to the write that made it, so deleting a
+    # superseded entry can never delete one a concurrent writer is about to point at.
+    return compose_key(ascending_time(due_at), rollout_id, secrets.token_hex(6))
+
+
+def _due_time(due_row: str) -> datetime | None:
+    try:
+        return time_from_ascending(split_key(due_row)[0])
+    except ValueError:
+        return None
+
+
+def _iso(moment: datetime) -> str:
+    if moment.tzinfo is None:
+        raise UnstorableRecordError(f"naive datetime {moment!r}: times must be aware (UTC)")
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _parse_iso(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def _encode_document(rollout_id: str, record: dict[str, Any]) -> list[bytes]:
+    try:
+        text = json.dumps(record, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as error:
+        raise UnstorableRecordError(
+            f"rollout {rollout_id!r}: record is not JSON: {error}"
+        ) from None
+    packed = zlib.compress(text.encode("utf-8"), level=6)
+    chunks = [packed[i : i + _CHUNK_BYTES] for i in range(0, len(packed), _CHUNK_BYTES)] or [b""]
+    if len(chunks) > _MAX_CHUNKS:
+        raise UnstorableRecordError(
+            f"rollout {rollout_id!r}: record compresses to {len(packed)} bytes, over the "
+            f"{_CHUNK_BYTES * _MAX_CHUNKS} a table entity can hold"
+        )
+    return chunks
+
+
+def _decode_document(entity: dict[str, Any]) -> dict[str, Any]:
+    if entity.get("DocFormat") != _DOC_FORMAT:
+        raise StoreError(
+            f"entity {entity.get('Id')!r} has unknown DocFormat {entity.get('DocFormat')!r}"
+        )
+    packed = b"".join(bytes(entity[f"Doc{i}"]) for i in range(int(entity["DocChunks"])))
+    document = json.loads(zlib.decompress(packed).decode("utf-8"))
+    if not isinstance(document, dict):
+        raise StoreError(f"entity {entity.get('Id')!r} holds a document that is not an object")
+    return document
+
+
+def _rollout_entity(rec: StoredRollout, due_key: str | None) -> dict[str, Any]:
+    chunks = _encode_document(rec.id, rec.record)
+    entity: dict[str, Any] = {
+        "PartitionKey": _rollout_partition(rec.id),
+        "RowKey": _DOC_ROW,
+        "Kind": "rollout",
+        "Id": rec.id,
+        "Registry": rec.registry,
+        "Repository": rec.repository,
+        "Digest": rec.digest,
+        "State": rec.state,
+        "CreatedAt": _iso(rec.created_at),
+        "Active": rec.active,
+        "DocFormat": _DOC_FORMAT,
+        "DocChunks": len(chunks),
+    }
+    if rec.next_due_at is not None:
+        entity["NextDueAt"] = _iso(rec.next_due_at)
+    if due_key is not None:
+        entity["DueKey"] = due_key
+    for index, chunk in enumerate(chunks):
+        entity[f"Doc{index}"] = chunk
+    return entity
+
+
+def _stored_rollout(entity: dict[str, Any], etag: str) -> StoredRollout:
+    next_due = entity.get("NextDueAt")
+    return StoredRollout(
+        id=str(entity["Id"]),
+        registry=str(entity["Registry"]),
+        repository=str(entity["Repository"]),
+        digest=str(entity["Digest"]),
+        state=str(entity["State"]),
+        created_at=_parse_iso(str(entity["CreatedAt"])),
+        next_due_at=_parse_iso(str(next_due)) if next_due else None,
+        active=bool(entity["Active"]),
+        record=_decode_document(entity),
+        etag=etag,
+        _due_key=entity.get("DueKey") or None,
+    )
+
+
+def _error_code(error: HttpResponseError) -> str:
+    code = getattr(error, "error_code", None)
+    # The SDK gives a TableErrorCode (a str enum) for known codes, a plain str otherwise.
+    return str(getattr(code, "value", code) or "")
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "message", None) or error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+class RolloutStore:
+    """Rollout records in one Azure table (or Azurite), safe under concurrent writers."""
+
+    def __init__(self, table: TableClient) -> None:
+        self._table = table
+        self._reads = asyncio.Semaphore(_READ_CONCURRENCY)
+
+    @classmethod
+    def from_connection_string(
+        cls, connection_string: str, table_name: str, *, connection_verify: bool | str = True
+    ) -> RolloutStore:
+        """A store on the table `table_name` of the account in `connection_string` (Azurite)."""
+        return cls(
+            TableClient.from_connection_string(
+                connection_string, table_name=table_name, connection_verify=connection_verify
+            )
+        )
+
+    @classmethod
+    def from_endpoint(
+        cls,
+        endpoint: str,
+        credential: AsyncTokenCredential,
+        table_name: str,
+        *,
+        connection_verify: bool | str = True,
+    ) -> RolloutStore:
+        """A store on `endpoint` (https://<account>.table.core.windows.net) with an Entra
+        credential, e.g. azure.identity.aio.DefaultAzureCredential."""
+        return cls(
+            TableClient(
+                endpoint,
+                table_name=table_name,
+                credential=credential,
+                connection_verify=connection_verify,
+            )
+        )
+
+    @property
+    def table_name(self) -> str:
+        return str(self._table.table_name)
+
+    async def close(self) -> None:
+        await self._table.close()
+
+    async def __aenter__(self) -> RolloutStore:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # --- errors --------------------------------------------------------------------
+
+    @contextmanager
+    def _translated(self, doing: str) -> Iterator[None]:
+        """Turn whatever the SDK raises into this module's errors; `doing` says what failed."""
+        try:
+            yield
+        except GeorolloutError:
+            raise
+        except ResourceNotFoundError as error:
+            if _error_code(error) == "TableNotFound":
+                raise StoreUnavailableError(
+                    f"{doing}: table {self.table_name!r} does not exist"
+                ) from error
+            raise StoreError(f"{doing}: not found: {_first_line(error)}") from error
+        except ClientAuthenticationError as error:
+            raise StoreUnavailableError(f"{doing}: access denied: {_first_line(error)}") from error
+        except HttpResponseError as error:
+            status = error.status_code or 0
+            message = f"{doing}: table service answered {status}: {_first_line(error)}"
+            if status == 429 or status >= 500:
+                raise StoreUnavailableError(message) from error
+            raise StoreError(message) from error
+        except AzureError as error:
+            raise StoreUnavailableError(f"{doing}: {_first_line(error)}") from error
+
+    async def _quietly(self, work: Awaitable[object]) -> None:
+        """Best-effort clean-up: a failure leaves garbage that readers already skip."""
+        with suppress(AzureError):
+            await work
+
+    # --- table -----------------------------------------------------------------------
+
+    async def ensure_table(self) -> None:
+        """Create the table unless it exists."""
+        with self._translated(f"creating table {self.table_name!r}"), suppress(ResourceExistsError):
+            await self._table.create_table()
+
+    async def check_health(self, *, timeout: float = 10.0) -> str | None:
+        """None when the table answers; otherwise one line saying what is wrong. Never raises."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._table.get_entity("health", "probe", retry_total=0)
+        except ResourceNotFoundError as error:
+            if _error_code(error) == "TableNotFound":
+                return f"table {self.table_name!r} does not exist"
+            return None
+        except ClientAuthenticationError as error:
+            return f"access to table {self.table_name!r} denied: {_first_line(error)}"
+        except HttpResponseError as error:
+            return f"table service answered {error.status_code}: {_first_line(error)}"
+        except TimeoutError:
+            return f"the table service at {self._table.url} did not answer within {timeout:g} s"
+        except (AzureError, OSError) as error:
+            return f"cannot reach the table service at {self._table.url}: {_first_line(error)}"
+        return None
+
+    # --- one rollout -----------------------------------------------------------------
+
+    async def get(self, rollout_id: str) -> StoredRollout | None:
+        """The stored rollout `rollout_id` (a point read), or None."""
+        with self._translated(f"reading rollout {rollout_id!r}"):
+            try:
+                async with self._reads:
+                    entity = await self._table.get_entity(_rollout_partition(rollout_id), _DOC_ROW)
+            except ResourceNotFoundError as error:
+                if _error_code(error) == "TableNotFound":
+                    raise
+                return None
+        return _stored_rollout(entity, str(entity.metadata["etag"]))
+
+    async def insert(self, rec: StoredRollout) -> StoredRollout:
+        """Store a new rollout; RolloutAlreadyExistsError when `rec.id` is taken.
+
+        Index entries go first (idempotent upserts), the rollout last, so a crash in
+        between leaves entries that readers skip, never a rollout they cannot find.
+        """
+        due_key = _new_due_row(rec.next_due_at, rec.id) if rec.active and rec.next_due_at else None
+        entity = _rollout_entity(rec, due_key)
+        doing = f"inserting rollout {rec.id!r}"
+        with self._translated(doing):
+            await asyncio.gather(
+                *(self._table.upsert_entity(e) for e in self._listing_entries(rec))
+            )
+            if due_key is not None:
+                await self._table.upsert_entity(self._due_entry(rec, due_key))
+            try:
+                metadata = await self._table.create_entity(entity)
+            except ResourceExistsError:
+                if due_key is not None:
+                    await self._quietly(self._table.delete_entity(_DUE_PARTITION, due_key))
+                raise RolloutAlreadyExistsError(rec.id) from None
+        return dataclasses.replace(rec, etag=metadata["etag"], _due_key=due_key)
+
+    async def replace(self, rec: StoredRollout) -> StoredRollout:
+        """Overwrite the rollout if it is still at `rec.etag`; StaleRecordError if not."""
+        if rec.etag is None:
+            raise ValueError(f"rollout {rec.id!r}: replace needs the etag of the version it read")
+        old_key = rec._due_key
+        due_at = rec.next_due_at if rec.active else None
+        if due_at is None:
+            new_key = None
+        elif old_key is not None and _due_time(old_key) == due_at:
+            new_key = old_key
+        else:
+            new_key = _new_due_row(due_at, rec.id)
+        entity = _rollout_entity(rec, new_key)
+        with self._translated(f"replacing rollout {rec.id!r}"):
+            if new_key is not None and new_key != old_key:
+                await self._table.upsert_entity(self._due_entry(rec, new_key))
+            try:
+                metadata = await self._table.update_entity(
+                    entity,
+                    mode=UpdateMode.REPLACE,
+                    etag=rec.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except (ResourceModifiedError, ResourceNotFoundError) as error:
+                if new_key is not None and new_key != old_key:
+                    await self._quietly(self._table.delete_entity(_DUE_PARTITION, new_key))
+                if isinstance(error, ResourceNotFoundError):
+                    if _error_code(error) == "TableNotFound":
+                        raise
+                    raise RolloutNotFoundError(rec.id) from None
+                raise StaleRecordError(rec.id) from None
+            if old_key is not None and old_key != new_key:
+                await self._quietly(self._table.delete_entity(_DUE_PARTITION, old_key))
+        return dataclasses.replace(rec, etag=metadata["etag"], _due_key=new_key)
+
+    async def update_with_retry(
+        self,
+        rollout_id: str,
+        mutate: Callable[[StoredRollout], StoredRollout | None],
+        attempts: int = 5,
+    ) -> StoredRollout:
+        """Read, `mutate`, replace; on a stale ETag read again and re-apply `mutate`.
+
+        `mutate` must be pure (it may run several times) and returns the new value, or
+        None to leave the rollout unchanged. Raises RolloutNotFoundError when absent and
+        StaleRecordError when every attempt lost a race.
+        """
+        for attempt in range(attempts):
+            current = await self.get(rollout_id)
+            if current is None:
+                raise RolloutNotFoundError(rollout_id)
+            changed = mutate(current)
+            if changed is None:
+                return current
+            if changed.id != rollout_id:
+                raise ValueError(f"mutate changed the rollout id {rollout_id!r} to {changed.id!r}")
+            try:
+                return await self.replace(
+                    dataclasses.replace(changed, etag=current.etag, _due_key=current._due_key)
+                )
+            except StaleRecordError:
+                if attempt == attempts - 1:
+                    raise
+                # Jitter so that two losers do not collide again in lockstep.
+                await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))
+        raise StaleRecordError(rollout_id)
+
+    # --- index entries -----------------------------------------------------------------
+
+    def _listing_entries(self, rec: StoredRollout) -> list[dict[str, Any]]:
+        row = _listing_row(rec.created_at, rec.id)
+        common = {"RowKey": row, "Kind": "listing", "Id": rec.id, "CreatedAt": _iso(rec.created_at)}
+        return [
+            {"PartitionKey": _CREATED_PARTITION, **common},
+            {"PartitionKey": _repository_partition(rec.repository), **common},
+        ]
+
+    def _due_entry(self, rec: StoredRollout, due_key: str) -> dict[str, Any]:
+        assert rec.next_due_at is not None
+        return {
+            "PartitionKey": _DUE_PARTITION,
+            "RowKey": due_key,
+            "Kind": "due",
+            "Id": rec.id,
+            "DueAt": _iso(rec.next_due_at),
+        }
+
+    # --- listing -------------------------------------------------------------------------
+
+    async def list(
+        self,
+        repository: str | None = None,
+        state: str | None = None,
+        limit: int = 50,
+        continuation: str | None = None,
+    ) -> RolloutPage:
+        """Rollouts newest first (of one repository, in one state, when given), and the
+        continuation for the next page or None at the end.
+
+        A page may be shorter than `limit` with a continuation when a filter made the
+        scan long; keep following the continuation.
+        """
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise ValueError(f"limit must be within 1..{MAX_LIST_LIMIT}, got {limit}")
+        partition = _CREATED_PARTITION if repository is None else _repository_partition(repository)
+        after = _decode_continuation(continuation, partition)
+        query = "PartitionKey eq @pk" + (" and RowKey gt @after" if after else "")
+        parameters = {"pk": partition, "after": after or ""}
+
+        def wanted(rec: StoredRollout) -> bool:
+            return (repository is None or rec.repository == repository) and (
+                state is None or rec.state == state
+            )
+
+        found: list[StoredRollout] = []
+        last_row: str | None = None
+        scanned = 0
+        with self._translated("listing rollouts"):
+            entries = self._table.query_entities(
+                query, parameters=parameters, results_per_page=min(max(limit, 100), 1000)
+            ).__aiter__()
+            exhausted = False
+            while len(found) < limit and scanned < _SCAN_BUDGET and not exhausted:
+                batch: list[dict[str, Any]] = []
+                while len(batch) < min(limit - len(found), _SCAN_BUDGET - scanned):
+                    try:
+                        batch.append(await entries.__anext__())
+                    except StopAsyncIteration:
+                        exhausted = True
+                        break
+                rollouts = await asyncio.gather(*(self._listed(entry) for entry in batch))
+                for entry, rec in zip(batch, rollouts, strict=True):
+                    scanned += 1
+                    last_row = str(entry["RowKey"])
+                    if rec is not None and wanted(rec):
+                        found.append(rec)
+            if not exhausted:
+                try:
+                    await entries.__anext__()
+                except StopAsyncIteration:
+                    exhausted = True
+        if exhausted or last_row is None:
+            return found, None
+        return found, _encode_continuation(partition, last_row)
+
+    async def _listed(self, entry: dict[str, Any]) -> StoredRollout | None:
+        """The rollout a listing entry points at, when the entry is current."""
+        rec = await self.get(str(entry["Id"]))
+        if rec is None:
+            return None  # an insert in flight (or one that crashed): not listed yet
+        if _listing_row(rec.created_at, rec.id) != entry["RowKey"]:
+            # An earlier, failed insert of this id at another time: never valid again.
+            await self._quietly(self._table.delete_entity(entry["PartitionKey"], entry["RowKey"]))
+            return None
+        return rec
+
+    async def list_due(self, now: datetime, limit: int = 100) -> RolloutList:
+        """Active rollouts whose next_due_at is at or before `now`, earliest due first."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        bound = ascending_time(now + timedelta(microseconds=1))
+        due: list[StoredRollout] = []
+        seen: set[str] = set()
+        with self._translated("listing due rollouts"):
+            entries = self._table.query_entities(
+                "PartitionKey eq @pk and RowKey lt @bound",
+                parameters={"pk": _DUE_PARTITION, "bound": bound},
+                results_per_page=min(max(limit, 100), 1000),
+            ).__aiter__()
+            exhausted = False
+            while len(due) < limit and not exhausted:
+                batch: list[Any] = []
+                while len(batch) < limit - len(due):
+                    try:
+                        batch.append(await entries.__anext__())
+                    except StopAsyncIteration:
+                        exhausted = True
+                        break
+                rollouts = await asyncio.gather(*(self._due(entry, now) for entry in batch))
+                for rec in rollouts:
+                    if rec is not None and rec.id not in seen:
+                        seen.add(rec.id)
+                        due.append(rec)
+        return due
+
+    async def _due(self, entry: Any, now: datetime) -> StoredRollout | None:
+        """The rollout a due entry points at, when it still points back at the entry."""
+        rec = await self.get(str(entry["Id"]))
+        if rec is not None and rec._due_key == entry["RowKey"]:
+            if rec.active and rec.next_due_at is not None and rec.next_due_at <= now:
+                return rec
+            return None
+        written_at = entry.metadata.get("timestamp")
+        if isinstance(written_at, datetime) and now - written_at > _ORPHAN_GRACE:
+            await self._quietly(self._table.delete_entity(_DUE_PARTITION, entry["RowKey"]))
+        return None
+
+    # --- endpoint leases ------------------------------------------------------------------
+
+    async def get_endpoint_lease(self, region: str, endpoint: str) -> EndpointLease | None:
+        """The lease on `endpoint` in `region` as stored (possibly expired), or None."""
+        entity = await self._read_lease(region, endpoint)
+        if entity is None:
+            return None
+        return EndpointLease(
+            region=region,
+            endpoint=endpoint,
+            holder_rollout_id=str(entity["Holder"]),
+            expires_at=_parse_iso(str(entity["ExpiresAt"])),
+        )
+
+    async def _read_lease(self, region: str, endpoint: str) -> Any | None:
+        with self._translated(f"reading the lease on {endpoint!r} in {region}"):
+            try:
+                return await self._table.get_entity(_LEASE_PARTITION, compose_key(region, endpoint))
+            except ResourceNotFoundError as error:
+                if _error_code(error) == "TableNotFound":
+                    raise
+                return None
+
+    async def acquire_endpoint_lease(
+        self,
+        region: str,
+        endpoint: str,
+        holder_rollout_id: str,
+        now: datetime,
+        ttl: timedelta,
+    ) -> bool:
+        """Take (or renew) the right to change `endpoint` in `region` until `now + ttl`.
+
+        True when `holder_rollout_id` holds it afterwards; False while another rollout's
+        unexpired lease stands. ETags make two concurrent takers agree on one winner.
+        """
+        entity = {
+            "PartitionKey": _LEASE_PARTITION,
+            "RowKey": compose_key(region, endpoint),
+            "Kind": "lease",
+            "Region": region,
+            "Endpoint": endpoint,
+            "Holder": holder_rollout_id,
+            "ExpiresAt": _iso(now + ttl),
+        }
+        with self._translated(f"taking the lease on {endpoint!r} in {region}"):
+            for _ in range(3):
+                current = await self._read_lease(region, endpoint)
+                try:
+                    if current is None:
+                        await self._table.create_entity(entity)
+                        return True
+                    expires_at = _parse_iso(str(current["ExpiresAt"]))
+                    if current["Holder"] != holder_rollout_id and expires_at > now:
+                        return False
+                    await self._table.update_entity(
+                        entity,
+                        mode=UpdateMode.REPLACE,
+                        etag=current.metadata["etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                    return True
+                except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+                    continue  # another taker moved between our read and write: look again
+        return False
+
+    async def release_endpoint_lease(
+        self, region: str, endpoint: str, holder_rollout_id: str
+    ) -> bool:
+        """Give the lease up; True when `holder_rollout_id` held it and it is now free."""
+        with self._translated(f"releasing the lease on {endpoint!r} in {region}"):
+            for _ in range(3):
+                current = await self._read_lease(region, endpoint)
+                if current is None or current["Holder"] != holder_rollout_id:
+                    return False
+                try:
+                    await self._table.delete_entity(
+                        _LEASE_PARTITION,
+                        compose_key(region, endpoint),
+                        etag=current.metadata["etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                    return True
+                except ResourceModifiedError:
+                    continue
+                except ResourceNotFoundError:
+                    return False
+        return False
+
+
+def _partition_digest(partition: str) -> str:
+    return hashlib.sha256(partition.encode("utf-8")).hexdigest()[:16]
+
+
+def _encode_continuation(partition: str, last_row: str) -> str:
+    payload = json.dumps({"q": _partition_digest(partition), "r": last_row}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(payload.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def _decode_continuation(token: str | None, partition: str) -> str | None:
+    if not token:
+        return None
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        payload = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8"))
+        digest, row = payload["q"], payload["r"]
+    except (ValueError, KeyError, TypeError, UnicodeError, binascii.Error):
+        raise InvalidContinuationError(
+            "is not a continuation token this listing handed out"
+        ) from None
+    if digest != _partition_digest(partition) or not isinstance(row, str):
+        raise InvalidContinuationError("belongs to a listing with other filters") from None
+    return row
