@@ -358,7 +358,7 @@ class RolloutStore:
         except HttpResponseError as error:
             status = error.status_code or 0
             message = f"{doing}: table service answered {status}: {_first_line(error)}"
-            if status == 429 or status >= 500:
+            if status in (401, 403, 429) or status >= 500:
                 raise StoreUnavailableError(message) from error
             raise StoreError(message) from error
         except AzureError as error:

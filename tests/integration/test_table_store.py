@@ -19,6 +19,7 @@ from azure.data.tables.aio import TableClient
 
 from devenv.config import LocalEnv
 from devenv.ports import free_port
+from shared.adapters.table_keys import ascending_time, compose_key
 from shared.adapters.table_store import (
     InvalidContinuationError,
     RolloutAlreadyExistsError,
@@ -455,5 +456,31 @@ def test_check_health_says_what_is_wrong(azurite: LocalEnv) -> None:
         async with RolloutStore.from_connection_string(nowhere, "rollouts") as unreachable:
             problem = await unreachable.check_health()
             assert problem is not None and "cannot reach" in problem
+
+    run(scenario)
+
+
+def test_list_due_collects_an_orphaned_due_entry_after_the_grace(azurite: LocalEnv) -> None:
+    """A writer that crashed between its due entry and its rollout write leaves an entry no
+    rollout points at: skipped at once, deleted once it is older than the grace period."""
+
+    async def scenario() -> None:
+        async with fresh_store(azurite) as store:
+            await store.insert(rollout("r1", next_due_at=T0 + timedelta(days=365 * 5)))
+            orphan_key = compose_key(ascending_time(T0), "r1", "deadbeef")
+            async with TableClient.from_connection_string(
+                azurite.table_connection_string, table_name=store.table_name
+            ) as table:
+                await table.create_entity(
+                    {"PartitionKey": "due", "RowKey": orphan_key, "Id": "r1", "DueAt": "x"}
+                )
+                wall_clock = datetime.now(UTC)
+                assert await store.list_due(wall_clock) == []
+                assert await table.get_entity("due", orphan_key)  # within the grace: kept
+                assert await store.list_due(wall_clock + timedelta(minutes=16)) == []
+                remaining = [
+                    e["RowKey"] async for e in table.query_entities("PartitionKey eq 'due'")
+                ]
+                assert orphan_key not in remaining and len(remaining) == 1
 
     run(scenario)
