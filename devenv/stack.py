@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +13,13 @@ from pathlib import Path
 from devenv.arm.launcher import start_arm_emulator
 from devenv.azurite import start_azurite
 from devenv.config import LOCAL_TOPIC_KEY, LocalEnv
-from devenv.eventgrid.launcher import SubscriptionSpec, TopicSpec, start_eventgrid, topic_endpoint
+from devenv.eventgrid.launcher import (
+    InputSchema,
+    SubscriptionSpec,
+    TopicSpec,
+    start_eventgrid,
+    topic_endpoint,
+)
 from devenv.host.launcher import start_functions_host
 from devenv.local_settings import ACR_TOPIC, EVENTS_TOPIC, app_settings
 from devenv.paths import REPO_ROOT
@@ -50,7 +57,8 @@ class Stack:
             ("Azurite Table service", f"http://127.0.0.1:{env.azurite_port}/devstoreaccount1"),
         ]
         rows += [
-            (f"registry {r.name}{' (primary)' if r.primary else ''}", r.registry_url) for r in env.regions
+            (f"registry {r.name}{' (primary)' if r.primary else ''}", r.registry_url)
+            for r in env.regions
         ]
         rows += [
             ("Foundry / Azure ML ARM emulator", env.arm_url),
@@ -68,32 +76,32 @@ def topics(env: LocalEnv) -> list[TopicSpec]:
     return [
         TopicSpec(
             name=ACR_TOPIC,
-            schema="EventGridSchema",
+            input_schema=InputSchema.EVENT_GRID,
             key=LOCAL_TOPIC_KEY,
-            subscriptions=[
+            subscriptions=(
                 SubscriptionSpec(
                     name="on-image-pushed",
                     endpoint=eventgrid_hook + "on_image_pushed",
-                    included_event_types=["Microsoft.ContainerRegistry.ImagePushed"],
-                )
-            ],
+                    included_event_types=("Microsoft.ContainerRegistry.ImagePushed",),
+                ),
+            ),
         ),
         TopicSpec(
             name=EVENTS_TOPIC,
-            schema="CloudEventSchemaV1_0",
+            input_schema=InputSchema.CLOUD_EVENTS,
             key=LOCAL_TOPIC_KEY,
-            subscriptions=[
+            subscriptions=(
                 SubscriptionSpec(
-                    name="on-rollout-event",
-                    endpoint=eventgrid_hook + "on_rollout_event",
-                    included_event_types=None,
-                )
-            ],
+                    name="on-rollout-event", endpoint=eventgrid_hook + "on_rollout_event"
+                ),
+            ),
         ),
     ]
 
 
-def start_stack(env: LocalEnv, *, app_dir: Path = REPO_ROOT, extra_settings: dict[str, str] | None = None) -> Stack:
+def start_stack(
+    env: LocalEnv, *, app_dir: Path = REPO_ROOT, extra_settings: dict[str, str] | None = None
+) -> Stack:
     """Start every stand-in and the function app; on any failure stop what was started and raise."""
     began = time.monotonic()
     tls = ensure_tls(env.state_dir / "tls")
@@ -102,9 +110,11 @@ def start_stack(env: LocalEnv, *, app_dir: Path = REPO_ROOT, extra_settings: dic
     try:
         stack.processes.append(start_azurite(env))
         stack.processes.append(start_arm_emulator(env, tls))
-        settings = app_settings(env, tls) | (extra_settings or {})
+        settings = dict(os.environ) | app_settings(env, tls) | (extra_settings or {})
         stack.processes.append(
-            start_functions_host(app_dir, env.host_port, log_path=logs / "functions-host.log", env=settings)
+            start_functions_host(
+                app_dir, env.host_port, log_path=logs / "functions-host.log", env=settings
+            )
         )
         stack.processes.append(start_eventgrid(env, tls, topics(env)))
         stack.processes.append(

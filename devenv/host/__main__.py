@@ -11,6 +11,7 @@ from pathlib import Path
 
 from devenv.host.console_log import configure_console_logging
 from devenv.host.loader import load_function_app
+from devenv.host.managed_identity import configure_identity_environment
 from devenv.host.server import FunctionsHost
 from devenv.host.settings import HostConfigurationError, apply_local_settings, http_route_prefix
 
@@ -38,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Settings first: the app reads them at import time, as in Azure.
         apply_local_settings(app_dir)
+        # The platform's managed-identity endpoint, served by this host.
+        configure_identity_environment(arguments.port)
         route_prefix = http_route_prefix(app_dir)
         host = FunctionsHost(app_dir, load_function_app(app_dir), route_prefix=route_prefix)
     except HostConfigurationError as error:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from devenv.host.managed_identity import TOKEN_PATH, serve_token
+
 from devenv.host.eventgrid_webhook import WEBHOOK_PATH, serve_eventgrid_webhook
 from devenv.host.http_trigger import read_whole_body, serve_http_function
 from devenv.host.invocation import FunctionInvoker
@@ -122,6 +124,8 @@ class FunctionsHost:
 
     async def _route(self, request: web.Request) -> tuple[web.StreamResponse, str]:
         path = request.path.lower()
+        if path == TOKEN_PATH and request.method == "GET":
+            return serve_token(request), "identity"
         if path == STATUS_PATH:
             await read_whole_body(request)
             return self._status(), "admin"

@@ -40,11 +40,13 @@ class EventPublisher:
         credential: AsyncTokenCredential | None = None,
         ca_bundle: str | None = None,
     ) -> None:
-        if key is None and credential is None:
+        auth: AzureKeyCredential | AsyncTokenCredential
+        if key is not None:
+            auth = AzureKeyCredential(key)
+        elif credential is not None:
+            auth = credential
+        else:
             raise ValueError("EventPublisher needs a topic key or a token credential")
-        auth: AzureKeyCredential | AsyncTokenCredential = (
-            AzureKeyCredential(key) if key is not None else credential
-        )  # type: ignore[assignment]
         options: dict[str, Any] = {"retry_total": 2}
         if ca_bundle:
             options["connection_verify"] = ca_bundle

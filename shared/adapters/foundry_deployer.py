@@ -31,25 +31,27 @@ from azure.core.pipeline.policies import BearerTokenCredentialPolicy, RetryPolic
 from azure.core.rest import HttpRequest
 from azure.mgmt.core import ARMPipelineClient
 
+from shared.config import WorkspaceRef
+
 PUBLIC_ARM_ENDPOINT = "https://management.azure.com/"
 
 
 class DeployerError(Exception):
-    """An ARM call failed in a way the caller should record (with this text) and retry later."""
+    """An ARM call failed; `permanent` when ARM refused the request itself (a 4xx other than
+    404, 408, 409 and 429), so trying the same call again cannot help."""
 
-
-@dataclass(frozen=True)
-class WorkspaceRef:
-    subscription_id: str
-    resource_group: str
-    name: str
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
     @property
-    def resource_id(self) -> str:
-        return (
-            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
-            f"/providers/Microsoft.MachineLearningServices/workspaces/{self.name}"
-        )
+    def permanent(self) -> bool:
+        return self.status is not None and 400 <= self.status < 500 and self.status not in (404, 408, 409, 429)
+
+
+def _failure(error: AzureError) -> DeployerError:
+    status = error.status_code if isinstance(error, HttpResponseError) else None
+    return DeployerError(_error_text(error), status=status)
 
 
 class ProvisioningState(StrEnum):
@@ -159,13 +161,13 @@ class FoundryDeployer:
         except ResourceNotFoundError:
             return EndpointStatus(ProvisioningState.MISSING)
         except AzureError as error:
-            raise DeployerError(_error_text(error)) from error
+            raise _failure(error) from error
         try:
             deployments = await self._run(
                 lambda: [d.name for d in client.online_deployments.list(endpoint)]
             )
         except AzureError as error:
-            raise DeployerError(_error_text(error)) from error
+            raise _failure(error) from error
         return EndpointStatus(
             _state(found.provisioning_state),
             {str(k): int(v) for k, v in (found.traffic or {}).items()},
@@ -186,7 +188,7 @@ class FoundryDeployer:
         try:
             await self._run(self._client(region).online_endpoints.begin_create_or_update, entity)
         except AzureError as error:
-            raise DeployerError(_error_text(error)) from error
+            raise _failure(error) from error
 
     async def begin_set_traffic(
         self, region: str, endpoint: str, traffic: Mapping[str, int]
@@ -198,7 +200,7 @@ class FoundryDeployer:
             found.traffic = dict(traffic)
             await self._run(client.online_endpoints.begin_create_or_update, found)
         except AzureError as error:
-            raise DeployerError(_error_text(error)) from error
+            raise _failure(error) from error
 
     # -- deployments -----------------------------------------------------
 
@@ -225,7 +227,7 @@ class FoundryDeployer:
                 self._client(region).online_deployments.begin_create_or_update, deployment
             )
         except AzureError as error:
-            raise DeployerError(_error_text(error)) from error
+            raise _failure(error) from error
         return _operation_url(poller)
 
     async def deployment_status(
@@ -237,7 +239,7 @@ class FoundryDeployer:
         except ResourceNotFoundError:
             return DeploymentStatus(ProvisioningState.MISSING)
         except AzureError as error:
-            raise DeployerError(_error_text(error)) from error
+            raise _failure(error) from error
         state = _state(found.provisioning_state)
         image = getattr(found.environment, "image", None) if found.environment is not None else None
         if state is not ProvisioningState.FAILED:
@@ -254,7 +256,7 @@ class FoundryDeployer:
         except ResourceNotFoundError:
             return
         except AzureError as error:
-            raise DeployerError(_error_text(error)) from error
+            raise _failure(error) from error
 
     async def smoke_test(
         self, region: str, endpoint: str, name: str, request: Mapping[str, Any]

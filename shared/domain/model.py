@@ -79,6 +79,8 @@ class DeploymentRef:
     workspace: str
     endpoint: str
     name: str
+    # The create operation's status URL: where Azure keeps the reason of a failure.
+    operation: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

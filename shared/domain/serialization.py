@@ -149,6 +149,8 @@ def _target_from(record: dict[str, Any] | None) -> Target | None:
 def _region_record(progress: RegionProgress) -> dict[str, Any]:
     record = region_to_document(progress)
     record["previous_deployment"] = progress.previous_deployment
+    if progress.deployment is not None and progress.deployment.operation:
+        record["deployment"]["operation"] = progress.deployment.operation
     if progress.evidence is not None:
         # Header order and repeats are kept exactly (a dict would fold them).
         record["probe_evidence"]["headers"] = [list(h) for h in progress.evidence.headers]

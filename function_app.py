@@ -1,0 +1,46 @@
+"""georollout's triggers. Each binds one trigger to one call into `shared.entrypoints`; no logic here."""
+
+import azure.functions as func
+
+from shared.entrypoints import eventgrid_triggers, http_routes, timer_triggers
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+
+@app.event_grid_trigger(arg_name="event")
+async def on_image_pushed(event: func.EventGridEvent) -> None:
+    """ACR `ImagePushed` events from the registry's Event Grid system topic."""
+    await eventgrid_triggers.image_pushed(event)
+
+
+@app.event_grid_trigger(arg_name="event")
+async def on_rollout_event(event: func.EventGridEvent) -> None:
+    """georollout's own events (CloudEvents) from its topic: the completion function."""
+    await eventgrid_triggers.rollout_event(event)
+
+
+@app.route(route="hooks/acr", methods=["POST"])
+async def acr_hook(req: func.HttpRequest) -> func.HttpResponse:
+    """ACR webhooks (incl. regional ones) and Distribution notification envelopes."""
+    return await http_routes.acr_hook(req)
+
+
+@app.route(route="rollouts", methods=["GET"])
+async def list_rollouts(req: func.HttpRequest) -> func.HttpResponse:
+    return await http_routes.list_rollouts(req)
+
+
+@app.route(route="rollouts/{id}", methods=["GET"])
+async def get_rollout(req: func.HttpRequest) -> func.HttpResponse:
+    return await http_routes.get_rollout(req)
+
+
+@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def health(req: func.HttpRequest) -> func.HttpResponse:
+    return await http_routes.health(req)
+
+
+@app.timer_trigger(schedule="%GEOROLLOUT_PROBE_SCHEDULE%", arg_name="timer", run_on_startup=False)
+async def probe_replicas(timer: func.TimerRequest) -> None:
+    """Probes replicas that are due and moves every active rollout on (the safety net)."""
+    await timer_triggers.probe_replicas(timer)

@@ -1,0 +1,156 @@
+"""The composition root: configuration and adapters, built once per worker process.
+
+Triggers ask for `services()`; tests build a `Services` from their own config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from azure.identity import DefaultAzureCredential
+from azure.identity.aio import DefaultAzureCredential as AsyncDefaultAzureCredential
+
+from shared.adapters.event_publisher import EventPublisher
+from shared.adapters.foundry_deployer import FoundryDeployer
+from shared.adapters.replica_probe import ReplicaProbe
+from shared.adapters.table_store import RolloutStore
+from shared.config import Config, TargetRuleConfig, load_config
+from shared.domain.rollout import RolloutPolicy
+from shared.domain.targets import DeploymentSettings, RegionOverride, TargetRule
+from shared.service.budget import RequestBudget
+
+log = logging.getLogger("georollout")
+
+
+def target_rules(config: Config) -> tuple[TargetRule, ...]:
+    """The configured target rules as the domain's rules (first match wins)."""
+    return tuple(_rule(rule) for rule in config.targets)
+
+
+def _rule(rule: TargetRuleConfig) -> TargetRule:
+    overrides = tuple(
+        (region, RegionOverride(o.instance_type, o.instance_count, o.smoke_request))
+        for region, o in rule.region_overrides.items()
+    )
+    return TargetRule(
+        repository_glob=rule.repository_glob,
+        tag_glob=rule.tag_glob,
+        endpoint_template=rule.endpoint_template,
+        settings=DeploymentSettings(rule.instance_type, rule.instance_count, rule.smoke_request),
+        region_overrides=overrides,
+    )
+
+
+def rollout_policy(config: Config) -> RolloutPolicy:
+    return RolloutPolicy(
+        probe_initial_backoff_s=config.probe.backoff_initial_seconds,
+        probe_max_backoff_s=config.probe.backoff_max_seconds,
+        replication_timeout_base_s=config.replication.timeout_minutes * 60,
+        replication_timeout_per_gb_s=config.replication.timeout_minutes_per_gb * 60,
+    )
+
+
+@dataclass
+class Services:
+    """Everything a trigger needs; adapters are created lazily and reused across invocations."""
+
+    config: Config
+    store: RolloutStore
+    probe: ReplicaProbe
+    deployer: FoundryDeployer
+    publisher: EventPublisher
+    rules: tuple[TargetRule, ...]
+    policy: RolloutPolicy
+    budgets: dict[str, RequestBudget] = field(default_factory=dict)
+    table_ready: bool = False
+
+    @property
+    def deploy_poll(self) -> timedelta:
+        return timedelta(seconds=self.config.deploy_poll_seconds)
+
+    def budget(self, registry_endpoint: str) -> RequestBudget:
+        budget = self.budgets.get(registry_endpoint)
+        if budget is None:
+            budget = RequestBudget(self.config.probe.budget_per_minute)
+            self.budgets[registry_endpoint] = budget
+        return budget
+
+    async def ensure_table(self) -> None:
+        if not self.table_ready:
+            await self.store.ensure_table()
+            self.table_ready = True
+
+    async def close(self) -> None:
+        await self.probe.close()
+        await self.publisher.close()
+        await self.store.close()
+        self.deployer.close()
+
+
+def build_services(config: Config) -> Services:
+    """Adapters for `config`: the same code for Azurite and local stand-ins as for Azure."""
+    ca = str(config.ca_bundle) if config.ca_bundle else None
+    verify: bool | str = ca or True
+    async_credential = AsyncDefaultAzureCredential()
+    if config.table.connection_string:
+        store = RolloutStore.from_connection_string(
+            config.table.connection_string, config.table.table_name, connection_verify=verify
+        )
+    else:
+        assert config.table.endpoint is not None  # load_config guarantees one of the two
+        store = RolloutStore.from_endpoint(
+            config.table.endpoint, async_credential, config.table.table_name, connection_verify=verify
+        )
+    endpoints: Mapping[str, str] = {r.name: r.registry_endpoint for r in config.regions}
+    probe = ReplicaProbe(
+        endpoints,
+        credential=async_credential,
+        ca_bundle=ca,
+        max_connections=config.probe.concurrency,
+    )
+    deployer = FoundryDeployer(
+        {r.name: r.workspace for r in config.regions},
+        credential=DefaultAzureCredential(),
+        arm_endpoint=config.arm_endpoint,
+        ca_bundle=ca,
+        endpoint_identities={r.name: r.endpoint_identity_id for r in config.regions if r.endpoint_identity_id},
+    )
+    publisher = EventPublisher(
+        config.events.topic_endpoint,
+        key=config.events.topic_key,
+        credential=None if config.events.topic_key else async_credential,
+        ca_bundle=ca,
+    )
+    return Services(
+        config=config,
+        store=store,
+        probe=probe,
+        deployer=deployer,
+        publisher=publisher,
+        rules=target_rules(config),
+        policy=rollout_policy(config),
+    )
+
+
+_services: Services | None = None
+_lock = asyncio.Lock()
+
+
+async def services() -> Services:
+    """The process's services, built on first use; ConfigurationError if the settings are wrong."""
+    global _services
+    if _services is None:
+        async with _lock:
+            if _services is None:
+                _services = build_services(load_config())
+                log.info(
+                    "georollout configured: registry %s, regions %s",
+                    _services.config.registry_login_server,
+                    ", ".join(_services.config.region_names),
+                )
+    await _services.ensure_table()
+    return _services
