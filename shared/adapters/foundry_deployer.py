@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from azure.mgmt.core import ARMPipelineClient
 from shared.config import WorkspaceRef
 
 PUBLIC_ARM_ENDPOINT = "https://management.azure.com/"
+_ENVIRONMENT_ID = re.compile(r"/environments/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$", re.I)
 
 
 class DeployerError(Exception):
@@ -46,7 +48,11 @@ class DeployerError(Exception):
 
     @property
     def permanent(self) -> bool:
-        return self.status is not None and 400 <= self.status < 500 and self.status not in (404, 408, 409, 429)
+        return (
+            self.status is not None
+            and 400 <= self.status < 500
+            and self.status not in (404, 408, 409, 429)
+        )
 
 
 def _failure(error: AzureError) -> DeployerError:
@@ -241,7 +247,7 @@ class FoundryDeployer:
         except AzureError as error:
             raise _failure(error) from error
         state = _state(found.provisioning_state)
-        image = getattr(found.environment, "image", None) if found.environment is not None else None
+        image = await self._image_of(client, found.environment)
         if state is not ProvisioningState.FAILED:
             return DeploymentStatus(state, image=image)
         # The resource only says "Failed"; Azure's reason is on the operation.
@@ -249,6 +255,23 @@ class FoundryDeployer:
         return DeploymentStatus(
             state, error=error_text or "deployment provisioning failed", image=image
         )
+
+    async def _image_of(self, client: MLClient, environment: Any) -> str | None:
+        """The image a deployment runs. ARM answers a deployment with its environment's id only
+        (`.../environments/<name>/versions/<v>`), so the image takes one more GET."""
+        if environment is None or isinstance(environment, Environment):
+            return getattr(environment, "image", None)
+        match = _ENVIRONMENT_ID.search(str(environment))
+        if match is None:
+            return None
+        try:
+            found = await self._run(
+                client.environments.get, match["name"], version=match["version"]
+            )
+        except AzureError:
+            return None  # the image is evidence, not a verdict: no reason to fail the status
+        image = getattr(found, "image", None)
+        return str(image) if image else None
 
     async def begin_delete_deployment(self, region: str, endpoint: str, name: str) -> None:
         try:
