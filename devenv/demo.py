@@ -1,0 +1,472 @@
+"""`make demo`: start the local environment, push a sample model image, watch it roll out region by region.
+
+It ends with a per-region summary, checks the ARM emulator's audit (no deployment
+before its replica had the image, primary live first), asks each region's endpoint
+which image it serves, and stops everything it started, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import ssl
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from devenv.config import LocalEnv, default_env
+from devenv.images import build_image, push_image
+from devenv.ports import LOOPBACK
+from devenv.process import ProcessFailedError, port_open
+from devenv.stack import Stack, start_stack
+
+REPOSITORY = "models/demo-llm"
+# One tag for every run: a rollout left unfinished by an interrupted run is superseded by the next.
+TAG = "latest"
+SMALL_IMAGE_BYTES = 4_000_000
+LARGE_IMAGE_BYTES = 200_000_000
+SLOW_REGION_EXTRA_DELAY_S = 4.0
+DEADLINE_S = 300.0
+POLL_S = 0.5
+# Rollout states after which waiting longer changes nothing.
+FINAL_STATES = frozenset({"live", "failed", "timed_out", "superseded", "ignored"})
+ARM_API_VERSION = "2023-04-01-preview"
+DEPLOYMENT_HEADER = "azureml-model-deployment"
+
+
+class DemoFailedError(RuntimeError):
+    """The demo could not show a complete, correct rollout; the message says what went wrong."""
+
+
+# -- set-up ----------------------------------------------------------------------------------
+
+
+def demo_env() -> LocalEnv:
+    """The contract's default ports, with the last secondary region replicating a few seconds late."""
+    env = default_env()
+    if len(env.regions) > 1:
+        env = env.with_region(env.regions[-1].name, extra_delay_s=SLOW_REGION_EXTRA_DELAY_S)
+    return env
+
+
+def busy_ports(env: LocalEnv) -> list[tuple[str, int]]:
+    """The (part, port) pairs of `env` that something else already holds."""
+    wanted = [
+        ("function app", env.host_port),
+        ("Azurite Table service", env.azurite_port),
+        ("ARM emulator", env.arm_port),
+        ("Event Grid emulator", env.eventgrid_port),
+        ("registry relay", env.relay_port),
+        *((f"registry {r.name}", r.registry_port) for r in env.regions),
+    ]
+    return [(name, port) for name, port in wanted if not _port_free(port)]
+
+
+def _port_free(port: int) -> bool:
+    if port_open(LOOPBACK, port):
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+# -- HTTP ------------------------------------------------------------------------------------
+
+
+def _request_json(
+    url: str,
+    *,
+    method: str = "GET",
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    context: ssl.SSLContext | None = None,
+    timeout: float = 10.0,
+) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    all_headers = {"Accept": "application/json", **(headers or {})}
+    if data is not None:
+        all_headers["Content-Type"] = "application/json"
+    request = urllib.request.Request(url, data=data, method=method, headers=all_headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+            raw = response.read()
+            status = response.status
+    except urllib.error.HTTPError as error:
+        raw, status = error.read(), error.code
+    try:
+        return status, json.loads(raw) if raw else None
+    except json.JSONDecodeError:
+        return status, raw.decode(errors="replace")
+
+
+def fetch_rollout(env: LocalEnv, rollout_id: str) -> dict[str, Any] | None:
+    """GET /api/rollouts/{id}: the rollout document, or None while it does not exist yet."""
+    status, body = _request_json(f"{env.host_url}/api/rollouts/{urllib.parse.quote(rollout_id)}")
+    if status == 404:
+        return None
+    if status != 200 or not isinstance(body, dict):
+        raise DemoFailedError(f"GET /api/rollouts/{rollout_id} answered {status}: {body}")
+    return body
+
+
+def find_rollout(env: LocalEnv, repository: str, digest: str) -> dict[str, Any] | None:
+    """The rollout of `digest` from GET /api/rollouts?repository=..., or None."""
+    query = urllib.parse.urlencode({"repository": repository, "limit": "1000"})
+    status, body = _request_json(f"{env.host_url}/api/rollouts?{query}")
+    if status != 200 or not isinstance(body, dict):
+        raise DemoFailedError(f"GET /api/rollouts answered {status}: {body}")
+    for rollout in body.get("rollouts", []):
+        if rollout.get("digest") == digest:
+            found: dict[str, Any] = rollout
+            return found
+    return None
+
+
+# -- time ------------------------------------------------------------------------------------
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return None if not value else datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def seconds_after(value: str | None, origin: datetime) -> float | None:
+    moment = _parse_time(value)
+    return None if moment is None else (moment - origin).total_seconds()
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}s"
+
+
+# -- display ---------------------------------------------------------------------------------
+
+
+def _region_step(region: dict[str, Any]) -> str:
+    step = region.get("deploy_step")
+    if step:
+        return str(step)
+    error = region.get("last_error")
+    return f"error: {error}" if error else ""
+
+
+def progress_table(
+    doc: dict[str, Any] | None, env: LocalEnv, pushed_at: datetime, now: datetime
+) -> Table:
+    elapsed = (now - pushed_at).total_seconds()
+    state = doc["state"] if doc else "waiting for the push to be noticed"
+    table = Table(title=f"{REPOSITORY}  {state}  ({elapsed:.1f}s since the push)")
+    for column in ("region", "state", "deploy step", "replicated after", "live after"):
+        table.add_column(column)
+    regions = {r["region"]: r for r in (doc or {}).get("regions", [])}
+    for region_env in env.regions:
+        name = region_env.name + (" (primary)" if region_env.primary else "")
+        region = regions.get(region_env.name)
+        if region is None:
+            table.add_row(name, "—", "", "—", "—")
+            continue
+        table.add_row(
+            name,
+            region["state"],
+            _region_step(region),
+            _seconds(seconds_after(region.get("replicated_at"), pushed_at)),
+            _seconds(seconds_after(region.get("live_at"), pushed_at)),
+        )
+    return table
+
+
+def progress_lines(doc: dict[str, Any]) -> list[str]:
+    """One line per region for a plain (non-terminal) log; printed only when it changes."""
+    return [
+        f"{r['region']}: {r['state']}" + (f" ({_region_step(r)})" if _region_step(r) else "")
+        for r in doc.get("regions", [])
+    ]
+
+
+def summary_table(doc: dict[str, Any], pushed_at: datetime) -> Table:
+    table = Table(title=f"{doc['repository']}@{doc['digest'][:19]}…  {doc['state']}")
+    for column in (
+        "region",
+        "state",
+        "replicated after",
+        "deploy started after",
+        "live after",
+        "deployment",
+    ):
+        table.add_column(column)
+    for region in doc["regions"]:
+        deployment = region.get("deployment") or {}
+        table.add_row(
+            region["region"] + (" (primary)" if region.get("primary") else ""),
+            region["state"],
+            _seconds(seconds_after(region.get("replicated_at"), pushed_at)),
+            _seconds(seconds_after(region.get("deploy_started_at"), pushed_at)),
+            _seconds(seconds_after(region.get("live_at"), pushed_at)),
+            f"{deployment.get('endpoint', '—')}/{deployment.get('name', '—')}",
+        )
+    return table
+
+
+# -- watching --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    repository: str
+    tag: str
+    digest: str
+    rollout_id: str
+    size_bytes: int
+    pushed_at: datetime
+
+
+def _host_log_tail(env: LocalEnv, lines: int = 40) -> str:
+    path: Path = env.state_dir / "logs" / "functions-host.log"
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return f"(no log at {path})"
+
+
+def _poll_once(stack: Stack, image: PushedImage) -> dict[str, Any] | None:
+    stack.check()  # a dead stand-in is reported at once, not after the deadline
+    doc = fetch_rollout(stack.env, image.rollout_id)
+    if doc is None:
+        doc = find_rollout(stack.env, image.repository, image.digest)
+    return doc
+
+
+def watch_rollout(
+    console: Console, stack: Stack, image: PushedImage, *, deadline_s: float = DEADLINE_S
+) -> dict[str, Any]:
+    """Poll the rollout until it reaches a final state; show it live (or as plain lines without a TTY)."""
+    deadline = time.monotonic() + deadline_s
+    doc: dict[str, Any] | None = None
+    if console.is_terminal:
+        with Live(console=console, refresh_per_second=4) as live:
+            while True:
+                doc = _poll_once(stack, image)
+                live.update(progress_table(doc, stack.env, image.pushed_at, datetime.now(UTC)))
+                if (doc and doc["state"] in FINAL_STATES) or time.monotonic() >= deadline:
+                    break
+                time.sleep(POLL_S)
+    else:
+        shown: list[str] = []
+        while True:
+            doc = _poll_once(stack, image)
+            lines = progress_lines(doc) if doc else ["waiting for the push to be noticed"]
+            if lines != shown:
+                elapsed = (datetime.now(UTC) - image.pushed_at).total_seconds()
+                console.print(f"[{elapsed:6.1f}s] " + "; ".join(lines), highlight=False)
+                shown = lines
+            if (doc and doc["state"] in FINAL_STATES) or time.monotonic() >= deadline:
+                break
+            time.sleep(POLL_S)
+    if doc is None or doc["state"] not in FINAL_STATES:
+        state = doc["state"] if doc else "never seen by the function app"
+        raise DemoFailedError(
+            f"the rollout was still {state} after {deadline_s:.0f}s; "
+            f"last lines of the function host's log:\n{_host_log_tail(stack.env)}"
+        )
+    return doc
+
+
+# -- checks ----------------------------------------------------------------------------------
+
+
+def audit_records(stack: Stack) -> list[dict[str, Any]]:
+    status, body = _request_json(
+        f"{stack.env.arm_url}/emulator/audit",
+        headers={"Authorization": "Bearer local-demo"},
+        context=stack.tls.client_context(),
+    )
+    if status != 200 or not isinstance(body, dict):
+        raise DemoFailedError(f"GET /emulator/audit answered {status}: {body}")
+    records: list[dict[str, Any]] = body["records"]
+    return records
+
+
+def audit_problems(records: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]:
+    """What the ARM audit says went wrong for this rollout: early deployments, primary not first."""
+    problems: list[str] = []
+    mine = [r for r in records if r.get("digest") == doc["digest"]]
+    created = [r for r in mine if r["action"] in ("deployment_create", "deployment_update")]
+    for record in created:
+        if not record.get("image_present_at_create"):
+            problems.append(
+                f"{record['region']}: deployment {record['deployment']} was created before its "
+                f"replica had the image ({record.get('registry_answer')})"
+            )
+    primary = next(r for r in doc["regions"] if r.get("primary"))
+    primary_live = _parse_time(primary.get("live_at"))
+    if primary_live is None:
+        return [*problems, f"the primary region {primary['region']} never went live"]
+    for record in created:
+        if record["region"] == primary["region"]:
+            continue
+        created_at = _parse_time(record["timestamp"])
+        if created_at is not None and created_at < primary_live:
+            problems.append(
+                f"{record['region']}: deployment created at {record['timestamp']}, before the "
+                f"primary went live at {primary['live_at']}"
+            )
+    for region in doc["regions"]:
+        live = _parse_time(region.get("live_at"))
+        if not region.get("primary") and live is not None and live < primary_live:
+            problems.append(f"{region['region']} went live before the primary")
+    if not any(r["region"] == primary["region"] for r in created):
+        problems.append(f"the audit has no deployment in the primary region {primary['region']}")
+    return problems
+
+
+def smoke_region(stack: Stack, region: dict[str, Any], digest: str) -> tuple[bool, str]:
+    """Score the region's endpoint as a client would (traffic decides); say which image answered."""
+    deployment = region.get("deployment")
+    if not deployment:
+        return False, f"{region['region']}: no deployment recorded"
+    context = stack.tls.client_context()
+    arm_auth = {"Authorization": "Bearer local-demo"}
+    endpoint_url = (
+        f"{stack.env.arm_url}{deployment['workspace']}/onlineEndpoints/{deployment['endpoint']}"
+    )
+    status, endpoint = _request_json(
+        f"{endpoint_url}?api-version={ARM_API_VERSION}", headers=arm_auth, context=context
+    )
+    if status != 200:
+        return False, f"{region['region']}: GET endpoint answered {status}: {endpoint}"
+    properties = endpoint["properties"]
+    auth_mode = str(properties.get("authMode", "")).lower()
+    secret = "local-demo"  # any bearer token for AADToken endpoints
+    if auth_mode in ("key", "amltoken"):
+        action = "listKeys" if auth_mode == "key" else "token"
+        status, keys = _request_json(
+            f"{endpoint_url}/{action}?api-version={ARM_API_VERSION}",
+            method="POST",
+            body={},
+            headers=arm_auth,
+            context=context,
+        )
+        if status != 200:
+            return False, f"{region['region']}: {action} answered {status}: {keys}"
+        secret = keys.get("primaryKey") or keys.get("accessToken")
+    status, answer = _request_json(
+        properties["scoringUri"],
+        method="POST",
+        body={"input": "which model are you?"},
+        headers={"Authorization": f"Bearer {secret}"},
+        context=context,
+    )
+    if status != 200 or not isinstance(answer, dict):
+        return False, f"{region['region']}: scoring answered {status}: {answer}"
+    served = f"{region['region']}: {answer['deployment']} serves {answer['digest'][:19]}…"
+    ok = answer["digest"] == digest and answer["deployment"] == deployment["name"]
+    return ok, served if ok else f"{served}, expected {deployment['name']} with {digest[:19]}…"
+
+
+# -- the demo --------------------------------------------------------------------------------
+
+
+def push_demo_image(stack: Stack, *, size_bytes: int, console: Console) -> PushedImage:
+    from shared.domain.model import rollout_id  # the product's id; the demo reads only the API
+
+    seed = f"demo-llm-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S.%f')}"
+    console.print(f"building a {size_bytes / 1e6:.0f} MB model image…", highlight=False)
+    image = build_image(size_bytes=size_bytes, seed=seed)
+    primary = stack.env.primary
+    console.print(
+        f"pushing {REPOSITORY}:{TAG} to {primary.name}'s registry {primary.registry_url}…"
+    )
+    digest = push_image(primary.registry_url, REPOSITORY, TAG, image, ca_path=stack.tls.ca_pem)
+    pushed_at = datetime.now(UTC)
+    console.print(f"pushed {digest}", highlight=False)
+    return PushedImage(
+        repository=REPOSITORY,
+        tag=TAG,
+        digest=digest,
+        rollout_id=rollout_id(primary.registry_host, REPOSITORY, digest),
+        size_bytes=image.total_bytes,
+        pushed_at=pushed_at,
+    )
+
+
+def _show_and_check(console: Console, stack: Stack, image: PushedImage) -> bool:
+    doc = watch_rollout(console, stack, image)
+    console.print(summary_table(doc, image.pushed_at))
+    passed = doc["state"] == "live" and all(r["state"] == "live" for r in doc["regions"])
+    if not passed:
+        for region in doc["regions"]:
+            if region["state"] != "live":
+                console.print(
+                    f"[red]{region['region']} is {region['state']}[/]: {region.get('last_error')}"
+                )
+        return False
+    problems = audit_problems(audit_records(stack), doc)
+    for problem in problems:
+        console.print(f"[red]audit:[/] {problem}")
+    if not problems:
+        console.print(
+            "[green]audit ok[/]: every deployment was created after its replica had the image, "
+            "and the primary went live first"
+        )
+    smoke_ok = True
+    for region in doc["regions"]:
+        ok, line = smoke_region(stack, region, image.digest)
+        console.print(("[green]smoke ok[/] " if ok else "[red]smoke failed[/] ") + line)
+        smoke_ok = smoke_ok and ok
+    return not problems and smoke_ok
+
+
+def _interrupt(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def run_demo(*, large: bool = False) -> int:
+    """Run the whole demo; 0 only when every region went live and every check held."""
+    console = Console(force_terminal=None)
+    env = demo_env()
+    busy = busy_ports(env)
+    if busy:
+        for name, port in busy:
+            console.print(f"[red]port {port} ({name}) is already in use[/]")
+        console.print("stop whatever holds it (a running `make up`?) and try again")
+        return 2
+    previous_int = signal.getsignal(signal.SIGINT)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    stack: Stack | None = None
+    try:
+        console.print("starting the local environment…")
+        stack = start_stack(env)
+        console.print(f"local environment up in {stack.started_in_s:.1f}s")
+        size = LARGE_IMAGE_BYTES if large else SMALL_IMAGE_BYTES
+        image = push_demo_image(stack, size_bytes=size, console=console)
+        passed = _show_and_check(console, stack, image)
+        console.print("[green]demo passed[/]" if passed else "[red]demo failed[/]")
+        return 0 if passed else 1
+    except KeyboardInterrupt:
+        console.print("\ninterrupted: stopping everything…")
+        return 130
+    except (DemoFailedError, ProcessFailedError, TimeoutError) as error:
+        console.print(f"[red]demo failed:[/] {error}", highlight=False)
+        return 1
+    finally:
+        # A second Ctrl-C must not cut the clean-up short and leave servers behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if stack is not None:
+            stack.stop()
+            console.print("stopped everything the demo started")
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
