@@ -35,7 +35,9 @@ def _up(args: argparse.Namespace) -> int:
     if write_local_settings(settings_path, app_settings(env, tls)):
         print(f"wrote {settings_path.name} for the local environment")
     else:
-        print(f"kept your own {settings_path.name}; the local environment's values are passed as environment variables")
+        print(
+            f"kept your own {settings_path.name}; the local environment's values are passed as environment variables"
+        )
     stack = start_stack(env)
     width = max(len(name) for name, _ in stack.describe())
     print(f"georollout local environment is up in {stack.started_in_s:.1f}s:")

@@ -123,7 +123,9 @@ def default_env(region_names: tuple[str, ...] = ports.DEFAULT_REGIONS) -> LocalE
     return LocalEnv(regions=regions)
 
 
-def isolated_env(state_dir: Path, region_names: tuple[str, ...] = ports.DEFAULT_REGIONS) -> LocalEnv:
+def isolated_env(
+    state_dir: Path, region_names: tuple[str, ...] = ports.DEFAULT_REGIONS
+) -> LocalEnv:
     """An environment on free ports under `state_dir`, so tests never clash with `make up`."""
     regions = tuple(
         RegionEnv(name=name, index=i, registry_port=ports.free_port())

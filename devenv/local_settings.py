@@ -23,7 +23,9 @@ def region_setting(region: str, suffix: str) -> str:
     return f"GEOROLLOUT_REGION_{key}_{suffix}"
 
 
-def app_settings(env: LocalEnv, tls: TlsFiles, *, probe_schedule: str = "*/5 * * * * *") -> dict[str, str]:
+def app_settings(
+    env: LocalEnv, tls: TlsFiles, *, probe_schedule: str = "*/5 * * * * *"
+) -> dict[str, str]:
     """Every setting the function app reads, for this local environment."""
     values = {
         "FUNCTIONS_WORKER_RUNTIME": "python",

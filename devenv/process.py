@@ -6,6 +6,7 @@ spawned (npm shims, for instance), and never by matching process names.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -27,8 +28,13 @@ def port_open(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def wait_until(condition: Callable[[], bool], *, timeout: float, interval: float = 0.05,
-               what: str = "condition") -> None:
+def wait_until(
+    condition: Callable[[], bool],
+    *,
+    timeout: float,
+    interval: float = 0.05,
+    what: str = "condition",
+) -> None:
     """Poll `condition` until it holds; raise TimeoutError naming `what` at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -114,7 +120,5 @@ class ManagedProcess:
             self._log = None
 
     def _signal_group(self, signum: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signum)
-        except ProcessLookupError:
-            pass

@@ -14,12 +14,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from devenv.host.managed_identity import TOKEN_PATH, serve_token
-
 from devenv.host.eventgrid_webhook import WEBHOOK_PATH, serve_eventgrid_webhook
 from devenv.host.http_trigger import read_whole_body, serve_http_function
 from devenv.host.invocation import FunctionInvoker
 from devenv.host.loader import EVENT_GRID_TRIGGER, HTTP_TRIGGER, TIMER_TRIGGER, IndexedFunction
+from devenv.host.managed_identity import TOKEN_PATH, serve_token
 from devenv.host.ncrontab import InvalidScheduleError, parse_schedule
 from devenv.host.routing import MethodNotAllowed, RouteTable, compile_route
 from devenv.host.settings import HostConfigurationError, resolve_setting_references

@@ -52,7 +52,9 @@ def event_document(event: AnyEvent) -> dict[str, Any]:
 async def image_pushed(event: AnyEvent) -> None:
     app = await services()
     try:
-        notice = parse_eventgrid_event(event_document(event), registry=app.config.registry_login_server)
+        notice = parse_eventgrid_event(
+            event_document(event), registry=app.config.registry_login_server
+        )
         check_regions(app, [notice])
     except InvalidInputError as error:
         log.warning("event %s acknowledged and ignored: %s", event.id, error.message)

@@ -34,7 +34,15 @@ async def _answer(work: Callable[[], Awaitable[func.HttpResponse]]) -> func.Http
         return json_response(error.to_body(), error.http_status)
     except Exception:
         log.exception("unexpected error")
-        return json_response({"error": {"code": "internal_error", "message": "internal error; see the function log"}}, 500)
+        return json_response(
+            {
+                "error": {
+                    "code": "internal_error",
+                    "message": "internal error; see the function log",
+                }
+            },
+            500,
+        )
 
 
 def _check_token(app: Services, req: func.HttpRequest) -> None:
@@ -43,7 +51,9 @@ def _check_token(app: Services, req: func.HttpRequest) -> None:
         return
     offered = req.headers.get("Authorization", "")
     scheme, _, token = offered.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        token.strip().encode(), expected.encode()
+    ):
         raise UnauthorizedError("missing or wrong webhook token (Authorization: Bearer <token>)")
 
 
@@ -62,7 +72,9 @@ async def acr_hook(req: func.HttpRequest) -> func.HttpResponse:
         _check_token(app, req)
         payload = _json_body(req)
         region = req.params.get("region") or None
-        notices = parse_hook_payload(payload, registry=app.config.registry_login_server, region=region)
+        notices = parse_hook_payload(
+            payload, registry=app.config.registry_login_server, region=region
+        )
         check_regions(app, notices)
         result = await record_notices(app, notices)
         return json_response({"rollouts": list(result.recorded), "ignored": list(result.ignored)})
@@ -98,7 +110,13 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
         try:
             app = await services()
         except ConfigurationError as error:
-            checks = {"configuration": {"status": "error", "message": error.message, "problems": list(error.problems)}}
+            checks = {
+                "configuration": {
+                    "status": "error",
+                    "message": error.message,
+                    "problems": list(error.problems),
+                }
+            }
             return json_response({"status": "degraded", "checks": checks})
         return json_response(await status.health(app))
 

@@ -27,7 +27,12 @@ def _interval_s(schedule: str) -> float:
     fields = schedule.split()
     if len(fields) == 6 and fields[0].startswith("*/") and all(f == "*" for f in fields[1:]):
         return float(fields[0][2:])
-    if len(fields) == 6 and fields[0] == "0" and fields[1].startswith("*/") and all(f == "*" for f in fields[2:]):
+    if (
+        len(fields) == 6
+        and fields[0] == "0"
+        and fields[1].startswith("*/")
+        and all(f == "*" for f in fields[2:])
+    ):
         return float(fields[1][2:]) * 60
     if ":" in schedule and len(fields) == 1:
         hours, minutes, seconds = (float(part) for part in schedule.split(":"))

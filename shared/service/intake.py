@@ -34,13 +34,13 @@ class IntakeResult:
 def check_regions(services: Services, notices: Sequence[PushNotice | Ignored]) -> None:
     """A region hint must name a configured region (a misrouted webhook is a 400, not a guess)."""
     for notice in notices:
-        if isinstance(notice, PushNotice) and notice.region_hint is not None:
-            if notice.region_hint not in services.config.region_names:
-                raise InvalidInputError(
-                    "region",
-                    f"unknown region {notice.region_hint!r}; configured: {', '.join(services.config.region_names)}",
-                    code="unknown_region",
-                )
+        hint = notice.region_hint if isinstance(notice, PushNotice) else None
+        if hint is not None and hint not in services.config.region_names:
+            raise InvalidInputError(
+                "region",
+                f"unknown region {hint!r}; configured: {', '.join(services.config.region_names)}",
+                code="unknown_region",
+            )
 
 
 async def record_notices(
@@ -57,7 +57,9 @@ async def record_notices(
         rollout = await _record(services, notice, clock)
         recorded.append(rollout.id)
         await _supersede_around(services, rollout, clock)
-        await reconcile(services, rollout.id, clock=clock, probe_now=notice.region_hint, deploy=False)
+        await reconcile(
+            services, rollout.id, clock=clock, probe_now=notice.region_hint, deploy=False
+        )
     return IntakeResult(tuple(dict.fromkeys(recorded)), tuple(ignored))
 
 
@@ -70,7 +72,9 @@ async def _record(services: Services, notice: PushNotice, clock: Clock) -> Rollo
         if existing is None:
             fresh = machine.new_rollout(notice, services.config.region_names, target, now)
             try:
-                await services.store.insert(to_stored(fresh, now, services.policy, services.deploy_poll))
+                await services.store.insert(
+                    to_stored(fresh, now, services.policy, services.deploy_poll)
+                )
             except RolloutAlreadyExistsError:
                 continue  # a concurrent delivery created it first: record onto theirs
             log.info("new rollout %s (%s)", fresh.id, fresh.state.value)

@@ -67,13 +67,23 @@ async def reconcile(
         if rollout is before:
             break
         try:
-            await services.store.replace(to_stored(rollout, clock(), services.policy, services.deploy_poll, stored))
+            await services.store.replace(
+                to_stored(rollout, clock(), services.policy, services.deploy_poll, stored)
+            )
         except StaleRecordError:
-            log.info("rollout %s changed under us (attempt %d): running the step again", rollout_id, attempt + 1)
+            log.info(
+                "rollout %s changed under us (attempt %d): running the step again",
+                rollout_id,
+                attempt + 1,
+            )
             continue
         break
     else:
-        log.warning("rollout %s: gave up after %d ETag conflicts; the next trigger carries on", rollout_id, _ATTEMPTS)
+        log.warning(
+            "rollout %s: gave up after %d ETag conflicts; the next trigger carries on",
+            rollout_id,
+            _ATTEMPTS,
+        )
         return None
     await _release_finished_leases(services, rollout)
     return await publish_outbox(services, rollout, clock=clock)
@@ -110,22 +120,40 @@ async def _run(services: Services, rollout: Rollout, action: Action, clock: Cloc
         case machine.StartDeployment():
             return await _start_deployment(services, rollout, action, clock)
         case machine.CheckDeployment(region=region, deployment=ref):
-            status = await services.deployer.deployment_status(region, ref.endpoint, ref.name, operation_url=ref.operation)
+            status = await services.deployer.deployment_status(
+                region, ref.endpoint, ref.name, operation_url=ref.operation
+            )
             if status.state is ProvisioningState.SUCCEEDED:
                 return machine.record_provisioning_succeeded(rollout, region, clock())
             if status.state is ProvisioningState.FAILED:
-                return machine.record_provisioning_failed(rollout, region, status.error or "provisioning failed", clock())
+                return machine.record_provisioning_failed(
+                    rollout, region, status.error or "provisioning failed", clock()
+                )
             if status.state is ProvisioningState.MISSING:
-                return machine.record_deployment_failed(rollout, region, f"deployment {ref.name} disappeared from {ref.endpoint}", clock())
+                return machine.record_deployment_failed(
+                    rollout,
+                    region,
+                    f"deployment {ref.name} disappeared from {ref.endpoint}",
+                    clock(),
+                )
             return rollout
         case machine.SmokeTest(region=region, deployment=ref, request_body=body):
-            result = await services.deployer.smoke_test(region, ref.endpoint, ref.name, json.loads(body or "{}"))
+            result = await services.deployer.smoke_test(
+                region, ref.endpoint, ref.name, json.loads(body or "{}")
+            )
             if result.ok:
                 return machine.record_smoke_passed(rollout, region, clock())
             if result.status is None:
                 # No answer at all: the network, not the model. Try again next tick.
-                return machine.record_action_error(rollout, region, f"smoke request got no answer: {result.body}", clock())
-            return machine.record_smoke_failed(rollout, region, f"smoke request answered {result.status}: {result.body[:300]}", clock())
+                return machine.record_action_error(
+                    rollout, region, f"smoke request got no answer: {result.body}", clock()
+                )
+            return machine.record_smoke_failed(
+                rollout,
+                region,
+                f"smoke request answered {result.status}: {result.body[:300]}",
+                clock(),
+            )
         case machine.ShiftTraffic(region=region, deployment=ref):
             return await _shift_traffic(services, rollout, region, ref, clock)
         case machine.DeletePrevious(region=region, deployment=ref):
@@ -151,9 +179,13 @@ async def _inspect_manifest(services: Services, rollout: Rollout, clock: Clock) 
     verdict = is_deployable_manifest(read.manifest, read.media_type)
     now = clock()
     # The read was a probe of the primary too: record it, and save a request.
-    rollout = machine.record_probe(rollout, primary.name, read.outcome, now, services.policy, jitter=random.random())
+    rollout = machine.record_probe(
+        rollout, primary.name, read.outcome, now, services.policy, jitter=random.random()
+    )
     if isinstance(verdict, Deployable) and verdict.kind == "index" and verdict.platform_manifests:
-        child = await services.probe.read_manifest(primary.name, rollout.repository, verdict.platform_manifests[0])
+        child = await services.probe.read_manifest(
+            primary.name, rollout.repository, verdict.platform_manifests[0]
+        )
         if child.manifest is None:
             return rollout
         verdict = is_deployable_manifest(child.manifest, child.media_type)
@@ -169,24 +201,48 @@ async def _probe(services: Services, rollout: Rollout, region: str, clock: Clock
     outcome = await services.probe.probe(region, rollout.repository, rollout.digest)
     if outcome.verdict is ProbeVerdict.CONFIG_ERROR:
         log.error("probe of %s in %s: %s", rollout.subject, region, outcome.error)
-    return machine.record_probe(rollout, region, outcome, clock(), services.policy, jitter=random.random())
+    return machine.record_probe(
+        rollout, region, outcome, clock(), services.policy, jitter=random.random()
+    )
 
 
-async def _start_deployment(services: Services, rollout: Rollout, action: machine.StartDeployment, clock: Clock) -> Rollout:
+async def _start_deployment(
+    services: Services, rollout: Rollout, action: machine.StartDeployment, clock: Clock
+) -> Rollout:
     region, endpoint = action.region, action.endpoint
     now = clock()
-    if not await services.store.acquire_endpoint_lease(region, endpoint, rollout.id, now, LEASE_TTL):
+    if not await services.store.acquire_endpoint_lease(
+        region, endpoint, rollout.id, now, LEASE_TTL
+    ):
         lease = await services.store.get_endpoint_lease(region, endpoint)
         holder = lease.holder_rollout_id if lease else "another rollout"
-        return machine.record_action_error(rollout, region, f"waiting: endpoint {endpoint} is being changed by {holder}", now)
+        return machine.record_action_error(
+            rollout, region, f"waiting: endpoint {endpoint} is being changed by {holder}", now
+        )
     status = await services.deployer.endpoint_status(region, endpoint)
     if status.state is ProvisioningState.MISSING:
-        await services.deployer.begin_create_endpoint(region, endpoint, auth_mode=services.config.endpoint_auth_mode)
-        return machine.record_action_error(rollout, region, f"waiting: creating endpoint {endpoint}", clock())
+        await services.deployer.begin_create_endpoint(
+            region, endpoint, auth_mode=services.config.endpoint_auth_mode
+        )
+        return machine.record_action_error(
+            rollout, region, f"waiting: creating endpoint {endpoint}", clock()
+        )
     if status.state is ProvisioningState.IN_PROGRESS:
-        return machine.record_action_error(rollout, region, f"waiting: endpoint {endpoint} is provisioning", clock())
+        return machine.record_action_error(
+            rollout, region, f"waiting: endpoint {endpoint} is provisioning", clock()
+        )
     if status.state is ProvisioningState.FAILED:
-        return machine.record_deployment_failed(rollout, region, f"endpoint {endpoint} is in a failed state", clock())
+        return machine.record_deployment_failed(
+            rollout, region, f"endpoint {endpoint} is in a failed state", clock()
+        )
+    workspace = services.config.region(region).workspace.resource_id
+    existing = await services.deployer.deployment_status(
+        region, endpoint, action.deployment_name, operation_url=None
+    )
+    if existing.state is not ProvisioningState.MISSING:
+        # A concurrent step (timer and event at once) created it first: adopt it, don't PUT again.
+        ref = DeploymentRef(workspace=workspace, endpoint=endpoint, name=action.deployment_name)
+        return machine.record_deployment_started(rollout, region, ref, clock())
     # By digest, never by tag: the tag may move while regions are still rolling out.
     image = f"{rollout.registry}/{rollout.repository}@{rollout.digest}"
     operation = await services.deployer.begin_create_deployment(
@@ -197,12 +253,15 @@ async def _start_deployment(services: Services, rollout: Rollout, action: machin
         instance_type=action.settings.instance_type,
         instance_count=action.settings.instance_count,
     )
-    workspace = services.config.region(region).workspace.resource_id
-    ref = DeploymentRef(workspace=workspace, endpoint=endpoint, name=action.deployment_name, operation=operation)
+    ref = DeploymentRef(
+        workspace=workspace, endpoint=endpoint, name=action.deployment_name, operation=operation
+    )
     return machine.record_deployment_started(rollout, region, ref, clock())
 
 
-async def _shift_traffic(services: Services, rollout: Rollout, region: str, ref: DeploymentRef, clock: Clock) -> Rollout:
+async def _shift_traffic(
+    services: Services, rollout: Rollout, region: str, ref: DeploymentRef, clock: Clock
+) -> Rollout:
     status = await services.deployer.endpoint_status(region, ref.endpoint)
     if status.state is ProvisioningState.IN_PROGRESS:
         return rollout  # an update (maybe ours) is still running
@@ -217,7 +276,9 @@ async def _shift_traffic(services: Services, rollout: Rollout, region: str, ref:
 
 async def _deleted(services: Services, region: str, ref: DeploymentRef) -> bool:
     """Delete `ref` if it is still there; True once it is gone."""
-    status = await services.deployer.deployment_status(region, ref.endpoint, ref.name, operation_url=None)
+    status = await services.deployer.deployment_status(
+        region, ref.endpoint, ref.name, operation_url=None
+    )
     if status.state is ProvisioningState.MISSING:
         return True
     if status.state is not ProvisioningState.IN_PROGRESS:
@@ -226,18 +287,28 @@ async def _deleted(services: Services, region: str, ref: DeploymentRef) -> bool:
 
 
 _LEASE_DONE_STEPS = frozenset({DeployStep.DONE, DeployStep.DISCARDED, None})
-_LEASE_DONE_STATES = frozenset({RegionState.LIVE, RegionState.FAILED, RegionState.ROLLED_BACK, RegionState.SUPERSEDED})
+_LEASE_DONE_STATES = frozenset(
+    {RegionState.LIVE, RegionState.FAILED, RegionState.ROLLED_BACK, RegionState.SUPERSEDED}
+)
 
 
 async def _release_finished_leases(services: Services, rollout: Rollout) -> None:
     if rollout.target is None:
         return
     for region in rollout.regions:
-        if region.deployment is not None and region.state in _LEASE_DONE_STATES and region.deploy_step in _LEASE_DONE_STEPS:
-            await services.store.release_endpoint_lease(region.region, rollout.target.endpoint, rollout.id)
+        if (
+            region.deployment is not None
+            and region.state in _LEASE_DONE_STATES
+            and region.deploy_step in _LEASE_DONE_STEPS
+        ):
+            await services.store.release_endpoint_lease(
+                region.region, rollout.target.endpoint, rollout.id
+            )
 
 
-async def publish_outbox(services: Services, rollout: Rollout, *, clock: Clock = utc_now) -> Rollout:
+async def publish_outbox(
+    services: Services, rollout: Rollout, *, clock: Clock = utc_now
+) -> Rollout:
     """Send the outbox; on success drop the sent events in a write of their own."""
     if not rollout.outbox:
         return rollout
@@ -245,7 +316,9 @@ async def publish_outbox(services: Services, rollout: Rollout, *, clock: Clock =
     try:
         await services.publisher.publish(events)
     except PublishError as error:
-        log.warning("rollout %s: %d event(s) stay in the outbox: %s", rollout.id, len(events), error)
+        log.warning(
+            "rollout %s: %d event(s) stay in the outbox: %s", rollout.id, len(events), error
+        )
         return rollout
     sent = [e.id for e in rollout.outbox]
 

@@ -24,12 +24,20 @@ def is_active(rollout: Rollout) -> bool:
         return False
     # Timed-out regions are still probed (slowly): a late image is accepted.
     return any(
-        r.state in (RegionState.AWAITING_REPLICATION, RegionState.REPLICATED, RegionState.DEPLOYING, RegionState.TIMED_OUT)
+        r.state
+        in (
+            RegionState.AWAITING_REPLICATION,
+            RegionState.REPLICATED,
+            RegionState.DEPLOYING,
+            RegionState.TIMED_OUT,
+        )
         for r in rollout.regions
     )
 
 
-def next_due_at(rollout: Rollout, now: datetime, policy: RolloutPolicy, poll: timedelta) -> datetime | None:
+def next_due_at(
+    rollout: Rollout, now: datetime, policy: RolloutPolicy, poll: timedelta
+) -> datetime | None:
     """When the timer should next look at this rollout (None: never again by itself)."""
     if not is_active(rollout):
         return None
@@ -48,7 +56,11 @@ def next_due_at(rollout: Rollout, now: datetime, policy: RolloutPolicy, poll: ti
 
 
 def to_stored(
-    rollout: Rollout, now: datetime, policy: RolloutPolicy, poll: timedelta, base: StoredRollout | None = None
+    rollout: Rollout,
+    now: datetime,
+    policy: RolloutPolicy,
+    poll: timedelta,
+    base: StoredRollout | None = None,
 ) -> StoredRollout:
     """The record for `rollout`; `base` (the record it was loaded from) keeps the ETag."""
     fields = {

@@ -103,7 +103,10 @@ def build_services(config: Config) -> Services:
     else:
         assert config.table.endpoint is not None  # load_config guarantees one of the two
         store = RolloutStore.from_endpoint(
-            config.table.endpoint, async_credential, config.table.table_name, connection_verify=verify
+            config.table.endpoint,
+            async_credential,
+            config.table.table_name,
+            connection_verify=verify,
         )
     endpoints: Mapping[str, str] = {r.name: r.registry_endpoint for r in config.regions}
     probe = ReplicaProbe(
@@ -117,7 +120,9 @@ def build_services(config: Config) -> Services:
         credential=DefaultAzureCredential(),
         arm_endpoint=config.arm_endpoint,
         ca_bundle=ca,
-        endpoint_identities={r.name: r.endpoint_identity_id for r in config.regions if r.endpoint_identity_id},
+        endpoint_identities={
+            r.name: r.endpoint_identity_id for r in config.regions if r.endpoint_identity_id
+        },
     )
     publisher = EventPublisher(
         config.events.topic_endpoint,

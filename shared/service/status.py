@@ -32,18 +32,29 @@ def parse_limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_LIMIT
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise InvalidInputError("limit", f"must be an integer from 1 to {MAX_LIMIT}", code="invalid_limit")
+        raise InvalidInputError(
+            "limit", f"must be an integer from 1 to {MAX_LIMIT}", code="invalid_limit"
+        )
     return int(raw)
 
 
 async def list_rollouts(
-    services: Services, *, repository: str | None, state: str | None, limit: int, continuation: str | None
+    services: Services,
+    *,
+    repository: str | None,
+    state: str | None,
+    limit: int,
+    continuation: str | None,
 ) -> dict[str, Any]:
     if repository is not None:
         validate_repository(repository, "repository")
     if state is not None and state not in STATES:
-        raise InvalidInputError("state", f"must be one of {', '.join(STATES)}", code="invalid_state")
-    page, token = await services.store.list(repository=repository, state=state, limit=limit, continuation=continuation)
+        raise InvalidInputError(
+            "state", f"must be one of {', '.join(STATES)}", code="invalid_state"
+        )
+    page, token = await services.store.list(
+        repository=repository, state=state, limit=limit, continuation=continuation
+    )
     return {"rollouts": [rollout_to_document(from_stored(s)) for s in page], "continuation": token}
 
 
@@ -60,12 +71,17 @@ async def health(services: Services) -> dict[str, Any]:
         outcome = await services.probe.probe(region, "georollout/health", "sha256:" + "0" * 64)
         if outcome.verdict.value in ("absent", "present"):
             return None
-        return outcome.error or f"registry answered {outcome.evidence.status if outcome.evidence else 'nothing'}"
+        return (
+            outcome.error
+            or f"registry answered {outcome.evidence.status if outcome.evidence else 'nothing'}"
+        )
 
     regions = services.config.region_names
     table_task = asyncio.create_task(services.store.check_health())
     registry_tasks = {r: asyncio.create_task(registry(r)) for r in regions}
-    workspace_tasks = {r: asyncio.create_task(services.deployer.check_workspace(r)) for r in regions}
+    workspace_tasks = {
+        r: asyncio.create_task(services.deployer.check_workspace(r)) for r in regions
+    }
     table = await table_task
     checks: dict[str, Any] = {"table": _check(table), "regions": {}}
     healthy = table is None
@@ -74,7 +90,9 @@ async def health(services: Services) -> dict[str, Any]:
         workspace_problem = await workspace_tasks[region]
         healthy = healthy and registry_problem is None and workspace_problem is None
         checks["regions"][region] = {
-            "registry": _check(registry_problem) | {"endpoint": services.config.region(region).registry_endpoint},
-            "workspace": _check(workspace_problem) | {"id": services.config.region(region).workspace.resource_id},
+            "registry": _check(registry_problem)
+            | {"endpoint": services.config.region(region).registry_endpoint},
+            "workspace": _check(workspace_problem)
+            | {"id": services.config.region(region).workspace.resource_id},
         }
     return {"status": "ok" if healthy else "degraded", "checks": checks}

@@ -25,7 +25,9 @@ class TickReport:
     failed: int
 
 
-async def run_tick(services: Services, *, time_budget_s: float, clock: Clock = utc_now, limit: int = 500) -> TickReport:
+async def run_tick(
+    services: Services, *, time_budget_s: float, clock: Clock = utc_now, limit: int = 500
+) -> TickReport:
     """Reconcile due rollouts with at most `probe.concurrency` at once; start none after
     `time_budget_s` (so a tick ends before the timer's next run is due)."""
     started = time.monotonic()
@@ -50,5 +52,8 @@ async def run_tick(services: Services, *, time_budget_s: float, clock: Clock = u
     await asyncio.gather(*(one(stored.id) for stored in due))
     report = TickReport(len(due), done, skipped, failed)
     if due:
-        log.info("tick: %d due, %d reconciled, %d left for the next tick, %d failed", *vars(report).values())
+        log.info(
+            "tick: %d due, %d reconciled, %d left for the next tick, %d failed",
+            *vars(report).values(),
+        )
     return report
