@@ -237,8 +237,16 @@ class FoundryDeployer:
         return _operation_url(poller)
 
     async def deployment_status(
-        self, region: str, endpoint: str, name: str, *, operation_url: str | None
+        self,
+        region: str,
+        endpoint: str,
+        name: str,
+        *,
+        operation_url: str | None,
+        with_image: bool = False,
     ) -> DeploymentStatus:
+        """Provisioning state (and Azure's error text when it failed); `with_image` costs one
+        more GET, so the reconcile step, which polls this, leaves it off."""
         client = self._client(region)
         try:
             found = await self._run(client.online_deployments.get, name, endpoint)
@@ -247,7 +255,7 @@ class FoundryDeployer:
         except AzureError as error:
             raise _failure(error) from error
         state = _state(found.provisioning_state)
-        image = await self._image_of(client, found.environment)
+        image = await self._image_of(client, found.environment) if with_image else None
         if state is not ProvisioningState.FAILED:
             return DeploymentStatus(state, image=image)
         # The resource only says "Failed"; Azure's reason is on the operation.

@@ -9,6 +9,7 @@ afterwards; a crash in between leaves them for the next tick.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -22,7 +23,7 @@ from shared.adapters.table_store import StaleRecordError, StoredRollout
 from shared.domain import rollout as machine
 from shared.domain.model import DeploymentRef, DeployStep, RegionState, Rollout
 from shared.domain.rollout import Action
-from shared.domain.verdicts import ProbeVerdict
+from shared.domain.verdicts import ProbeOutcome, ProbeVerdict
 from shared.intake.media_types import Deployable, is_deployable_manifest
 from shared.service.records import from_stored, to_stored
 from shared.service.runtime import Services
@@ -97,26 +98,41 @@ async def _act(services: Services, rollout: Rollout, clock: Clock, *, deploy: bo
     actions = machine.next_actions(rollout, clock(), services.policy)
     if not deploy:
         actions = [a for a in actions if isinstance(a, _REPLICATION_ACTIONS)]
+    if any(isinstance(a, machine.InspectManifest) for a in actions):
+        # The inspection reads the primary's manifest: it is the primary's probe too.
+        rollout = await _inspect_manifest(services, rollout, clock)
+    # Probes of different regions go out together; their outcomes are recorded in order.
+    regions = [
+        a.region
+        for a in actions
+        if isinstance(a, machine.ProbeRegion) and _still_probed(rollout, a.region)
+    ]
+    outcomes = await asyncio.gather(
+        *(_probe_outcome(services, rollout, region) for region in regions)
+    )
+    for region, outcome in zip(regions, outcomes, strict=True):
+        if outcome is not None:
+            rollout = machine.record_probe(
+                rollout, region, outcome, clock(), services.policy, jitter=random.random()
+            )
     for action in actions:
+        if isinstance(action, _REPLICATION_ACTIONS):
+            continue
         try:
             rollout = await _run(services, rollout, action, clock)
         except DeployerError as error:
-            region = getattr(action, "region", None)
-            if region is None:
+            where: str | None = getattr(action, "region", None)
+            if where is None:
                 raise
             if error.permanent:
-                rollout = machine.record_deployment_failed(rollout, region, str(error), clock())
+                rollout = machine.record_deployment_failed(rollout, where, str(error), clock())
             else:
-                rollout = machine.record_action_error(rollout, region, str(error), clock())
+                rollout = machine.record_action_error(rollout, where, str(error), clock())
     return rollout
 
 
 async def _run(services: Services, rollout: Rollout, action: Action, clock: Clock) -> Rollout:
     match action:
-        case machine.InspectManifest():
-            return await _inspect_manifest(services, rollout, clock)
-        case machine.ProbeRegion(region=region):
-            return await _probe(services, rollout, region, clock)
         case machine.StartDeployment():
             return await _start_deployment(services, rollout, action, clock)
         case machine.CheckDeployment(region=region, deployment=ref):
@@ -194,16 +210,19 @@ async def _inspect_manifest(services: Services, rollout: Rollout, clock: Clock) 
     return machine.record_not_deployable(rollout, verdict.reason, now)
 
 
-async def _probe(services: Services, rollout: Rollout, region: str, clock: Clock) -> Rollout:
+def _still_probed(rollout: Rollout, region: str) -> bool:
+    return rollout.region(region).state in (RegionState.AWAITING_REPLICATION, RegionState.TIMED_OUT)
+
+
+async def _probe_outcome(services: Services, rollout: Rollout, region: str) -> ProbeOutcome | None:
+    """The replica's answer, or None when the registry's request budget is spent for now."""
     endpoint = services.config.region(region).registry_endpoint
     if not services.budget(endpoint).take(time.monotonic()):
-        return rollout  # over budget: the region stays due and the next tick tries
+        return None  # the region stays due and a later tick tries
     outcome = await services.probe.probe(region, rollout.repository, rollout.digest)
     if outcome.verdict is ProbeVerdict.CONFIG_ERROR:
         log.error("probe of %s in %s: %s", rollout.subject, region, outcome.error)
-    return machine.record_probe(
-        rollout, region, outcome, clock(), services.policy, jitter=random.random()
-    )
+    return outcome
 
 
 async def _start_deployment(

@@ -109,7 +109,9 @@ def _deployment_status(
     deployer: FoundryDeployer, region: str, endpoint: str, name: str, operation_url: str | None
 ) -> DeploymentStatus:
     return asyncio.run(
-        deployer.deployment_status(region, endpoint, name, operation_url=operation_url)
+        deployer.deployment_status(
+            region, endpoint, name, operation_url=operation_url, with_image=True
+        )
     )
 
 
