@@ -16,9 +16,14 @@ from devenv.process import ProcessFailedError
 
 
 def _up(args: argparse.Namespace) -> int:
-    from devenv.stack import start_stack
+    from devenv.stack import PortsInUseError, check_ports_free, start_stack
 
     env = default_env()
+    try:
+        check_ports_free(env)
+    except PortsInUseError as error:
+        print(f"ERROR: {error}", file=sys.stderr)
+        return 1
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

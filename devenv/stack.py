@@ -23,7 +23,7 @@ from devenv.eventgrid.launcher import (
 from devenv.host.launcher import start_functions_host
 from devenv.local_settings import ACR_TOPIC, EVENTS_TOPIC, app_settings
 from devenv.paths import REPO_ROOT
-from devenv.process import ManagedProcess, ProcessFailedError
+from devenv.process import ManagedProcess, ProcessFailedError, port_open
 from devenv.registries.launcher import start_registries
 from devenv.tls import TlsFiles, ensure_tls
 
@@ -99,10 +99,39 @@ def topics(env: LocalEnv) -> list[TopicSpec]:
     ]
 
 
+class PortsInUseError(RuntimeError):
+    """Another process (often another `make up`) already listens on the environment's ports."""
+
+
+def ports_of(env: LocalEnv) -> dict[str, int]:
+    ports = {
+        "function app": env.host_port,
+        "Azurite": env.azurite_port,
+        "ARM emulator": env.arm_port,
+        "Event Grid emulator": env.eventgrid_port,
+        "registry relay": env.relay_port,
+    }
+    ports.update({f"registry {r.name}": r.registry_port for r in env.regions})
+    return ports
+
+
+def check_ports_free(env: LocalEnv) -> None:
+    """Refuse to start over a running environment: a busy port would pass a readiness check."""
+    busy = [
+        f"{name} ({port})" for name, port in ports_of(env).items() if port_open("127.0.0.1", port)
+    ]
+    if busy:
+        raise PortsInUseError(
+            "these ports are already in use (is another `make up` or `make demo` running?): "
+            + ", ".join(busy)
+        )
+
+
 def start_stack(
     env: LocalEnv, *, app_dir: Path = REPO_ROOT, extra_settings: dict[str, str] | None = None
 ) -> Stack:
     """Start every stand-in and the function app; on any failure stop what was started and raise."""
+    check_ports_free(env)
     began = time.monotonic()
     tls = ensure_tls(env.state_dir / "tls")
     stack = Stack(env=env, tls=tls)
@@ -136,4 +165,12 @@ def running_stack(env: LocalEnv, **kwargs: object) -> Iterator[Stack]:
         stack.stop()
 
 
-__all__ = ["ProcessFailedError", "Stack", "running_stack", "start_stack", "topics"]
+__all__ = [
+    "PortsInUseError",
+    "ProcessFailedError",
+    "Stack",
+    "check_ports_free",
+    "running_stack",
+    "start_stack",
+    "topics",
+]
