@@ -8,6 +8,7 @@ which image it serves, and stops everything it started, also on Ctrl-C.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import socket
 import ssl
@@ -160,8 +161,8 @@ def _region_step(region: dict[str, Any]) -> str:
     step = region.get("deploy_step")
     if step:
         return str(step)
-    error = region.get("last_error")
-    return f"error: {error}" if error else ""
+    note = region.get("last_error")
+    return str(note) if note else ""
 
 
 def progress_table(
@@ -170,8 +171,11 @@ def progress_table(
     elapsed = (now - pushed_at).total_seconds()
     state = doc["state"] if doc else "waiting for the push to be noticed"
     table = Table(title=f"{REPOSITORY}  {state}  ({elapsed:.1f}s since the push)")
-    for column in ("region", "state", "deploy step", "replicated after", "live after"):
-        table.add_column(column)
+    table.add_column("region", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("deploy step", no_wrap=True, overflow="ellipsis", max_width=48)
+    table.add_column("replicated after", justify="right")
+    table.add_column("live after", justify="right")
     regions = {r["region"]: r for r in (doc or {}).get("regions", [])}
     for region_env in env.regions:
         name = region_env.name + (" (primary)" if region_env.primary else "")
@@ -199,15 +203,10 @@ def progress_lines(doc: dict[str, Any]) -> list[str]:
 
 def summary_table(doc: dict[str, Any], pushed_at: datetime) -> Table:
     table = Table(title=f"{doc['repository']}@{doc['digest'][:19]}…  {doc['state']}")
-    for column in (
-        "region",
-        "state",
-        "replicated after",
-        "deploy started after",
-        "live after",
-        "deployment",
-    ):
-        table.add_column(column)
+    table.caption = "seconds after the push completed"
+    for column in ("region", "state", "replicated after", "deploy started after", "live after"):
+        table.add_column(column, justify="right" if "after" in column else "left", no_wrap=True)
+    table.add_column("deployment (endpoint/name)", no_wrap=True)
     for region in doc["regions"]:
         deployment = region.get("deployment") or {}
         table.add_row(
@@ -435,8 +434,13 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
 
 
 def run_demo(*, large: bool = False) -> int:
-    """Run the whole demo; 0 only when every region went live and every check held."""
+    """Run the whole demo on the contract's default ports; 0 only when every region went live and every check held."""
+    # The SDK logs every request at INFO; the live table is the demo's output.
+    logging.getLogger("azure").setLevel(logging.WARNING)
     console = Console(force_terminal=None)
+    if not console.is_terminal:
+        # CI logs are wide enough; 80 columns would fold the summary table.
+        console = Console(force_terminal=None, width=140)
     env = demo_env()
     busy = busy_ports(env)
     if busy:
@@ -444,12 +448,23 @@ def run_demo(*, large: bool = False) -> int:
             console.print(f"[red]port {port} ({name}) is already in use[/]")
         console.print("stop whatever holds it (a running `make up`?) and try again")
         return 2
+    return run_demo_in(env, console=console, large=large)
+
+
+def run_demo_in(
+    env: LocalEnv,
+    *,
+    console: Console,
+    large: bool = False,
+    extra_settings: dict[str, str] | None = None,
+) -> int:
+    """The demo in `env`: start, push, watch, summarise, check, stop (always, also on Ctrl-C/SIGTERM)."""
     previous_int = signal.getsignal(signal.SIGINT)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     stack: Stack | None = None
     try:
         console.print("starting the local environment…")
-        stack = start_stack(env)
+        stack = start_stack(env, extra_settings=extra_settings)
         console.print(f"local environment up in {stack.started_in_s:.1f}s")
         size = LARGE_IMAGE_BYTES if large else SMALL_IMAGE_BYTES
         image = push_demo_image(stack, size_bytes=size, console=console)

@@ -1,0 +1,84 @@
+"""`make demo`'s code path on free ports, and its audit verdicts on records that break the rules."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from devenv.config import isolated_env
+from devenv.demo import SLOW_REGION_EXTRA_DELAY_S, audit_problems, run_demo_in
+from devenv.process import port_open
+
+pytestmark = pytest.mark.e2e
+
+DIGEST = "sha256:" + "a" * 64
+
+
+def test_the_demo_rolls_out_everywhere_and_stops_what_it_started(tmp_path: Path) -> None:
+    env = replace(isolated_env(tmp_path), replication_base_s=1.0, arm_provisioning_s=2.0)
+    env = env.with_region(env.regions[-1].name, extra_delay_s=SLOW_REGION_EXTRA_DELAY_S)
+    output = io.StringIO()
+    code = run_demo_in(
+        env,
+        console=Console(file=output, width=160, force_terminal=False),
+        extra_settings={"GEOROLLOUT_PROBE_SCHEDULE": "*/2 * * * * *"},
+    )
+    text = output.getvalue()
+    print(text)
+    assert code == 0, text
+    assert "demo passed" in text
+    assert "audit ok" in text
+    for region in env.regions:
+        assert f"smoke ok {region.name}:" in text
+    # Everything the demo started is stopped: none of its ports still answers.
+    ports = [env.host_port, env.arm_port, env.azurite_port, env.eventgrid_port, env.relay_port]
+    ports += [r.registry_port for r in env.regions]
+    assert [p for p in ports if port_open("127.0.0.1", p)] == []
+
+
+def _rollout(primary_live: str, secondary_live: str) -> dict[str, Any]:
+    return {
+        "digest": DIGEST,
+        "regions": [
+            {"region": "eastus", "primary": True, "live_at": primary_live},
+            {"region": "westus", "primary": False, "live_at": secondary_live},
+        ],
+    }
+
+
+def _create(region: str, timestamp: str, present: bool = True) -> dict[str, Any]:
+    return {
+        "action": "deployment_create",
+        "region": region,
+        "deployment": "d1",
+        "digest": DIGEST,
+        "timestamp": timestamp,
+        "image_present_at_create": present,
+        "registry_answer": "404" if not present else "200",
+    }
+
+
+def test_the_demo_audit_accepts_a_correct_rollout() -> None:
+    records = [
+        _create("eastus", "2025-01-01T00:00:01+00:00"),
+        _create("westus", "2025-01-01T00:00:11+00:00"),
+    ]
+    doc = _rollout("2025-01-01T00:00:10Z", "2025-01-01T00:00:20Z")
+    assert audit_problems(records, doc) == []
+
+
+def test_the_demo_audit_flags_an_early_deployment_and_a_secondary_before_the_primary() -> None:
+    records = [
+        _create("eastus", "2025-01-01T00:00:01+00:00"),
+        _create("westus", "2025-01-01T00:00:05+00:00", present=False),
+    ]
+    doc = _rollout("2025-01-01T00:00:10Z", "2025-01-01T00:00:08Z")
+    problems = audit_problems(records, doc)
+    assert any("before its replica had the image" in p for p in problems), problems
+    assert any("before the primary went live" in p for p in problems), problems
+    assert any("westus went live before the primary" in p for p in problems), problems
