@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential
 from azure.identity.aio import DefaultAzureCredential as AsyncDefaultAzureCredential
 
@@ -91,8 +92,12 @@ class Services:
         self.deployer.close()
 
 
-def build_services(config: Config) -> Services:
-    """Adapters for `config`: the same code for Azurite and local stand-ins as for Azure."""
+def build_services(config: Config, *, credential: TokenCredential | None = None) -> Services:
+    """Adapters for `config`: the same code for Azurite and local stand-ins as for Azure.
+
+    `credential` (default: DefaultAzureCredential) signs the Foundry deployer's ARM calls;
+    in-process tests pass a fixed-token one, as no local Entra ID exists.
+    """
     ca = str(config.ca_bundle) if config.ca_bundle else None
     verify: bool | str = ca or True
     async_credential = AsyncDefaultAzureCredential()
@@ -117,7 +122,7 @@ def build_services(config: Config) -> Services:
     )
     deployer = FoundryDeployer(
         {r.name: r.workspace for r in config.regions},
-        credential=DefaultAzureCredential(),
+        credential=credential or DefaultAzureCredential(),
         arm_endpoint=config.arm_endpoint,
         ca_bundle=ca,
         endpoint_identities={

@@ -1,0 +1,82 @@
+"""Driving the service layer the way its triggers do, polling the stored state with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+
+from shared.domain.model import RegionState, Rollout, RolloutState
+from shared.service.reconcile import Clock, reconcile, utc_now
+from shared.service.records import from_stored
+from shared.service.runtime import Services
+from shared.service.tick import run_tick
+
+DEADLINE_S = 45.0
+POLL_S = 0.2
+
+
+async def stored(services: Services, rollout_id: str) -> Rollout:
+    record = await services.store.get(rollout_id)
+    assert record is not None, f"rollout {rollout_id} is not stored"
+    return from_stored(record)
+
+
+def is_live(rollout: Rollout) -> bool:
+    return rollout.state is RolloutState.LIVE
+
+
+def describe(rollout: Rollout) -> str:
+    regions = ", ".join(
+        f"{r.region}={r.state.value}/{r.deploy_step.value if r.deploy_step else '-'}"
+        f" ({r.last_error})"
+        for r in rollout.regions
+    )
+    return f"{rollout.state.value}: {regions}"
+
+
+async def reconcile_until(
+    services: Services,
+    rollout_id: str,
+    done: Callable[[Rollout], bool],
+    *,
+    what: str,
+    clock: Clock = utc_now,
+    timeout: float = DEADLINE_S,
+) -> Rollout:
+    """Reconcile (as the completion function does) until the stored rollout satisfies `done`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        await reconcile(services, rollout_id, clock=clock)
+        current = await stored(services, rollout_id)
+        if done(current):
+            return current
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out waiting for {what}; last: {describe(current)}")
+        await asyncio.sleep(POLL_S)
+
+
+async def tick_until(
+    services: Services,
+    rollout_ids: Sequence[str],
+    done: Callable[[dict[str, Rollout]], bool],
+    *,
+    what: str,
+    clock: Clock = utc_now,
+    timeout: float = DEADLINE_S,
+) -> dict[str, Rollout]:
+    """Run timer ticks until the stored rollouts (by id) satisfy `done`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        await run_tick(services, time_budget_s=20, clock=clock)
+        current = {rid: await stored(services, rid) for rid in rollout_ids}
+        if done(current):
+            return current
+        if time.monotonic() >= deadline:
+            states = "; ".join(f"{rid}: {describe(r)}" for rid, r in current.items())
+            raise AssertionError(f"timed out waiting for {what}; last: {states}")
+        await asyncio.sleep(POLL_S)
+
+
+def region_state(rollout: Rollout, region: str) -> RegionState:
+    return rollout.region(region).state

@@ -1,0 +1,74 @@
+"""The running stand-ins one test module shares, and Services built against them per scenario.
+
+Each scenario gets its own table, so a tick only ever sees that test's rollouts.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core.credentials import AccessToken
+
+from devenv.config import LocalEnv
+from devenv.local_settings import app_settings
+from devenv.registries import RegistryControl
+from devenv.tls import TlsFiles
+from shared.config import load_config
+from shared.service.runtime import Services, build_services
+from tests.integration.service.event_receiver import EventReceiver
+
+
+class FixedTokenCredential:
+    """The one stand-in: there is no local Entra ID, and the ARM emulator accepts any bearer."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken("local-test-token", int(time.time()) + 3600)
+
+
+class ShiftedClock:
+    """Real time plus an offset the test moves forward: for tests about timeouts only."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += timedelta(seconds=seconds)
+
+
+def new_table_name() -> str:
+    return "svc" + uuid.uuid4().hex[:16]
+
+
+@dataclass
+class ServiceStack:
+    """Registries, ARM emulator, Event Grid (with a recording subscriber) and Azurite, running."""
+
+    env: LocalEnv
+    tls: TlsFiles
+    registries: RegistryControl
+    receiver: EventReceiver
+
+    def settings(self, table: str, overrides: dict[str, str]) -> dict[str, str]:
+        return app_settings(self.env, self.tls) | {"GEOROLLOUT_TABLE_NAME": table} | overrides
+
+    @asynccontextmanager
+    async def services(
+        self, *, table: str | None = None, **overrides: str
+    ) -> AsyncIterator[Services]:
+        """Services on `table` (a fresh one by default) with settings `overrides`; closed after."""
+        config = load_config(self.settings(table or new_table_name(), overrides))
+        services = build_services(config, credential=FixedTokenCredential())
+        try:
+            await services.ensure_table()
+            yield services
+        finally:
+            await services.close()
