@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STATE := .georollout
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup infra-tools up demo test lint typecheck unit clean
+.PHONY: setup infra-tools up demo test lint typecheck unit bench clean
 
 setup: $(STATE)/.setup-done infra-tools
 
@@ -49,13 +49,18 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 typecheck: setup
-	$(VENV)/bin/mypy shared function_app.py devenv
+	$(VENV)/bin/mypy shared function_app.py devenv benchmarks
 
 unit: setup
 	$(PY) -m pytest tests/unit -q
 
 test: setup lint typecheck
 	$(PY) -m pytest -q
+
+# Rates and ratios on this machine, never pass/fail: see benchmarks/.
+bench: setup
+	$(PY) -m benchmarks.bench_state_machine
+	$(PY) -m benchmarks.bench_probe
 
 clean:
 	rm -rf $(STATE)
