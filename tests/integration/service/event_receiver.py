@@ -47,7 +47,9 @@ class EventReceiver:
         app.router.add_post("/events", self._deliver)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, LOOPBACK, self.port, ssl_context=self._tls.server_context())
+        site = web.TCPSite(
+            self._runner, LOOPBACK, self.port, ssl_context=self._tls.server_context()
+        )
         await site.start()
 
     def start(self) -> EventReceiver:

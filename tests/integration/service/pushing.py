@@ -65,7 +65,9 @@ def notice_of(pushed: Pushed, *, tag: str | None = None) -> PushNotice:
     )
 
 
-def delete_manifest(env: LocalEnv, tls: TlsFiles, region: str, repository: str, digest: str) -> None:
+def delete_manifest(
+    env: LocalEnv, tls: TlsFiles, region: str, repository: str, digest: str
+) -> None:
     """Delete `repository@digest` from one region's registry (storage delete is enabled)."""
     request = urllib.request.Request(
         f"{env.region(region).registry_url}/v2/{repository}/manifests/{digest}", method="DELETE"
