@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 
-from shared.domain.model import RegionState, Rollout, RolloutState
+from shared.domain.model import Rollout, RolloutState
 from shared.service.reconcile import Clock, reconcile, utc_now
 from shared.service.records import from_stored
 from shared.service.runtime import Services
@@ -76,7 +76,3 @@ async def tick_until(
             states = "; ".join(f"{rid}: {describe(r)}" for rid, r in current.items())
             raise AssertionError(f"timed out waiting for {what}; last: {states}")
         await asyncio.sleep(POLL_S)
-
-
-def region_state(rollout: Rollout, region: str) -> RegionState:
-    return rollout.region(region).state

@@ -10,7 +10,9 @@ from collections import Counter
 
 import pytest
 
+from devenv.process import wait_until
 from shared.adapters.foundry_deployer import ProvisioningState
+from shared.domain.events import EventType, event_id
 from shared.domain.model import DeployStep, RegionState, Rollout, RolloutState
 from shared.domain.names import deployment_name
 from shared.service.intake import record_notices
@@ -192,6 +194,15 @@ def test_a_failed_primary_deployment_keeps_traffic_and_holds_the_secondaries(
     actions = [r["action"] for r in records]
     assert actions[:2] == ["deployment_create", "deployment_failed"], actions
     assert "deployment_deleted" in actions, actions
+    failed_event = event_id(broken.rollout_id, 1, PRIMARY, EventType.REGION_FAILED)
+    wait_until(
+        lambda: bool(stack.receiver.deliveries([failed_event])),
+        timeout=DEADLINE_S,
+        what="georollout.region.failed delivered",
+    )
+    failure = stack.receiver.deliveries([failed_event])[0]
+    assert failure["type"] == EventType.REGION_FAILED.value
+    assert str(failure["data"]["error"]).startswith("ImagePullFailed"), failure
     shifts_to_broken = [
         r
         for r in audit_records(stack.env, stack.tls)
