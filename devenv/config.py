@@ -127,16 +127,17 @@ def isolated_env(
     state_dir: Path, region_names: tuple[str, ...] = ports.DEFAULT_REGIONS
 ) -> LocalEnv:
     """An environment on free ports under `state_dir`, so tests never clash with `make up`."""
+    chosen = ports.free_ports(5 + len(region_names))
     regions = tuple(
-        RegionEnv(name=name, index=i, registry_port=ports.free_port())
+        RegionEnv(name=name, index=i, registry_port=chosen[4 + i])
         for i, name in enumerate(region_names, start=1)
     )
     return LocalEnv(
         regions=regions,
         state_dir=state_dir,
-        host_port=ports.free_port(),
-        azurite_port=ports.free_port(),
-        arm_port=ports.free_port(),
-        eventgrid_port=ports.free_port(),
-        relay_port=ports.free_port(),
+        host_port=chosen[0],
+        azurite_port=chosen[1],
+        arm_port=chosen[2],
+        eventgrid_port=chosen[3],
+        relay_port=chosen[4],
     )
