@@ -119,3 +119,5 @@ async def _mark_superseded(services: Services, target_id: str, *, by: str, clock
 
     await services.store.update_with_retry(target_id, stop)
     log.info("rollout %s superseded by %s", target_id, by)
+    # Let it give up its endpoint leases and send its events now, not when a timer finds it.
+    await reconcile(services, target_id, clock=clock, deploy=False)

@@ -305,24 +305,29 @@ async def _deleted(services: Services, region: str, ref: DeploymentRef) -> bool:
     return False
 
 
-_LEASE_DONE_STEPS = frozenset({DeployStep.DONE, DeployStep.DISCARDED, None})
-_LEASE_DONE_STATES = frozenset(
-    {RegionState.LIVE, RegionState.FAILED, RegionState.ROLLED_BACK, RegionState.SUPERSEDED}
-)
+# A region needs its endpoint lease while it may still change the endpoint.
+_CHANGING_STATES = frozenset({RegionState.REPLICATED, RegionState.DEPLOYING})
+_CHANGING_STEPS = frozenset({DeployStep.CLEANING_UP, DeployStep.DISCARDING})
+# States in which a region never took a lease.
+_NEVER_LEASED = frozenset({RegionState.AWAITING_REPLICATION, RegionState.TIMED_OUT})
 
 
 async def _release_finished_leases(services: Services, rollout: Rollout) -> None:
+    """Give up the endpoint lease of every region that is done changing its endpoint.
+
+    Done on every step, not only on the change, so a crash between saving and
+    releasing costs one step's delay, not the lease's whole TTL.
+    """
     if rollout.target is None:
         return
     for region in rollout.regions:
-        if (
-            region.deployment is not None
-            and region.state in _LEASE_DONE_STATES
-            and region.deploy_step in _LEASE_DONE_STEPS
-        ):
-            await services.store.release_endpoint_lease(
-                region.region, rollout.target.endpoint, rollout.id
-            )
+        if region.state in _NEVER_LEASED:
+            continue
+        if region.state in _CHANGING_STATES or region.deploy_step in _CHANGING_STEPS:
+            continue
+        await services.store.release_endpoint_lease(
+            region.region, rollout.target.endpoint, rollout.id
+        )
 
 
 async def publish_outbox(

@@ -10,14 +10,14 @@ import pytest
 
 from devenv.images import build_helm_chart, build_image
 from shared.adapters.foundry_deployer import ProvisioningState
-from shared.domain.model import RegionState, RolloutState
+from shared.domain.model import DeployStep, RegionState, RolloutState
 from shared.domain.names import endpoint_name
 from shared.service.intake import record_notices
 from shared.service.reconcile import reconcile, utc_now
 from shared.service.tick import run_tick
 from tests.integration.service.arm_audit import records_for
 from tests.integration.service.conftest import PRIMARY
-from tests.integration.service.driving import is_live, stored, tick_until
+from tests.integration.service.driving import is_live, reconcile_until, stored, tick_until
 from tests.integration.service.pushing import notice_of, push
 from tests.integration.service.service_stack import ServiceStack
 
@@ -127,3 +127,46 @@ def test_a_helm_chart_push_is_ignored_with_a_reason_and_never_deployed(
     asyncio.run(scenario())
 
     assert records_for(stack.env, stack.tls, pushed.digest) == []
+
+
+def test_a_newer_push_during_the_primary_deployment_discards_it_and_takes_the_endpoint(
+    stack: ServiceStack,
+) -> None:
+    older = push(stack.env, stack.tls, "service/mid-deploy", "v1", seed="mid-deploy-a")
+    newer = push(stack.env, stack.tls, "service/mid-deploy", "v1", seed="mid-deploy-b")
+
+    async def scenario() -> None:
+        async with stack.services() as services:
+            await record_notices(services, [notice_of(older)])
+            # The older rollout holds the primary's endpoint lease and has a deployment creating.
+            await reconcile_until(
+                services,
+                older.rollout_id,
+                lambda r: r.region(PRIMARY).deployment is not None,
+                what="the older push's primary deployment to start",
+            )
+            await record_notices(services, [notice_of(newer)])
+            found = await tick_until(
+                services,
+                [older.rollout_id, newer.rollout_id],
+                lambda r: (
+                    is_live(r[newer.rollout_id])
+                    and r[older.rollout_id].region(PRIMARY).deploy_step is DeployStep.DISCARDED
+                ),
+                what="the newer push live and the older deployment discarded",
+            )
+            superseded = found[older.rollout_id]
+            assert superseded.state is RolloutState.SUPERSEDED
+            assert superseded.region(PRIMARY).state is RegionState.SUPERSEDED
+            # The lease went with the discard: nobody holds the endpoint any more.
+            endpoint = endpoint_name("{repository}", older.repository)
+            for region in found[newer.rollout_id].regions:
+                assert await services.store.get_endpoint_lease(region.region, endpoint) is None
+            status = await services.deployer.endpoint_status(PRIMARY, endpoint)
+            assert superseded.region(PRIMARY).deployment is not None
+            assert superseded.region(PRIMARY).deployment.name not in status.deployments
+
+    asyncio.run(scenario())
+
+    actions = [r["action"] for r in records_for(stack.env, stack.tls, older.digest)]
+    assert "deployment_create" in actions and "deployment_deleted" in actions, actions
