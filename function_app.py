@@ -2,8 +2,9 @@
 
 import azure.functions as func
 
-from shared.entrypoints import eventgrid_triggers, http_routes, timer_triggers
+from shared.entrypoints import eventgrid_triggers, http_routes, startup, timer_triggers
 
+startup.report_configuration()
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 

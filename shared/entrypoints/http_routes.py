@@ -45,7 +45,7 @@ async def _answer(work: Callable[[], Awaitable[func.HttpResponse]]) -> func.Http
         )
 
 
-def _check_token(app: Services, req: func.HttpRequest) -> None:
+def check_webhook_token(app: Services, req: func.HttpRequest) -> None:
     expected = app.config.acr_webhook_token
     if not expected:
         return
@@ -69,7 +69,7 @@ def _json_body(req: func.HttpRequest) -> Any:
 async def acr_hook(req: func.HttpRequest) -> func.HttpResponse:
     async def work() -> func.HttpResponse:
         app = await services()
-        _check_token(app, req)
+        check_webhook_token(app, req)
         payload = _json_body(req)
         region = req.params.get("region") or None
         notices = parse_hook_payload(
