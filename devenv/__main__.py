@@ -73,6 +73,26 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(large=args.large)
 
 
+def _push(args: argparse.Namespace) -> int:
+    """Build a small real OCI image and push it to the running environment's primary registry."""
+    import uuid
+
+    from devenv.images import build_image, push_image
+    from devenv.tls import ensure_tls
+
+    env = default_env()
+    tls = ensure_tls(env.state_dir / "tls")
+    image = build_image(
+        size_bytes=int(args.size_mb * 1_000_000), seed=args.seed or str(uuid.uuid4())
+    )
+    digest = push_image(
+        env.primary.registry_url, args.repository, args.tag, image, ca_path=tls.ca_pem
+    )
+    print(f"pushed {env.primary.registry_host}/{args.repository}:{args.tag} = {digest}")
+    print(f"follow it: curl -s '{env.host_url}/api/rollouts?repository={args.repository}'")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     parser = argparse.ArgumentParser(prog="python -m devenv", description=__doc__)
@@ -80,8 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("up", help="start the local environment and the function app until Ctrl-C")
     demo = commands.add_parser("demo", help="push a sample model image and watch it roll out")
     demo.add_argument("--large", action="store_true", help="push a larger image (about 200 MB)")
+    push = commands.add_parser("push", help="push a new sample image to the running environment")
+    push.add_argument("repository", help="e.g. models/llm")
+    push.add_argument("tag", help="e.g. v2")
+    push.add_argument("--size-mb", type=float, default=4.0, help="layer size in MB (default 4)")
+    push.add_argument("--seed", help="same seed, same image (and digest); default: a new image")
     args = parser.parse_args(argv)
-    return _up(args) if args.command == "up" else _demo(args)
+    handlers = {"up": _up, "demo": _demo, "push": _push}
+    return handlers[args.command](args)
 
 
 if __name__ == "__main__":
