@@ -12,15 +12,13 @@ from pathlib import Path
 
 from devenv.config import LOCAL_TOPIC_KEY, LocalEnv
 from devenv.tls import TlsFiles
+from shared.config import region_setting_name
 
+REGISTRY_ENDPOINT = "GEOROLLOUT_REGION_{REGION}_REGISTRY_ENDPOINT"
+WORKSPACE_ID = "GEOROLLOUT_REGION_{REGION}_WORKSPACE_ID"
 GENERATED_MARKER = "georollout make up"
 EVENTS_TOPIC = "georollout"
 ACR_TOPIC = "acr"
-
-
-def region_setting(region: str, suffix: str) -> str:
-    key = "".join(ch if ch.isalnum() else "_" for ch in region.upper())
-    return f"GEOROLLOUT_REGION_{key}_{suffix}"
 
 
 def app_settings(
@@ -47,8 +45,8 @@ def app_settings(
         "GEOROLLOUT_INSTANCE_COUNT": "1",
     }
     for region in env.regions:
-        values[region_setting(region.name, "REGISTRY_ENDPOINT")] = region.registry_url
-        values[region_setting(region.name, "WORKSPACE_ID")] = region.workspace_id
+        values[region_setting_name(REGISTRY_ENDPOINT, region.name)] = region.registry_url
+        values[region_setting_name(WORKSPACE_ID, region.name)] = region.workspace_id
     return values
 
 

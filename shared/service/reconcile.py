@@ -21,11 +21,11 @@ from shared.adapters.event_publisher import EventToPublish, PublishError
 from shared.adapters.foundry_deployer import DeployerError, ProvisioningState
 from shared.adapters.table_store import StaleRecordError, StoredRollout
 from shared.domain import rollout as machine
-from shared.domain.model import DeploymentRef, DeployStep, RegionState, Rollout
+from shared.domain.model import DeploymentRef, RegionState, Rollout
 from shared.domain.rollout import Action
 from shared.domain.verdicts import ProbeOutcome, ProbeVerdict
 from shared.intake.media_types import Deployable, is_deployable_manifest
-from shared.service.records import from_stored, to_stored
+from shared.service.records import PENDING_STEPS, from_stored, to_stored
 from shared.service.runtime import Services
 
 log = logging.getLogger("georollout.reconcile")
@@ -307,7 +307,6 @@ async def _deleted(services: Services, region: str, ref: DeploymentRef) -> bool:
 
 # A region needs its endpoint lease while it may still change the endpoint.
 _CHANGING_STATES = frozenset({RegionState.REPLICATED, RegionState.DEPLOYING})
-_CHANGING_STEPS = frozenset({DeployStep.CLEANING_UP, DeployStep.DISCARDING})
 # States in which a region never took a lease.
 _NEVER_LEASED = frozenset({RegionState.AWAITING_REPLICATION, RegionState.TIMED_OUT})
 
@@ -323,7 +322,7 @@ async def _release_finished_leases(services: Services, rollout: Rollout) -> None
     for region in rollout.regions:
         if region.state in _NEVER_LEASED:
             continue
-        if region.state in _CHANGING_STATES or region.deploy_step in _CHANGING_STEPS:
+        if region.state in _CHANGING_STATES or region.deploy_step in PENDING_STEPS:
             continue
         await services.store.release_endpoint_lease(
             region.region, rollout.target.endpoint, rollout.id

@@ -11,14 +11,14 @@ from shared.domain.rollout import RolloutPolicy, replication_deadline
 from shared.domain.serialization import rollout_from_record, rollout_to_record
 
 # Steps that still need a call to Azure ML after the region's state settled.
-_PENDING_STEPS = frozenset({DeployStep.CLEANING_UP, DeployStep.DISCARDING})
+PENDING_STEPS = frozenset({DeployStep.CLEANING_UP, DeployStep.DISCARDING})
 
 
 def is_active(rollout: Rollout) -> bool:
     """True while a tick still has something to do: moving regions, clean-up, or unsent events."""
     if rollout.outbox:
         return True
-    if any(r.deploy_step in _PENDING_STEPS for r in rollout.regions):
+    if any(r.deploy_step in PENDING_STEPS for r in rollout.regions):
         return True
     if rollout.ignored_reason is not None or rollout.superseded_by is not None:
         return False
@@ -41,7 +41,7 @@ def next_due_at(
     """When the timer should next look at this rollout (None: never again by itself)."""
     if not is_active(rollout):
         return None
-    if rollout.outbox or any(r.deploy_step in _PENDING_STEPS for r in rollout.regions):
+    if rollout.outbox or any(r.deploy_step in PENDING_STEPS for r in rollout.regions):
         return now + poll
     moments: list[datetime] = []
     for region in rollout.regions:

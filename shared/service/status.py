@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from shared.domain.model import parse_rollout_id
+from shared.adapters.table_store import MAX_LIST_LIMIT
+from shared.domain.model import RolloutState, parse_rollout_id
 from shared.domain.serialization import rollout_to_document
 from shared.errors import InvalidInputError, NotFoundError
 from shared.intake.validation import validate_repository
 from shared.service.records import from_stored
 from shared.service.runtime import Services
 
-STATES = ("replicating", "deploying", "live", "failed", "timed_out", "superseded", "ignored")
+STATES = tuple(state.value for state in RolloutState)
 DEFAULT_LIMIT = 50
-MAX_LIMIT = 1000
+MAX_LIMIT = MAX_LIST_LIMIT
 
 
 async def get_rollout(services: Services, rollout_id: str) -> dict[str, Any]:
