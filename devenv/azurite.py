@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 from devenv.config import LocalEnv
 from devenv.paths import NODE_BIN
 from devenv.ports import LOOPBACK
@@ -26,6 +28,9 @@ def start_azurite(env: LocalEnv) -> ManagedProcess:
             "--skipApiVersionCheck",
         ],
         log_path=env.state_dir / "logs" / "azurite.log",
+        # Azurite's table service writes its data to disk every few seconds and on SIGINT;
+        # on SIGTERM it exits without saving and the last writes are lost.
+        stop_signal=signal.SIGINT,
     ).start()
     try:
         process.wait_for_port(env.azurite_port)

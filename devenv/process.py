@@ -54,6 +54,8 @@ class ManagedProcess:
     log_path: Path
     env: Mapping[str, str] | None = None
     cwd: Path | None = None
+    # The signal the program treats as "shut down cleanly" (Azurite saves its data on SIGINT only).
+    stop_signal: int = signal.SIGTERM
     popen: subprocess.Popen[bytes] | None = field(default=None, init=False)
     _log: IO[bytes] | None = field(default=None, init=False)
 
@@ -102,11 +104,11 @@ class ManagedProcess:
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, *, timeout: float = 10) -> None:
-        """SIGTERM the process group, then SIGKILL whatever is left after `timeout`."""
+        """Send `stop_signal` to the process group, then SIGKILL whatever is left after `timeout`."""
         if self.popen is None:
             return
         if self.popen.poll() is None:
-            self._signal_group(signal.SIGTERM)
+            self._signal_group(self.stop_signal)
             try:
                 self.popen.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
