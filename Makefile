@@ -7,9 +7,12 @@ PY := $(VENV)/bin/python
 STATE := .georollout
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup infra-tools up demo test lint typecheck unit bench clean
+.PHONY: setup app-setup infra-tools up demo test lint typecheck unit bench clean
 
-setup: $(STATE)/.setup-done infra-tools
+# Everything the tests need; `make up` and `make demo` need only the app's part.
+setup: app-setup infra-tools
+
+app-setup: $(STATE)/.setup-done
 
 # The stamp depends on the files that say what to install, so editing one
 # re-runs set-up, and nothing else does.
@@ -38,10 +41,10 @@ $(INFRA_VENV)/.tools-$(CHECKOV_VERSION)-$(PYCEP_VERSION):
 	@rm -f $(INFRA_VENV)/.tools-*
 	@touch $@
 
-up: setup
+up: app-setup
 	$(PY) -m devenv up
 
-demo: setup
+demo: app-setup
 	$(PY) -m devenv demo
 
 lint: setup
@@ -58,7 +61,7 @@ test: setup lint typecheck
 	$(PY) -m pytest -q
 
 # Rates and ratios on this machine, never pass/fail: see benchmarks/.
-bench: setup
+bench: app-setup
 	$(PY) -m benchmarks.bench_state_machine
 	$(PY) -m benchmarks.bench_probe
 

@@ -48,6 +48,8 @@ def _up(args: argparse.Namespace) -> int:
     print(f"georollout local environment is up in {stack.started_in_s:.1f}s:")
     for name, url in stack.describe():
         print(f"  {name.ljust(width)}  {url}")
+    print("push a new image:  .venv/bin/python -m devenv push models/llm v1")
+    print(f"follow rollouts:   curl -s {env.host_url}/api/rollouts")
     print("Ctrl-C stops everything.", flush=True)
     code = 0
     try:

@@ -28,6 +28,12 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--port", type=int, default=7071, help="port on 127.0.0.1 (default 7071)")
     parser.add_argument("--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument(
+        "--local-identity",
+        action="store_true",
+        help="serve a managed-identity endpoint with local tokens (for the local stand-ins only;"
+        " leave off to use your own Azure sign-in)",
+    )
     return parser.parse_args(argv)
 
 
@@ -39,8 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Settings first: the app reads them at import time, as in Azure.
         apply_local_settings(app_dir)
-        # The platform's managed-identity endpoint, served by this host.
-        configure_identity_environment(arguments.port)
+        if arguments.local_identity:
+            # The platform's managed-identity endpoint, served by this host.
+            configure_identity_environment(arguments.port)
         route_prefix = http_route_prefix(app_dir)
         host = FunctionsHost(app_dir, load_function_app(app_dir), route_prefix=route_prefix)
     except HostConfigurationError as error:

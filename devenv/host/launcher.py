@@ -34,11 +34,13 @@ def start_functions_host(
     *,
     log_path: Path,
     env: Mapping[str, str] | None = None,
+    local_identity: bool = True,
 ) -> ManagedProcess:
     """Run `python -m devenv.host` for `app_dir` on 127.0.0.1:`port`; return once it is Running.
 
     `env` replaces the inherited environment when given (PYTHONUNBUFFERED and a
-    PYTHONPATH that finds `devenv` are added either way).
+    PYTHONPATH that finds `devenv` are added either way). `local_identity` makes
+    the host serve local managed-identity tokens, which only the stand-ins accept.
     """
     child_env = dict(os.environ if env is None else env)
     child_env["PYTHONUNBUFFERED"] = "1"
@@ -47,7 +49,16 @@ def start_functions_host(
     )
     process = ManagedProcess(
         name=f"functions-host:{port}",
-        argv=[sys.executable, "-m", "devenv.host", "--app-dir", str(app_dir), "--port", str(port)],
+        argv=[
+            sys.executable,
+            "-m",
+            "devenv.host",
+            "--app-dir",
+            str(app_dir),
+            "--port",
+            str(port),
+            *(["--local-identity"] if local_identity else []),
+        ],
         log_path=log_path,
         env=child_env,
         cwd=REPO_ROOT,

@@ -14,6 +14,10 @@ from shared.service.records import from_stored
 from shared.service.runtime import Services
 
 STATES = tuple(state.value for state in RolloutState)
+_ID_HINT = (
+    "ids look like <registry>~<repository, / as ~>~sha256-<hex>, e.g. "
+    "contoso.azurecr.io~models~llm~sha256-3f2a...; GET /api/rollouts?repository=<repo> lists them"
+)
 DEFAULT_LIMIT = 50
 MAX_LIMIT = MAX_LIST_LIMIT
 
@@ -22,10 +26,10 @@ async def get_rollout(services: Services, rollout_id: str) -> dict[str, Any]:
     try:
         parse_rollout_id(rollout_id)
     except ValueError:
-        raise NotFoundError(f"no rollout {rollout_id!r}") from None
+        raise NotFoundError(f"no rollout {rollout_id!r}; {_ID_HINT}") from None
     stored = await services.store.get(rollout_id)
     if stored is None:
-        raise NotFoundError(f"no rollout {rollout_id!r}")
+        raise NotFoundError(f"no rollout {rollout_id!r}; {_ID_HINT}")
     return rollout_to_document(from_stored(stored))
 
 
