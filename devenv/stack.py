@@ -99,6 +99,13 @@ def topics(env: LocalEnv) -> list[TopicSpec]:
     ]
 
 
+def _inherited_environment() -> dict[str, str]:
+    """This process's environment for the host, less what azure-ai-ml sets process-wide:
+    AZUREML_CURRENT_CLOUD names a cloud registered only in the process that set it, and
+    the host's import of azure-ai-ml fails on an unknown one."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("AZUREML_")}
+
+
 class PortsInUseError(RuntimeError):
     """Another process (often another `make up`) already listens on the environment's ports."""
 
@@ -139,7 +146,7 @@ def start_stack(
     try:
         stack.processes.append(start_azurite(env))
         stack.processes.append(start_arm_emulator(env, tls))
-        settings = dict(os.environ) | app_settings(env, tls) | (extra_settings or {})
+        settings = _inherited_environment() | app_settings(env, tls) | (extra_settings or {})
         stack.processes.append(
             start_functions_host(
                 app_dir, env.host_port, log_path=logs / "functions-host.log", env=settings

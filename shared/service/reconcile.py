@@ -98,14 +98,19 @@ async def _act(services: Services, rollout: Rollout, clock: Clock, *, deploy: bo
     actions = machine.next_actions(rollout, clock(), services.policy)
     if not deploy:
         actions = [a for a in actions if isinstance(a, _REPLICATION_ACTIONS)]
-    if any(isinstance(a, machine.InspectManifest) for a in actions):
+    probed: set[str] = set()
+    if any(isinstance(a, machine.InspectManifest) for a in actions) and _inspection_due(
+        rollout, clock()
+    ):
         # The inspection reads the primary's manifest: it is the primary's probe too.
-        rollout = await _inspect_manifest(services, rollout, clock)
+        rollout, probed = await _inspect_manifest(services, rollout, clock)
     # Probes of different regions go out together; their outcomes are recorded in order.
     regions = [
         a.region
         for a in actions
-        if isinstance(a, machine.ProbeRegion) and _still_probed(rollout, a.region)
+        if isinstance(a, machine.ProbeRegion)
+        and a.region not in probed
+        and _still_probed(rollout, a.region)
     ]
     outcomes = await asyncio.gather(
         *(_probe_outcome(services, rollout, region) for region in regions)
@@ -183,31 +188,47 @@ async def _run(services: Services, rollout: Rollout, action: Action, clock: Cloc
     raise AssertionError(f"unhandled action {action!r}")
 
 
-async def _inspect_manifest(services: Services, rollout: Rollout, clock: Clock) -> Rollout:
-    """Read the manifest from the primary replica: an image (or index of images) is deployable."""
+async def _inspect_manifest(
+    services: Services, rollout: Rollout, clock: Clock
+) -> tuple[Rollout, set[str]]:
+    """Read the manifest from the primary replica: an image (or index of images) is deployable.
+
+    The read is the primary's probe too, whatever it answers; the regions it
+    probed come back with the rollout so they are not asked twice.
+    """
     primary = services.config.primary_region
     if not services.budget(primary.registry_endpoint).take(time.monotonic()):
-        return rollout
+        return rollout, set()
     read = await services.probe.read_manifest(primary.name, rollout.repository, rollout.digest)
-    if read.outcome.verdict is not ProbeVerdict.PRESENT or read.manifest is None:
-        # Not there (yet) or no answer: the primary's probe records and schedules that.
-        return rollout
-    verdict = is_deployable_manifest(read.manifest, read.media_type)
     now = clock()
-    # The read was a probe of the primary too: record it, and save a request.
     rollout = machine.record_probe(
         rollout, primary.name, read.outcome, now, services.policy, jitter=random.random()
     )
+    if read.outcome.verdict is not ProbeVerdict.PRESENT or read.manifest is None:
+        return rollout, {primary.name}  # not there yet: decided on a later read
+    verdict = is_deployable_manifest(read.manifest, read.media_type)
     if isinstance(verdict, Deployable) and verdict.kind == "index" and verdict.platform_manifests:
         child = await services.probe.read_manifest(
             primary.name, rollout.repository, verdict.platform_manifests[0]
         )
         if child.manifest is None:
-            return rollout
+            return rollout, {primary.name}
         verdict = is_deployable_manifest(child.manifest, child.media_type)
     if isinstance(verdict, Deployable):
-        return machine.record_deployable(rollout, verdict.image_size_bytes, now)
-    return machine.record_not_deployable(rollout, verdict.reason, now)
+        return machine.record_deployable(rollout, verdict.image_size_bytes, now), {primary.name}
+    return machine.record_not_deployable(rollout, verdict.reason, now), {primary.name}
+
+
+def _inspection_due(rollout: Rollout, now: datetime) -> bool:
+    """Read the manifest once the primary has it, or when the primary's probe is due anyway:
+    the inspection must not bypass the probe's backoff."""
+    primary = rollout.primary
+    if primary is None or primary.state not in (
+        RegionState.AWAITING_REPLICATION,
+        RegionState.TIMED_OUT,
+    ):
+        return True
+    return primary.next_probe_at is None or primary.next_probe_at <= now
 
 
 def _still_probed(rollout: Rollout, region: str) -> bool:
