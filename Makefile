@@ -52,7 +52,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 typecheck: setup
-	$(VENV)/bin/mypy shared function_app.py devenv benchmarks
+	$(VENV)/bin/mypy shared function_app.py devenv benchmarks tests
 
 unit: setup
 	$(PY) -m pytest tests/unit -q

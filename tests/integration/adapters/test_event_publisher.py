@@ -5,25 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-from aiohttp import web
 from azure.core.exceptions import ClientAuthenticationError
 
 from devenv.config import LOCAL_TOPIC_KEY, LocalEnv
 from devenv.eventgrid.launcher import SubscriptionSpec, subscription_url, wait_subscription_active
-from devenv.ports import LOOPBACK, free_port
 from devenv.process import wait_until
 from devenv.tls import TlsFiles
 from shared.adapters.event_publisher import EventPublisher, EventToPublish, PublishError
 from tests.integration.adapters.conftest import EVENTS_TOPIC
+from tests.support.cloudevents_receiver import EventReceiver
 
 pytestmark = pytest.mark.integration
 
@@ -32,67 +28,12 @@ SUBJECT = "models/llm@sha256:" + "a" * 64
 DEADLINE_S = 20
 
 
-@dataclass
-class CloudEventsSubscriber:
-    """An HTTPS webhook on its own thread: passes the CloudEvents OPTIONS handshake, records deliveries."""
-
-    tls: TlsFiles
-    port: int = field(default_factory=free_port)
-    deliveries: list[dict[str, Any]] = field(default_factory=list)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
-    _runner: web.AppRunner | None = None
-    _thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        return f"https://{LOOPBACK}:{self.port}/events"
-
-    async def _handshake(self, request: web.Request) -> web.Response:
-        origin = request.headers.get("WebHook-Request-Origin", "")
-        return web.Response(status=200, headers={"WebHook-Allowed-Origin": origin})
-
-    async def _deliver(self, request: web.Request) -> web.Response:
-        body = json.loads(await request.read())
-        with self._lock:
-            self.deliveries.extend(body if isinstance(body, list) else [body])
-        return web.Response(status=200)
-
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_route("OPTIONS", "/events", self._handshake)
-        app.router.add_post("/events", self._deliver)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(
-            self._runner, LOOPBACK, self.port, ssl_context=self.tls.server_context()
-        ).start()
-
-    def start(self) -> CloudEventsSubscriber:
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
-        return self
-
-    def stop(self) -> None:
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-        self._loop.close()
-
-    def received(self, ids: Sequence[str]) -> list[dict[str, Any]]:
-        with self._lock:
-            return [event for event in self.deliveries if event.get("id") in ids]
-
-
 @pytest.fixture(scope="module")
 def subscriber(
     adapter_env: LocalEnv, tls_files: TlsFiles, events_topic: str
-) -> Iterator[CloudEventsSubscriber]:
+) -> Iterator[EventReceiver]:
     """The subscriber, registered on the topic through the emulator's management API."""
-    receiver = CloudEventsSubscriber(tls_files).start()
+    receiver = EventReceiver(tls_files).start()
     try:
         body = json.dumps(SubscriptionSpec(SUBSCRIPTION, receiver.url).to_json()).encode()
         request = urllib.request.Request(
@@ -130,16 +71,16 @@ def _publish(endpoint: str, tls: TlsFiles, events: Sequence[EventToPublish], key
     asyncio.run(run())
 
 
-def _wait_for(subscriber: CloudEventsSubscriber, ids: Sequence[str], count: int) -> None:
+def _wait_for(subscriber: EventReceiver, ids: Sequence[str], count: int) -> None:
     wait_until(
-        lambda: len(subscriber.received(ids)) >= count,
+        lambda: len(subscriber.deliveries(ids)) >= count,
         timeout=DEADLINE_S,
         what=f"{count} deliveries of {list(ids)}",
     )
 
 
 def test_published_events_reach_the_subscriber_as_cloud_events(
-    events_topic: str, tls_files: TlsFiles, subscriber: CloudEventsSubscriber
+    events_topic: str, tls_files: TlsFiles, subscriber: EventReceiver
 ) -> None:
     sent = [_event("replica.available"), _event("replication.completed")]
 
@@ -147,7 +88,7 @@ def test_published_events_reach_the_subscriber_as_cloud_events(
 
     ids = [event.id for event in sent]
     _wait_for(subscriber, ids, len(sent))
-    received = {event["id"]: event for event in subscriber.received(ids)}
+    received = {event["id"]: event for event in subscriber.deliveries(ids)}
     assert sorted(received) == sorted(ids)
     for event in sent:
         delivered = received[event.id]
@@ -169,7 +110,7 @@ def test_wrong_topic_key_is_a_publish_error(events_topic: str, tls_files: TlsFil
 
 
 def test_republished_event_is_delivered_again_with_the_same_id(
-    events_topic: str, tls_files: TlsFiles, subscriber: CloudEventsSubscriber
+    events_topic: str, tls_files: TlsFiles, subscriber: EventReceiver
 ) -> None:
     event = _event("rollout.finished")
 
@@ -178,7 +119,7 @@ def test_republished_event_is_delivered_again_with_the_same_id(
 
     # At-least-once: dropping the duplicate is the subscriber's job, by id.
     _wait_for(subscriber, [event.id], 2)
-    deliveries = subscriber.received([event.id])
+    deliveries = subscriber.deliveries([event.id])
     assert len(deliveries) == 2
     assert {d["id"] for d in deliveries} == {event.id}
     assert {d["type"] for d in deliveries} == {event.type}

@@ -23,8 +23,8 @@ from devenv.eventgrid.launcher import (
 from devenv.local_settings import EVENTS_TOPIC
 from devenv.registries import RegistryControl, start_registries
 from devenv.tls import TlsFiles
-from tests.integration.service.event_receiver import EventReceiver
 from tests.integration.service.service_stack import ServiceStack
+from tests.support.cloudevents_receiver import EventReceiver
 
 REGIONS = ("eastus", "westus", "westeurope")
 PRIMARY, SECONDARIES = REGIONS[0], REGIONS[1:]

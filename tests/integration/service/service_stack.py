@@ -21,7 +21,7 @@ from devenv.registries import RegistryControl
 from devenv.tls import TlsFiles
 from shared.config import load_config
 from shared.service.runtime import Services, build_services
-from tests.integration.service.event_receiver import EventReceiver
+from tests.support.cloudevents_receiver import EventReceiver
 
 
 class FixedTokenCredential:

@@ -24,9 +24,9 @@ from tests.integration.service.conftest import (
     events_topic,
 )
 from tests.integration.service.driving import DEADLINE_S, POLL_S, is_live, reconcile_until, stored
-from tests.integration.service.event_receiver import EventReceiver
 from tests.integration.service.pushing import notice_of, push
 from tests.integration.service.service_stack import ServiceStack
+from tests.support.cloudevents_receiver import EventReceiver
 
 pytestmark = pytest.mark.integration
 

@@ -163,8 +163,9 @@ def test_a_newer_push_during_the_primary_deployment_discards_it_and_takes_the_en
             for region in found[newer.rollout_id].regions:
                 assert await services.store.get_endpoint_lease(region.region, endpoint) is None
             status = await services.deployer.endpoint_status(PRIMARY, endpoint)
-            assert superseded.region(PRIMARY).deployment is not None
-            assert superseded.region(PRIMARY).deployment.name not in status.deployments
+            discarded = superseded.region(PRIMARY).deployment
+            assert discarded is not None
+            assert discarded.name not in status.deployments
 
     asyncio.run(scenario())
 

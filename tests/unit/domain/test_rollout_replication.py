@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from shared.domain.events import EventType
-from shared.domain.model import RegionState, RolloutState
+from shared.domain.model import RegionState, Rollout, RolloutState
 from shared.domain.rollout import (
     InspectManifest,
     ProbeRegion,
@@ -32,7 +32,7 @@ from tests.unit.domain.builders import (
 )
 
 
-def types(rollout):  # type: ignore[no-untyped-def]
+def types(rollout: Rollout) -> list[tuple[EventType, str]]:
     return [(e.type, e.region) for e in rollout.outbox]
 
 

@@ -6,7 +6,7 @@ import itertools
 from datetime import timedelta
 
 from shared.domain.events import EventType, event_id
-from shared.domain.model import DeployStep, RegionState, RolloutState
+from shared.domain.model import DeployStep, RegionState, Rollout, RolloutState
 from shared.domain.rollout import (
     DiscardDeployment,
     is_newer,
@@ -159,7 +159,7 @@ def test_supersession_outcome_is_independent_of_arrival_order() -> None:
     pushes = {DIGEST_A: T0, DIGEST_B: at(60), "sha256:" + "c" * 64: at(30)}
     outcomes = set()
     for order in itertools.permutations(pushes):
-        known = {}
+        known: dict[str, Rollout] = {}
         for digest in order:
             r = new_rollout(notice(digest, pushed_at=pushes[digest]), REGIONS, TARGET, at(100))
             for other_id, other in list(known.items()):

@@ -10,6 +10,7 @@ from shared.domain.model import (
     DeploymentRef,
     ProbeEvidence,
     RegionState,
+    Rollout,
     parse_rollout_id,
     rollout_id,
 )
@@ -54,7 +55,7 @@ REGION_KEYS = {
 }
 
 
-def busy_rollout():  # type: ignore[no-untyped-def]
+def busy_rollout() -> Rollout:
     target = Target(
         "models-llm",
         DeploymentSettings("Standard_F4s_v2", 3, '{"x": 1}'),

@@ -35,7 +35,7 @@ def test_image_pushed_in_both_schemas(event: dict[str, object]) -> None:
 
 def test_configured_registry_and_region_win() -> None:
     event = samples.cloudevent_push()
-    event["data"]["location"] = "eastus"  # type: ignore[index]
+    event["data"]["location"] = "eastus"
     notice = parse_eventgrid_event(event, registry="Contoso.azurecr.io")
     assert isinstance(notice, PushNotice)
     assert notice.registry == "contoso.azurecr.io"
@@ -45,7 +45,7 @@ def test_configured_registry_and_region_win() -> None:
 
 def test_event_time_is_used_when_data_has_no_timestamp() -> None:
     event = samples.eventgrid_schema_push()
-    del event["data"]["timestamp"]  # type: ignore[attr-defined]
+    del event["data"]["timestamp"]
     notice = parse_eventgrid_event(event)
     assert isinstance(notice, PushNotice)
     assert notice.pushed_at == datetime(2018, 4, 25, 21, 39, 47, 654961, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""A CloudEvents webhook subscriber on its own thread: answers the abuse-protection OPTIONS
+"""A CloudEvents webhook subscriber on its own thread (for tests): answers the abuse-protection OPTIONS
 handshake and records every event the Event Grid emulator delivers, by id."""
 
 from __future__ import annotations
