@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,21 +161,11 @@ def start_stack(
     return stack
 
 
-@contextmanager
-def running_stack(env: LocalEnv, **kwargs: object) -> Iterator[Stack]:
-    stack = start_stack(env, **kwargs)  # type: ignore[arg-type]
-    try:
-        yield stack
-    finally:
-        stack.stop()
-
-
 __all__ = [
     "PortsInUseError",
     "ProcessFailedError",
     "Stack",
     "check_ports_free",
-    "running_stack",
     "start_stack",
     "topics",
 ]
