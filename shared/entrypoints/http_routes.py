@@ -76,7 +76,7 @@ async def acr_hook(req: func.HttpRequest) -> func.HttpResponse:
             payload, registry=app.config.registry_login_server, region=region
         )
         check_regions(app, notices)
-        result = await record_notices(app, notices)
+        result = await record_notices(app, notices, replication_hints=region is not None)
         return json_response({"rollouts": list(result.recorded), "ignored": list(result.ignored)})
 
     return await _answer(work)

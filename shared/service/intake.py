@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from shared.adapters.table_store import RolloutAlreadyExistsError, StoredRollout
 from shared.domain import rollout as machine
@@ -44,26 +44,41 @@ def check_regions(services: Services, notices: Sequence[PushNotice | Ignored]) -
 
 
 async def record_notices(
-    services: Services, notices: Sequence[PushNotice | Ignored], *, clock: Clock = utc_now
+    services: Services,
+    notices: Sequence[PushNotice | Ignored],
+    *,
+    clock: Clock = utc_now,
+    replication_hints: bool = False,
 ) -> IntakeResult:
     """Record every notice, then probe for each touched rollout (a hinted region at once);
-    deployments follow through the completion function and the timer."""
+    deployments follow through the completion function and the timer.
+
+    `replication_hints`: the notices say an image reached a replica (a regional
+    webhook). Their timestamps are the replica's, later than the push itself, so
+    for a known rollout they add the tag and make a probe due, and never move the
+    rollout's push time, which orders supersession.
+    """
     recorded: list[str] = []
     ignored: list[str] = []
     for notice in notices:
         if isinstance(notice, Ignored):
             ignored.append(notice.reason)
             continue
-        rollout = await _record(services, notice, clock)
+        rollout, order_changed = await _record(services, notice, clock, replication_hints)
         recorded.append(rollout.id)
-        await _supersede_around(services, rollout, clock)
+        if order_changed:
+            await _supersede_around(services, rollout, clock)
         await reconcile(
             services, rollout.id, clock=clock, probe_now=notice.region_hint, deploy=False
         )
     return IntakeResult(tuple(dict.fromkeys(recorded)), tuple(ignored))
 
 
-async def _record(services: Services, notice: PushNotice, clock: Clock) -> Rollout:
+async def _record(
+    services: Services, notice: PushNotice, clock: Clock, replication_hint: bool
+) -> tuple[Rollout, bool]:
+    """The rollout after this notice, and whether its place in push order may have changed
+    (new, or pushed later: the only cases where supersession must be looked at again)."""
     target = match_target(services.rules, notice.repository, notice.tag)
     identity = rollout_id(notice.registry, notice.repository, notice.digest)
     for _ in range(3):
@@ -78,16 +93,20 @@ async def _record(services: Services, notice: PushNotice, clock: Clock) -> Rollo
             except RolloutAlreadyExistsError:
                 continue  # a concurrent delivery created it first: record onto theirs
             log.info("new rollout %s (%s)", fresh.id, fresh.state.value)
-            return fresh
+            return fresh, True
 
         def add_push(stored: StoredRollout) -> StoredRollout | None:
             current = from_stored(stored)
-            updated = machine.record_push(current, notice, clock(), target=target)
+            seen = replace(notice, pushed_at=current.pushed_at) if replication_hint else notice
+            updated = machine.record_push(current, seen, clock(), target=target)
             if updated is current:
                 return None
             return to_stored(updated, clock(), services.policy, services.deploy_poll, stored)
 
-        return from_stored(await services.store.update_with_retry(identity, add_push))
+        before = from_stored(existing)
+        after = from_stored(await services.store.update_with_retry(identity, add_push))
+        moved = (after.pushed_at, after.generation) != (before.pushed_at, before.generation)
+        return after, moved
     raise RuntimeError(f"could not record {notice.repository}@{notice.digest}")
 
 

@@ -219,6 +219,16 @@ async def _inspect_manifest(
     return machine.record_not_deployable(rollout, verdict.reason, now), {primary.name}
 
 
+async def newer_rollout(services: Services, rollout: Rollout) -> str | None:
+    """The id of a rollout pushed later to the same endpoint (registry time decides), if any."""
+    page, _ = await services.store.list(repository=rollout.repository, limit=100)
+    for stored in page:
+        other = from_stored(stored)
+        if machine.supersedes(other, rollout):
+            return other.id
+    return None
+
+
 def _inspection_due(rollout: Rollout, now: datetime) -> bool:
     """Read the manifest once the primary has it, or when the primary's probe is due anyway:
     the inspection must not bypass the probe's backoff."""
@@ -251,6 +261,13 @@ async def _start_deployment(
 ) -> Rollout:
     region, endpoint = action.region, action.endpoint
     now = clock()
+    newer = await newer_rollout(services, rollout)
+    if newer is not None:
+        # Intake supersedes at once; this check makes it hold even if that step was lost.
+        log.info(
+            "rollout %s: %s is newer for endpoint %s; not deploying", rollout.id, newer, endpoint
+        )
+        return machine.supersede(rollout, by=newer, now=now)
     if not await services.store.acquire_endpoint_lease(
         region, endpoint, rollout.id, now, LEASE_TTL
     ):

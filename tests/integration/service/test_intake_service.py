@@ -4,6 +4,7 @@ by the registry's time, and pushes that are not images."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -12,8 +13,10 @@ from devenv.images import build_helm_chart, build_image
 from shared.adapters.foundry_deployer import ProvisioningState
 from shared.domain.model import DeployStep, RegionState, RolloutState
 from shared.domain.names import endpoint_name
+from shared.domain.rollout import new_rollout
 from shared.service.intake import record_notices
 from shared.service.reconcile import reconcile, utc_now
+from shared.service.records import to_stored
 from shared.service.tick import run_tick
 from tests.integration.service.arm_audit import records_for
 from tests.integration.service.conftest import PRIMARY
@@ -171,3 +174,67 @@ def test_a_newer_push_during_the_primary_deployment_discards_it_and_takes_the_en
 
     actions = [r["action"] for r in records_for(stack.env, stack.tls, older.digest)]
     assert "deployment_create" in actions and "deployment_deleted" in actions, actions
+
+
+def test_a_late_replication_hint_for_an_older_push_does_not_make_it_newer(
+    stack: ServiceStack,
+) -> None:
+    older = push(stack.env, stack.tls, "service/late-hint", "v1", seed="late-hint-a")
+    newer = push(stack.env, stack.tls, "service/late-hint", "v1", seed="late-hint-b")
+
+    async def scenario() -> None:
+        async with stack.services() as services:
+            await record_notices(services, [notice_of(older)])
+            await record_notices(services, [notice_of(newer)])
+            # The older image reaches westus after the newer push: the regional webhook
+            # carries the replica's (later) time. It is a hint, not a push.
+            hint = replace(
+                notice_of(older),
+                region_hint="westus",
+                pushed_at=newer.pushed_at + timedelta(minutes=5),
+            )
+            await record_notices(services, [hint], replication_hints=True)
+            found = await tick_until(
+                services,
+                [older.rollout_id, newer.rollout_id],
+                lambda r: is_live(r[newer.rollout_id]),
+                what="the newer push live",
+            )
+            assert found[newer.rollout_id].superseded_by is None
+            assert found[older.rollout_id].superseded_by == newer.rollout_id
+            assert found[older.rollout_id].pushed_at == older.pushed_at
+
+    asyncio.run(scenario())
+
+    assert records_for(stack.env, stack.tls, older.digest) == []
+
+
+def test_a_rollout_whose_supersession_was_lost_does_not_deploy_over_a_newer_one(
+    stack: ServiceStack,
+) -> None:
+    older = push(stack.env, stack.tls, "service/lost-supersede", "v1", seed="lost-a")
+    newer = push(stack.env, stack.tls, "service/lost-supersede", "v1", seed="lost-b")
+
+    async def scenario() -> None:
+        async with stack.services() as services:
+            await record_notices(services, [notice_of(newer)])
+            # As if the process died after recording the older push and before
+            # superseding it: insert it directly, untouched by intake.
+            target = (await stored(services, newer.rollout_id)).target
+            fresh = new_rollout(notice_of(older), services.config.region_names, target, utc_now())
+            await services.store.insert(
+                to_stored(fresh, utc_now(), services.policy, services.deploy_poll)
+            )
+            found = await tick_until(
+                services,
+                [older.rollout_id, newer.rollout_id],
+                lambda r: (
+                    is_live(r[newer.rollout_id]) and r[older.rollout_id].superseded_by is not None
+                ),
+                what="the newer push live and the older one superseded",
+            )
+            assert found[older.rollout_id].superseded_by == newer.rollout_id
+
+    asyncio.run(scenario())
+
+    assert records_for(stack.env, stack.tls, older.digest) == []
