@@ -160,7 +160,11 @@ class FoundryDeployer:
 
     # -- endpoints -------------------------------------------------------
 
-    async def endpoint_status(self, region: str, endpoint: str) -> EndpointStatus:
+    async def endpoint_status(
+        self, region: str, endpoint: str, *, with_deployments: bool = True
+    ) -> EndpointStatus:
+        """The endpoint's state and traffic; `with_deployments` lists its deployments too,
+        one more ARM call that only a traffic shift needs."""
         client = self._client(region)
         try:
             found = await self._run(client.online_endpoints.get, endpoint)
@@ -168,12 +172,14 @@ class FoundryDeployer:
             return EndpointStatus(ProvisioningState.MISSING)
         except AzureError as error:
             raise _failure(error) from error
-        try:
-            deployments = await self._run(
-                lambda: [d.name for d in client.online_deployments.list(endpoint)]
-            )
-        except AzureError as error:
-            raise _failure(error) from error
+        deployments: list[str] = []
+        if with_deployments:
+            try:
+                deployments = await self._run(
+                    lambda: [d.name for d in client.online_deployments.list(endpoint)]
+                )
+            except AzureError as error:
+                raise _failure(error) from error
         return EndpointStatus(
             _state(found.provisioning_state),
             {str(k): int(v) for k, v in (found.traffic or {}).items()},

@@ -276,7 +276,7 @@ async def _start_deployment(
         return machine.record_action_error(
             rollout, region, f"waiting: endpoint {endpoint} is being changed by {holder}", now
         )
-    status = await services.deployer.endpoint_status(region, endpoint)
+    status = await services.deployer.endpoint_status(region, endpoint, with_deployments=False)
     if status.state is ProvisioningState.MISSING:
         await services.deployer.begin_create_endpoint(
             region, endpoint, auth_mode=services.config.endpoint_auth_mode
