@@ -38,7 +38,14 @@ async def get_rollout(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
+    """Anonymous: statuses only."""
     return await http_routes.health(req)
+
+
+@app.route(route="health/detail", methods=["GET"])
+async def health_detail(req: func.HttpRequest) -> func.HttpResponse:
+    """The same checks with messages, endpoints and ids: the app's default (function key) auth."""
+    return await http_routes.health_detail(req)
 
 
 @app.timer_trigger(schedule="%GEOROLLOUT_PROBE_SCHEDULE%", arg_name="timer", run_on_startup=False)

@@ -22,6 +22,7 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 HELM_CONFIG = "application/vnd.cncf.helm.config.v1+json"
 HELM_CHART_LAYER = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+COSIGN_SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 
 
 def sha256_digest(data: bytes) -> str:
@@ -154,6 +155,53 @@ def build_helm_chart(*, name: str, version: str, seed: str) -> ImageBlobs:
         _canonical_json({"apiVersion": "v2", "name": name, "version": version}),
     )
     manifest = _manifest(config, (layer,), {"org.opencontainers.image.title": name})
+    return ImageBlobs(config=config, layers=(layer,), manifest=manifest)
+
+
+def cosign_signature_tag(image_digest: str) -> str:
+    """The tag cosign stores an image's signature under: `sha256-<hex>.sig`."""
+    return image_digest.replace(":", "-") + ".sig"
+
+
+def build_cosign_signature(image_digest: str, *, repository: str) -> ImageBlobs:
+    """A signature laid out as cosign pushes it (sigstore/cosign specs/SIGNATURE_SPEC.md): an
+    ordinary OCI manifest whose config is an *image* config and whose one layer is the
+    simple-signing payload, with the signature in the layer's annotations."""
+    payload = _canonical_json(
+        {
+            "critical": {
+                "identity": {"docker-reference": repository},
+                "image": {"docker-manifest-digest": image_digest},
+                "type": "cosign container image signature",
+            },
+            "optional": None,
+        }
+    )
+    layer = Blob(COSIGN_SIMPLESIGNING, payload)
+    config = Blob(
+        OCI_CONFIG,
+        _canonical_json(
+            {
+                "architecture": "",
+                "os": "",
+                "config": {},
+                "rootfs": {"type": "layers", "diff_ids": [sha256_digest(payload)]},
+            }
+        ),
+    )
+    manifest = _canonical_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config.descriptor,
+            "layers": [
+                {
+                    **layer.descriptor,
+                    "annotations": {"dev.cosignproject.cosign/signature": "MEUCIQ=="},
+                }
+            ],
+        }
+    )
     return ImageBlobs(config=config, layers=(layer,), manifest=manifest)
 
 

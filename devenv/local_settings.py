@@ -8,6 +8,8 @@ overwritten); tests pass them to the host as environment variables.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from devenv.config import LOCAL_TOPIC_KEY, LocalEnv
@@ -19,6 +21,24 @@ WORKSPACE_ID = "GEOROLLOUT_REGION_{REGION}_WORKSPACE_ID"
 GENERATED_MARKER = "georollout make up"
 EVENTS_TOPIC = "georollout"
 ACR_TOPIC = "acr"
+# Settings that say where the local stand-ins are (or how to reach them): the local
+# environment's values always apply; a shell's own value (often Azure's) would point the
+# app away from the stand-ins `make up` starts, or conflict with them.
+STAND_IN_SETTINGS = frozenset(
+    {
+        "GEOROLLOUT_TABLE_CONNECTION_STRING",
+        "GEOROLLOUT_TABLE_ENDPOINT",
+        "GEOROLLOUT_REGISTRY_LOGIN_SERVER",
+        "GEOROLLOUT_REGIONS",
+        "GEOROLLOUT_ARM_ENDPOINT",
+        "GEOROLLOUT_CA_BUNDLE",
+        "GEOROLLOUT_EVENTS_TOPIC_ENDPOINT",
+        "GEOROLLOUT_EVENTS_TOPIC_KEY",
+    }
+)
+_STAND_IN_REGION_SETTING = re.compile(
+    r"^GEOROLLOUT_REGION_[A-Z0-9_]+_(REGISTRY_ENDPOINT|WORKSPACE_ID)$"
+)
 
 
 def app_settings(
@@ -62,3 +82,18 @@ def write_local_settings(path: Path, settings: dict[str, str]) -> bool:
     document = {"IsEncrypted": False, "GeneratedBy": GENERATED_MARKER, "Values": settings}
     path.write_text(json.dumps(document, indent=2) + "\n")
     return True
+
+
+def is_stand_in_setting(name: str) -> bool:
+    """True for a setting that addresses a local stand-in (see STAND_IN_SETTINGS)."""
+    return name in STAND_IN_SETTINGS or _STAND_IN_REGION_SETTING.match(name) is not None
+
+
+def environment_overrides(environ: Mapping[str, str]) -> dict[str, str]:
+    """The GEOROLLOUT_* settings of `environ` that win over the local defaults (the contract:
+    e.g. `GEOROLLOUT_TARGETS='[...]' make up`), the stand-ins' addresses excepted."""
+    return {
+        name: value
+        for name, value in environ.items()
+        if name.startswith("GEOROLLOUT_") and not is_stand_in_setting(name)
+    }

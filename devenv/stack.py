@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,11 +21,21 @@ from devenv.eventgrid.launcher import (
     topic_endpoint,
 )
 from devenv.host.launcher import start_functions_host
-from devenv.local_settings import ACR_TOPIC, EVENTS_TOPIC, app_settings
+from devenv.host.settings import HostConfigurationError, apply_local_settings
+from devenv.local_settings import (
+    ACR_TOPIC,
+    EVENTS_TOPIC,
+    app_settings,
+    environment_overrides,
+    is_stand_in_setting,
+)
 from devenv.paths import REPO_ROOT
 from devenv.process import ManagedProcess, ProcessFailedError, port_open
 from devenv.registries.launcher import start_registries
 from devenv.tls import TlsFiles, ensure_tls
+from shared.config import Config, load_config
+from shared.errors import ConfigurationError
+from shared.service.health import Redactor
 
 log = logging.getLogger("devenv")
 
@@ -97,11 +109,79 @@ def topics(env: LocalEnv) -> list[TopicSpec]:
     ]
 
 
-def _inherited_environment() -> dict[str, str]:
-    """This process's environment for the host, less what azure-ai-ml sets process-wide:
-    AZUREML_CURRENT_CLOUD names a cloud registered only in the process that set it, and
-    the host's import of azure-ai-ml fails on an unknown one."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("AZUREML_")}
+def _inherited_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """This process's environment for the host, less what azure-ai-ml sets process-wide
+    (AZUREML_CURRENT_CLOUD names a cloud registered only in the process that set it, and
+    the host's import of azure-ai-ml fails on an unknown one) and less the shell's own
+    addresses for the stand-ins (the local environment's apply)."""
+    return {
+        k: v
+        for k, v in environ.items()
+        if not k.startswith("AZUREML_") and not is_stand_in_setting(k)
+    }
+
+
+def host_settings(
+    env: LocalEnv,
+    tls: TlsFiles,
+    extra_settings: Mapping[str, str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The environment the function app's host gets: the local environment's settings,
+    then the shell's GEOROLLOUT_* settings (they win, the stand-ins' addresses excepted),
+    then `extra_settings` (tests)."""
+    source = os.environ if environ is None else environ
+    return (
+        _inherited_environment(source)
+        | app_settings(env, tls)
+        | environment_overrides(source)
+        | dict(extra_settings or {})
+    )
+
+
+class InvalidSettingsError(RuntimeError):
+    """The function app would start with settings it cannot work with; every problem listed."""
+
+    def __init__(self, problems: tuple[str, ...]) -> None:
+        super().__init__(
+            "the function app's settings are invalid:\n"
+            + "\n".join(f"  - {problem}" for problem in problems)
+        )
+        self.problems = problems
+
+
+@contextlib.contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """Hush `logger`'s info lines: a dry run of the host's settings is not the host starting."""
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def check_settings(settings: Mapping[str, str], *, app_dir: Path = REPO_ROOT) -> Config:
+    """Validate `settings` as the host will see them (plus app_dir's local.settings.json for
+    names they do not set, the Core Tools rule) with the app's own `load_config`.
+
+    Raises InvalidSettingsError with every problem, secret values redacted: without this
+    the environment would come up and answer every push with a 500.
+    """
+    seen = dict(settings)
+    try:
+        with _quiet(logging.getLogger("devenv.host")):
+            apply_local_settings(app_dir, seen)
+    except HostConfigurationError as error:
+        raise InvalidSettingsError((str(error),)) from None
+    try:
+        return load_config(seen)
+    except ConfigurationError as error:
+        redact = Redactor(seen)
+        raise InvalidSettingsError(
+            tuple(redact(problem) for problem in error.problems or (error.message,))
+        ) from None
 
 
 class PortsInUseError(RuntimeError):
@@ -135,16 +215,22 @@ def check_ports_free(env: LocalEnv) -> None:
 def start_stack(
     env: LocalEnv, *, app_dir: Path = REPO_ROOT, extra_settings: dict[str, str] | None = None
 ) -> Stack:
-    """Start every stand-in and the function app; on any failure stop what was started and raise."""
+    """Start every stand-in and the function app; on any failure stop what was started and raise.
+
+    InvalidSettingsError when the function app's settings are invalid (nothing started).
+    """
     check_ports_free(env)
     began = time.monotonic()
     tls = ensure_tls(env.state_dir / "tls")
+    # Before anything starts: settings the app cannot work with fail here, loudly, with
+    # nothing left running, rather than as a 500 on every push once "up".
+    settings = host_settings(env, tls, extra_settings)
+    check_settings(settings, app_dir=app_dir)
     stack = Stack(env=env, tls=tls)
     logs = env.state_dir / "logs"
     try:
         stack.processes.append(start_azurite(env))
         stack.processes.append(start_arm_emulator(env, tls))
-        settings = _inherited_environment() | app_settings(env, tls) | (extra_settings or {})
         stack.processes.append(
             start_functions_host(
                 app_dir, env.host_port, log_path=logs / "functions-host.log", env=settings
@@ -162,10 +248,14 @@ def start_stack(
 
 
 __all__ = [
+    "InvalidSettingsError",
     "PortsInUseError",
     "ProcessFailedError",
     "Stack",
     "check_ports_free",
+    "check_settings",
+    "host_settings",
+    "ports_of",
     "start_stack",
     "topics",
 ]

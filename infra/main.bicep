@@ -66,8 +66,11 @@ param replicationTimeoutMinutes string = '60'
 @description('Extra replication timeout per GB of image (minutes).')
 param replicationTimeoutMinutesPerGb string = '10'
 
-@description('Target rules (JSON, first match wins); the default is one catch-all rule, one endpoint per repository.')
-param targets string = '[{"repository": "*", "tag": "*", "endpoint": "{repository}"}]'
+@description('Short name of this georollout deployment, the {instance} in endpoint names (1-12 lowercase letters, digits, hyphens). Empty: the app derives it from the registry login server and the primary workspace id.')
+param instanceName string = ''
+
+@description('Target rules (JSON, first match wins); the default is one catch-all rule, one endpoint per repository named {repository}-{instance}, unique in its region.')
+param targets string = '[{"repository": "*", "tag": "*", "endpoint": "{repository}-{instance}"}]'
 
 @description('Instance type of the online deployments georollout creates.')
 param instanceType string = 'Standard_DS3_v2'
@@ -83,6 +86,10 @@ param endpointAuthMode string = 'key'
 
 @description('Seconds before a region with a deployment in progress is looked at again.')
 param deployPollSeconds string = '10'
+@description('Hours a replica still without the image is probed before its region stays timed_out.')
+param replicationGiveUpHours string = '24'
+@description('Seconds one smoke request may take (Azure ML scores within 5 s by default).')
+param smokeTimeoutSeconds string = '5'
 
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -207,12 +214,15 @@ module functionApp 'app/function-app.bicep' = {
     probeBackoffMaxSeconds: probeBackoffMaxSeconds
     replicationTimeoutMinutes: replicationTimeoutMinutes
     replicationTimeoutMinutesPerGb: replicationTimeoutMinutesPerGb
+    instanceName: instanceName
     targets: targets
     instanceType: instanceType
     instanceCount: instanceCount
     smokeRequest: smokeRequest
     endpointAuthMode: endpointAuthMode
     deployPollSeconds: deployPollSeconds
+    replicationGiveUpHours: replicationGiveUpHours
+    smokeTimeoutSeconds: smokeTimeoutSeconds
   }
 }
 

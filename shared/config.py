@@ -18,6 +18,12 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from shared.domain.names import (
+    DEFAULT_ENDPOINT_TEMPLATE,
+    bind_instance,
+    derive_instance_name,
+    validate_instance_name,
+)
 from shared.errors import ConfigurationError
 
 REGION_PLACEHOLDER = "{REGION}"
@@ -58,7 +64,9 @@ def _spec(
     )
 
 
-DEFAULT_TARGETS_JSON = '[{"repository": "*", "tag": "*", "endpoint": "{repository}"}]'
+# `{instance}` keeps endpoint names unique in each Azure region across customers (see
+# shared.domain.names); a rule may still set any template.
+DEFAULT_TARGETS_JSON = '[{"repository": "*", "tag": "*", "endpoint": "{repository}-{instance}"}]'
 
 SETTINGS: tuple[SettingSpec, ...] = (
     _spec(
@@ -153,11 +161,20 @@ SETTINGS: tuple[SettingSpec, ...] = (
         default="10",
     ),
     _spec(
+        "GEOROLLOUT_INSTANCE_NAME",
+        "Short name of this georollout deployment (1-12 lowercase letters, digits and hyphens): "
+        "the {instance} of endpoint templates, which keeps endpoint names unique in each Azure "
+        "region. Unset: the first 8 hex digits of the SHA-256 of the lower-cased registry login "
+        "server and primary workspace id, joined by a newline. Set it to keep endpoint names "
+        "when either changes.",
+    ),
+    _spec(
         "GEOROLLOUT_TARGETS",
         'JSON list of target rules, first match wins: {"repository": glob, "tag": glob, '
-        '"endpoint": template with {repository} or {name}, "instance_type", "instance_count", '
-        '"smoke_request", "regions": {region: {"instance_type", "instance_count", '
-        '"smoke_request"}}}. Default: one catch-all rule, endpoint named from the repository.',
+        '"endpoint": template with {repository}, {name} or {instance}, "instance_type", '
+        '"instance_count", "smoke_request", "regions": {region: {"instance_type", '
+        '"instance_count", "smoke_request"}}}. A rule without "endpoint", and the default '
+        "catch-all rule, name the endpoint {repository}-{instance}.",
         default=DEFAULT_TARGETS_JSON,
     ),
     _spec(
@@ -189,6 +206,19 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "GEOROLLOUT_DEPLOY_POLL_SECONDS",
         "How soon a region with a deployment in progress is looked at again.",
         default="10",
+    ),
+    _spec(
+        "GEOROLLOUT_REPLICATION_GIVE_UP_HOURS",
+        "How long after a push a replica still without the image is probed (slowly, once "
+        "timed_out); then its region stays timed_out for good, until a new push or regional "
+        "webhook names the image again.",
+        default="24",
+    ),
+    _spec(
+        "GEOROLLOUT_SMOKE_TIMEOUT_SECONDS",
+        "How long one smoke request may take (Azure ML's scoring timeout defaults to 5 s). "
+        "No answer, 408, 429 and 502-504 are tried again until the verification deadline.",
+        default="5",
     ),
 )
 
@@ -275,11 +305,7 @@ class ReplicationSettings:
 
     timeout_minutes: float
     timeout_minutes_per_gb: float
-
-    def timeout_seconds(self, image_bytes: int | None) -> float:
-        """The replication timeout for an image of `image_bytes` (base only when unknown)."""
-        gigabytes = (image_bytes or 0) / 1_000_000_000
-        return 60.0 * (self.timeout_minutes + self.timeout_minutes_per_gb * gigabytes)
+    give_up_hours: float = 24.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,8 +321,9 @@ class TargetRegionOverride:
 class TargetRuleConfig:
     """One configured target rule, global defaults already filled in.
 
-    `smoke_request` is JSON text (validated). The domain has its own TargetRule; the
-    service layer maps this onto it.
+    `smoke_request` is JSON text (validated). `endpoint_template` has `{instance}` already
+    replaced by the instance name. The domain has its own TargetRule; the service layer
+    maps this onto it.
     """
 
     repository_glob: str
@@ -327,6 +354,9 @@ class Config:
     endpoint_auth_mode: str
     acr_webhook_token: str | None
     deploy_poll_seconds: float
+    smoke_timeout_seconds: float
+    # This deployment's instance name (GEOROLLOUT_INSTANCE_NAME, or derived), the {instance}.
+    instance_name: str
     # GEOROLLOUT_* names that are set but not in the catalogue (likely typos); worth showing.
     unknown_settings: tuple[str, ...] = ()
 
@@ -367,7 +397,7 @@ _IDENTITY_ID = re.compile(
 )
 _INSTANCE_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{1,63}$")
 _AUTH_MODES = ("key", "aml_token", "aad_token")
-_TEMPLATE_FIELDS = ("repository", "name")
+_TEMPLATE_FIELDS = ("repository", "name", "instance")
 _RULE_KEYS = frozenset(
     {"repository", "tag", "endpoint", "instance_type", "instance_count", "smoke_request", "regions"}
 )
@@ -612,7 +642,7 @@ def _endpoint_template(raw: str) -> str:
         if field is not None and (field not in _TEMPLATE_FIELDS or spec or conversion):
             raise ValueError(
                 f"endpoint template {raw!r} uses {{{field}}}; the placeholders are "
-                + " and ".join(f"{{{name}}}" for name in _TEMPLATE_FIELDS)
+                + ", ".join(f"{{{name}}}" for name in _TEMPLATE_FIELDS)
             )
     return raw
 
@@ -684,8 +714,10 @@ def _override(value: Any, where: str) -> TargetRegionOverride:
 
 
 def _targets(
-    raw: str, defaults: _Defaults, regions: tuple[str, ...] | None
+    raw: str, defaults: _Defaults, regions: tuple[str, ...] | None, instance: str | None
 ) -> tuple[TargetRuleConfig, ...]:
+    """The rules of GEOROLLOUT_TARGETS, `{instance}` filled in (left as is when the instance
+    name is unknown: another setting's problem is reported then)."""
     try:
         document = json.loads(raw)
     except ValueError as error:
@@ -718,8 +750,11 @@ def _targets(
                 TargetRuleConfig(
                     repository_glob=_rule_field(rule, "repository", where, _glob, "*"),
                     tag_glob=_rule_field(rule, "tag", where, _glob, "*"),
-                    endpoint_template=_rule_field(
-                        rule, "endpoint", where, _template_value, "{repository}"
+                    endpoint_template=_bound(
+                        _rule_field(
+                            rule, "endpoint", where, _template_value, DEFAULT_ENDPOINT_TEMPLATE
+                        ),
+                        instance,
                     ),
                     instance_type=_rule_field(
                         rule, "instance_type", where, _instance_type_value, defaults.instance_type
@@ -742,6 +777,22 @@ def _targets(
     if problems:
         raise ValueError("; ".join(problems))
     return tuple(rules)
+
+
+def _bound(template: str, instance: str | None) -> str:
+    return template if instance is None else bind_instance(template, instance)
+
+
+def _instance_name(
+    raw: str | None, login_server: str | None, regions: Sequence[RegionSettings]
+) -> str | None:
+    """GEOROLLOUT_INSTANCE_NAME, or derived from the login server and the primary's
+    workspace (None when those are invalid: their own problems are reported)."""
+    if raw:
+        return validate_instance_name(raw)
+    if login_server and regions and regions[0].primary:
+        return derive_instance_name(login_server, regions[0].workspace.resource_id)
+    return None
 
 
 # ---------------------------------------------------------------------------------------
@@ -881,16 +932,23 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     instance_count = parsed("GEOROLLOUT_INSTANCE_COUNT", _positive_int)
     smoke_request = parsed("GEOROLLOUT_SMOKE_REQUEST", _json_text)
     auth_mode = parsed("GEOROLLOUT_ENDPOINT_AUTH_MODE", _auth_mode)
+    instance_name = problems.check(
+        "GEOROLLOUT_INSTANCE_NAME",
+        value("GEOROLLOUT_INSTANCE_NAME") or "",
+        lambda raw: _instance_name(raw, login_server, regions),
+    )
     targets: tuple[TargetRuleConfig, ...] | None = None
     if instance_type is not None and instance_count is not None and smoke_request is not None:
         defaults = _Defaults(instance_type, instance_count, smoke_request)
         targets = problems.check(
             "GEOROLLOUT_TARGETS",
             value("GEOROLLOUT_TARGETS") or "",
-            lambda raw: _targets(raw, defaults, region_names),
+            lambda raw: _targets(raw, defaults, region_names, instance_name),
         )
     webhook_token = value("GEOROLLOUT_ACR_WEBHOOK_TOKEN")
     deploy_poll = parsed("GEOROLLOUT_DEPLOY_POLL_SECONDS", _positive_number)
+    give_up = parsed("GEOROLLOUT_REPLICATION_GIVE_UP_HOURS", _positive_number)
+    smoke_timeout = parsed("GEOROLLOUT_SMOKE_TIMEOUT_SECONDS", _positive_number)
 
     known = set(setting_names(region_names or ()))
     unknown = tuple(
@@ -906,7 +964,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     assert table_name and login_server and region_names and arm_endpoint and topic_endpoint
     assert schedule and budget and concurrency and backoff_initial and backoff_max
     assert timeout and timeout_per_gb is not None and targets and auth_mode and deploy_poll
-    assert instance_type and instance_count and smoke_request
+    assert instance_type and instance_count and smoke_request and instance_name
+    assert give_up and smoke_timeout
     return Config(
         table=TableSettings(
             connection_string=connection_string, endpoint=table_endpoint, table_name=table_name
@@ -924,7 +983,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
             backoff_max_seconds=backoff_max,
         ),
         replication=ReplicationSettings(
-            timeout_minutes=timeout, timeout_minutes_per_gb=timeout_per_gb
+            timeout_minutes=timeout, timeout_minutes_per_gb=timeout_per_gb, give_up_hours=give_up
         ),
         targets=targets,
         instance_type=instance_type,
@@ -933,5 +992,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         endpoint_auth_mode=auth_mode,
         acr_webhook_token=webhook_token,
         deploy_poll_seconds=deploy_poll,
+        smoke_timeout_seconds=smoke_timeout,
+        instance_name=instance_name,
         unknown_settings=unknown,
     )

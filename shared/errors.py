@@ -85,3 +85,11 @@ class TransientError(GeorolloutError):
 
     http_status: ClassVar[int] = 503
     code: ClassVar[str] = "transient_error"
+
+
+class RefusedError(GeorolloutError):
+    """The world refused the request itself (e.g. ARM answered 400): the same call cannot
+    succeed by trying again; the step that made it has failed."""
+
+    http_status: ClassVar[int] = 502
+    code: ClassVar[str] = "refused"

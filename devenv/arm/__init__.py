@@ -43,10 +43,23 @@ Beyond the SDK's calls:
   deployment_failed, deployment_deleted, traffic_changed, endpoint_deleted.
 - GET `/emulator/health` (no auth), used by the launcher.
 
+Knobs (written by the launcher into `<state_dir>/arm/config.json`):
+- `LocalEnv.arm_provisioning_s`: how long an endpoint or deployment create/update operation runs
+  (traffic changes and deletes take a quarter of it).
+- `start_arm_emulator(..., endpoint_settle_s=)` (default `config.DEFAULT_ENDPOINT_SETTLE_S`, 1.5 s;
+  0 turns it off): how long an endpoint still says `Updating` after its own operation reported
+  `Succeeded`, as Azure's do (Azure/azure-sdk-for-net#36961). Meanwhile deployment PUTs and
+  endpoint PUTs (traffic) are refused with 409; a DELETE is not.
+
 Rules enforced (traffic sum and names follow Azure; the weight-to-Succeeded, delete-with-traffic and 409
 rules are this emulator's reading of Azure, not verified against it): traffic weights are integers summing
 to 100 (or 0), naming existing deployments, positive weight only to a Succeeded deployment (400 BadArgument otherwise); a deployment
 with traffic cannot be deleted (400); a second write while an operation runs on the same resource is 409;
+a deployment PUT (create or update) while its endpoint's provisioningState is not terminal (not
+Succeeded, Failed or Canceled; also while it settles) is 409 `Conflict` "Cannot create a deployment in
+endpoint {ep} because it is in {state} provisioning state." (Azure's message, from
+Azure/azure-sdk-for-net#36961; the 409 is ARM's rule for a write that meets an operation in progress,
+Azure/azure-resource-manager-rpc v1.0/Addendum.md: that issue's stored copy ends before its status line);
 the image must be `<host>/<repository>@sha256:<hex>` (400 otherwise). A missing manifest or an
 unreachable replica fails the operation with code `ImagePullFailed`.
 """

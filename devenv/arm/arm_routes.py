@@ -10,9 +10,9 @@ from aiohttp import web
 
 from devenv.arm.audit import AuditLog
 from devenv.arm.config import ArmConfig, WorkspaceConfig
-from devenv.arm.errors import ArmError, bad_argument, conflict, not_found
+from devenv.arm.errors import ArmError, bad_argument, conflict, endpoint_not_ready, not_found
 from devenv.arm.image_check import ImageReferenceError, lookup_image, parse_image_ref
-from devenv.arm.provisioning import Provisioner
+from devenv.arm.provisioning import TERMINAL_STATES, Provisioner
 from devenv.arm.resources import (
     PROVIDER,
     deployment_body,
@@ -229,11 +229,15 @@ class ArmRoutes:
             )
         key = endpoint_key(ws.name, name)
         existing = self.store.endpoints.get(key)
-        if existing is not None and self.provisioner.running_operation(
-            existing.get("operation_id")
+        # ARM allows one write at a time on a resource: a PUT that meets one in progress is 409
+        # (Azure/azure-resource-manager-rpc, v1.0/Addendum.md, "Creating/Updating using PUT").
+        # An endpoint still settling after its operation succeeded counts as in progress: it
+        # says `Updating`, as it does in Azure (Azure/azure-sdk-for-net#36961).
+        if existing is not None and (
+            self.provisioner.running_operation(existing.get("operation_id"))
+            or existing["provisioning_state"] not in TERMINAL_STATES
         ):
-            running = self.store.operations[existing["operation_id"]]
-            if running["kind"] == "endpoint_delete":
+            if existing["provisioning_state"] == "Deleting":
                 raise conflict(f"Endpoint '{name}' is being deleted.")
             raise conflict(
                 f"Endpoint '{name}' has an operation in progress; retry when it finishes."
@@ -265,6 +269,7 @@ class ArmRoutes:
             identity=body.get("identity") or {"type": "SystemAssigned"},
             provisioning_state="Updating" if existing else "Creating",
             operation_id=op["id"],
+            settles_at=None,
             modified_at=now,
         )
         self.store.endpoints[key] = ep
@@ -298,7 +303,12 @@ class ArmRoutes:
             self.provisioner.cancel(dep.get("operation_id"), "the endpoint is being deleted")
             dep["provisioning_state"] = "Deleting"
         op = self.provisioner.start("endpoint_delete", ws, ep["name"])
-        ep.update(provisioning_state="Deleting", operation_id=op["id"], modified_at=now_iso())
+        ep.update(
+            provisioning_state="Deleting",
+            operation_id=op["id"],
+            settles_at=None,
+            modified_at=now_iso(),
+        )
         self.store.save()
         self.audit.append(
             "endpoint_deleted",
@@ -369,12 +379,20 @@ class ArmRoutes:
             )
         return str(env["request_properties"]["image"])
 
+    @staticmethod
+    def _refuse_unless_endpoint_settled(ep: Record, *, update: bool) -> None:
+        """Azure refuses a deployment PUT while its endpoint's provisioningState is not terminal,
+        even just after the endpoint's own operation reported success (Azure/azure-sdk-for-net#36961)."""
+        state = str(ep["provisioning_state"])
+        if state not in TERMINAL_STATES:
+            raise endpoint_not_ready(ep["name"], state, update=update)
+
     async def put_deployment(
         self, ws: WorkspaceConfig, endpoint: str, name: str, body: dict[str, Any]
     ) -> web.Response:
         ep = self._endpoint(ws, endpoint)
-        if ep["provisioning_state"] == "Deleting":
-            raise conflict(f"Endpoint '{endpoint}' is being deleted.")
+        key = deployment_key(ws.name, endpoint, name)
+        self._refuse_unless_endpoint_settled(ep, update=key in self.store.deployments)
         props = body.get("properties")
         if not isinstance(props, dict):
             raise bad_argument("properties is required", target="properties")
@@ -383,7 +401,6 @@ class ArmRoutes:
             ref = parse_image_ref(image)
         except ImageReferenceError as error:
             raise bad_argument(str(error), target="environmentId") from error
-        key = deployment_key(ws.name, endpoint, name)
         existing = self.store.deployments.get(key)
         if existing is not None and self.provisioner.running_operation(
             existing.get("operation_id")
@@ -400,6 +417,9 @@ class ArmRoutes:
             raise conflict(
                 f"Deployment '{name}' has an operation in progress; retry when it finishes."
             )
+        # The endpoint may have started changing (or been deleted) during the look-up too.
+        ep = self._endpoint(ws, endpoint)
+        self._refuse_unless_endpoint_settled(ep, update=existing is not None)
         now = now_iso()
         kind = "deployment_update" if existing else "deployment_create"
         op = self.provisioner.start(

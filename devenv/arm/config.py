@@ -6,6 +6,12 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+# How long an endpoint still says `Updating` after its own operation reported `Succeeded`.
+# Azure does this (Azure/azure-sdk-for-net#36961: the endpoint operation succeeded, then a
+# deployment PUT was refused "because it is in Updating provisioning state"); a client that
+# trusts the operation alone must see the refusal locally too. Small, so local runs stay quick.
+DEFAULT_ENDPOINT_SETTLE_S = 1.5
+
 
 @dataclass(frozen=True)
 class WorkspaceConfig:
@@ -34,6 +40,12 @@ class ArmConfig:
     state_path: Path
     audit_path: Path
     workspaces: tuple[WorkspaceConfig, ...]
+    # 0 makes an endpoint `Succeeded` the moment its operation is (the emulator's old behaviour).
+    endpoint_settle_s: float = DEFAULT_ENDPOINT_SETTLE_S
+
+    def __post_init__(self) -> None:
+        if self.endpoint_settle_s < 0:
+            raise ValueError(f"endpoint_settle_s must be 0 or more, not {self.endpoint_settle_s}")
 
     def workspace(
         self, subscription_id: str, resource_group: str, name: str
@@ -58,6 +70,7 @@ class ArmConfig:
         data = {
             "base_url": self.base_url,
             "provisioning_s": self.provisioning_s,
+            "endpoint_settle_s": self.endpoint_settle_s,
             "state_path": str(self.state_path),
             "audit_path": str(self.audit_path),
             "workspaces": [asdict(ws) for ws in self.workspaces],
@@ -74,4 +87,5 @@ class ArmConfig:
             state_path=Path(data["state_path"]),
             audit_path=Path(data["audit_path"]),
             workspaces=tuple(WorkspaceConfig(**ws) for ws in data["workspaces"]),
+            endpoint_settle_s=float(data.get("endpoint_settle_s", DEFAULT_ENDPOINT_SETTLE_S)),
         )

@@ -45,3 +45,20 @@ def bad_argument(message: str, *, target: str | None = None) -> ArmError:
 
 def conflict(message: str) -> ArmError:
     return ArmError(409, "Conflict", message)
+
+
+def endpoint_not_ready(endpoint: str, state: str, *, update: bool) -> ArmError:
+    """A deployment PUT on an endpoint whose provisioningState is not terminal.
+
+    The create message is Azure ML's, word for word, from Azure/azure-sdk-for-net#36961
+    ("Cannot create a deployment in endpoint {endpointName} because it is in {state}
+    provisioning state.", seen just after the endpoint's operation had reported success); the
+    update wording is this emulator's. The stored copy of that issue ends before its status
+    line, so the status is ARM's rule for a write that meets a resource with an operation in
+    progress: 409 Conflict (Azure/azure-resource-manager-rpc, v1.0/Addendum.md, "Creating/Updating
+    using PUT"). A 409 also tells clients to retry later, which is the remedy here.
+    """
+    verb = "update a deployment" if update else "create a deployment"
+    return conflict(
+        f"Cannot {verb} in endpoint {endpoint} because it is in {state} provisioning state."
+    )

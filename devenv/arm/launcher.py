@@ -7,7 +7,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from devenv.arm.config import ArmConfig, WorkspaceConfig
+from devenv.arm.config import DEFAULT_ENDPOINT_SETTLE_S, ArmConfig, WorkspaceConfig
 from devenv.config import LOCAL_RESOURCE_GROUP, LOCAL_SUBSCRIPTION, LocalEnv
 from devenv.paths import REPO_ROOT
 from devenv.process import ManagedProcess, wait_until
@@ -18,12 +18,17 @@ def arm_dir(env: LocalEnv) -> Path:
     return env.state_dir / "arm"
 
 
-def arm_config(env: LocalEnv) -> ArmConfig:
-    """One workspace per region (`ws-<region>`), each looking images up in its own region's registry."""
+def arm_config(env: LocalEnv, *, endpoint_settle_s: float = DEFAULT_ENDPOINT_SETTLE_S) -> ArmConfig:
+    """One workspace per region (`ws-<region>`), each looking images up in its own region's registry.
+
+    `endpoint_settle_s`: how long an endpoint still says `Updating` after its operation
+    succeeded (see `DEFAULT_ENDPOINT_SETTLE_S`); 0 turns that off.
+    """
     directory = arm_dir(env)
     return ArmConfig(
         base_url=env.arm_url,
         provisioning_s=env.arm_provisioning_s,
+        endpoint_settle_s=endpoint_settle_s,
         state_path=directory / "state.json",
         audit_path=directory / "audit.jsonl",
         workspaces=tuple(
@@ -47,10 +52,12 @@ def _answers(url: str, context: ssl.SSLContext) -> bool:
         return False
 
 
-def start_arm_emulator(env: LocalEnv, tls: TlsFiles) -> ManagedProcess:
+def start_arm_emulator(
+    env: LocalEnv, tls: TlsFiles, *, endpoint_settle_s: float = DEFAULT_ENDPOINT_SETTLE_S
+) -> ManagedProcess:
     """Run `python -m devenv.arm` on `env.arm_port` and return once /emulator/health answers over HTTPS."""
     config_path = arm_dir(env) / "config.json"
-    arm_config(env).dump(config_path)
+    arm_config(env, endpoint_settle_s=endpoint_settle_s).dump(config_path)
     process = ManagedProcess(
         name="arm-emulator",
         argv=[

@@ -21,6 +21,10 @@ from devenv.arm.store import ArmStore, Record, deployment_key, endpoint_key
 
 RUNNING = "Updating"  # what ARM's mfeOperationsStatus says while any operation runs
 IMAGE_PULL_FAILED = "ImagePullFailed"
+# ARM's terminal provisioning states; every other one means the resource is still changing.
+TERMINAL_STATES = frozenset({"Succeeded", "Failed", "Canceled"})
+# What an endpoint says between its operation's success and settling (Azure/azure-sdk-for-net#36961).
+SETTLING_STATE = "Updating"
 
 
 def image_pull_error(image: str, region: str, lookup: ImageLookup) -> dict[str, str]:
@@ -103,6 +107,22 @@ class Provisioner:
             for op in due:
                 await self._settle(op)
                 self.store.save()
+            if self._settle_endpoints(time.time()):
+                self.store.save()
+
+    def _settle_endpoints(self, now: float) -> bool:
+        """Endpoints whose operation is over and whose settle time has passed become `Succeeded`."""
+        changed = False
+        for ep in self.store.endpoints.values():
+            if ep["provisioning_state"] not in ("Creating", SETTLING_STATE):
+                continue
+            if self.running_operation(ep.get("operation_id")) is not None:
+                continue
+            if (ep.get("settles_at") or 0.0) > now:
+                continue
+            ep.update(provisioning_state="Succeeded", settles_at=None, modified_at=now_iso())
+            changed = True
+        return changed
 
     async def _settle(self, op: Record) -> None:
         ws = self.config.workspace_named(op["workspace"])
@@ -134,10 +154,15 @@ class Provisioner:
         if ep is None:
             self._finish(op, {"code": "ResourceNotFound", "message": "the endpoint was deleted"})
             return
-        ep["provisioning_state"] = "Succeeded"
         ep["scoring_uri"] = f"{self.config.base_url}/score/{ws.name}/{ep['name']}"
         ep["modified_at"] = now_iso()
         self._finish(op, None)
+        # The operation reports success now, but Azure keeps the endpoint `Updating` a little
+        # longer and refuses deployment PUTs meanwhile (Azure/azure-sdk-for-net#36961).
+        # `_settle_endpoints` makes it `Succeeded` once `settles_at` has passed.
+        ep["provisioning_state"] = SETTLING_STATE
+        ep["settles_at"] = op["ended_at"] + self.config.endpoint_settle_s
+        self._settle_endpoints(time.time())
 
     def _settle_endpoint_delete(self, ws: WorkspaceConfig, op: Record) -> None:
         key = endpoint_key(ws.name, op["endpoint"])

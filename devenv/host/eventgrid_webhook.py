@@ -76,6 +76,9 @@ async def serve_eventgrid_webhook(
         return _bad_request(f"unexpected {EVENT_TYPE_HEADER}: {event_type!r}")
     try:
         document = json.loads(body)
+    except RecursionError:
+        # Deeply nested JSON: refused like any other malformed body, never a 500.
+        return _bad_request("the body is nested too deeply to parse")
     except ValueError as error:
         return _bad_request(f"the body is not JSON: {error}")
     events = _events_of(document)

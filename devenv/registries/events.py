@@ -59,6 +59,25 @@ class ManifestPush:
         return f"{self.repository}:{self.tag}" if self.tag else self.repository
 
 
+@dataclass(frozen=True)
+class RegistryDelete:
+    """A delete Distribution reported: of a digest (`digest` set) or of a tag (`tag` set).
+
+    Distribution 2.8 (checked against 2.8.2) sends, for `DELETE /v2/<repo>/manifests/<digest>`,
+    one event with the repository and digest (no media type), then one event with the repository
+    and tag for every tag that pointed at that digest (the registry untags them itself). A blob
+    delete (`DELETE /v2/<repo>/blobs/<digest>`) is reported in exactly the same shape as a manifest
+    delete, so a digest delete may name a blob. 2.8 has no route that deletes a tag alone
+    (`DELETE /v2/<repo>/manifests/<tag>` answers 400), so a tag delete never comes by itself.
+    """
+
+    event_id: str
+    timestamp: str
+    repository: str
+    digest: str | None
+    tag: str | None
+
+
 def manifest_push(event: dict[str, Any]) -> ManifestPush | None:
     """The manifest push in one Distribution event, or None for anything else (pulls, blobs, deletes)."""
     target = event.get("target") or {}
@@ -77,6 +96,24 @@ def manifest_push(event: dict[str, Any]) -> ManifestPush | None:
         request_host=str(request.get("host", "")),
         request_method=str(request.get("method", "PUT")),
         user_agent=str(request.get("useragent", "")),
+    )
+
+
+def registry_delete(event: dict[str, Any]) -> RegistryDelete | None:
+    """The delete in one Distribution event (see RegistryDelete), or None for anything else."""
+    target = event.get("target") or {}
+    if event.get("action") != "delete" or not target.get("repository"):
+        return None
+    digest = target.get("digest") or None
+    tag = target.get("tag") or None
+    if digest is None and tag is None:
+        return None  # a repository delete: Distribution 2.8 has no HTTP route that causes one
+    return RegistryDelete(
+        event_id=str(event.get("id") or uuid.uuid4()),
+        timestamp=str(event.get("timestamp") or _now_rfc3339()),
+        repository=str(target["repository"]),
+        digest=str(digest) if digest else None,
+        tag=str(tag) if tag else None,
     )
 
 
@@ -118,8 +155,9 @@ def acr_push_payload(push: ManifestPush) -> dict[str, Any]:
     }
 
 
-def event_id(push: ManifestPush) -> str:
-    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, push.event_id))
+def event_id(item: ManifestPush | RegistryDelete) -> str:
+    """A stable id for one Distribution event, so a redelivered event spools no second job."""
+    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, item.event_id))
 
 
 def image_pushed_event(push: ManifestPush, *, resource_id: str, schema: str) -> dict[str, Any]:

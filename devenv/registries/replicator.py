@@ -1,4 +1,5 @@
-"""Copies one manifest (its blobs, and an index's child manifests first) between two local registries.
+"""Copies one manifest (its blobs, and an index's child manifests first) between two local registries,
+and deletes one from a registry, as ACR's geo-replication carries pushes and deletes to every replica.
 
 Plain OCI distribution routes over HTTPS with the local CA, streaming blobs, so
 what arrives in the target is byte-for-byte what the primary holds.
@@ -105,9 +106,25 @@ class RegistryCopier:
             await self._put_manifest(target, repository, tag, node)
 
     async def has_manifest(self, registry: str, repository: str, reference: str) -> bool:
+        """Whether `registry` serves the manifest; any answer but 200 or 404 is an error, not a no."""
         url = f"{registry}/v2/{repository}/manifests/{reference}"
         async with self.session.head(url, headers={"Accept": MANIFEST_ACCEPT}) as response:
-            return bool(response.status == 200)
+            if response.status in (200, 404):
+                return bool(response.status == 200)
+            raise ReplicationError(f"HEAD {url}: {response.status}")
+
+    async def delete_manifest(self, registry: str, repository: str, digest: str) -> bool:
+        """Delete a manifest by digest (the registry untags it too); False if it was not there.
+
+        404 counts as done: the copy never landed, or an earlier attempt already deleted it.
+        """
+        url = f"{registry}/v2/{repository}/manifests/{digest}"
+        async with self.session.delete(url) as response:
+            if response.status == 202:
+                return True
+            if response.status == 404:
+                return False
+            raise ReplicationError(f"DELETE {url}: {response.status} {await response.text()}")
 
     async def _put_manifest(
         self, registry: str, repository: str, reference: str, node: ManifestNode

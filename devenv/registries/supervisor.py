@@ -3,6 +3,15 @@
 Everything accepted is spooled on disk before the relay answers, and worked off
 by one loop, so a slow topic or an unavailable region never delays a registry's
 notifications, and a restart of the supervisor loses nothing.
+
+Replication carries the primary's manifest pushes *and* manifest deletes to every other
+region, as ACR's geo-replication does: "After you push or delete an image in any geo-replica,
+ACR eventually replicates the change to all geo-replicas in the background ... a deleted image
+or tag might still be available for pull in other geo-replicas until the deletion propagates"
+(https://learn.microsoft.com/azure/container-registry/container-registry-geo-replication,
+"Consistency model"). A delete is due after the same base delay (+ per-region delay) as a push,
+waits for an unavailable region like a copy does, and never overtakes an earlier copy or delete
+of the same repository in the same region (jobs carry the order the primary reported them in).
 """
 
 from __future__ import annotations
@@ -25,9 +34,11 @@ from devenv.registries.config import (
 from devenv.registries.events import (
     MANIFEST_MEDIA_TYPES,
     ManifestPush,
+    RegistryDelete,
     event_id,
     image_pushed_event,
     manifest_push,
+    registry_delete,
 )
 from devenv.registries.publisher import TopicPublisher
 from devenv.registries.replicator import ManifestGoneError, RegistryCopier
@@ -38,6 +49,9 @@ log = logging.getLogger(__name__)
 
 TICK_S = 0.05
 MAX_RECENT = 50
+# A replication job's `action`: copy a manifest from the primary, or delete it in the target.
+COPY = "copy"
+DELETE = "delete"
 
 
 def _backoff(attempts: int, *, cap: float) -> float:
@@ -52,6 +66,7 @@ class RegionRuntime:
     process: ManagedProcess | None = None
     received: Counter[str] = field(default_factory=Counter)
     replicated: list[dict[str, Any]] = field(default_factory=list)
+    deleted: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def running(self) -> bool:
@@ -68,6 +83,16 @@ class RegistrySupervisor:
         self.pushes = Spool(spool_root / "pushes")
         self.events = Spool(spool_root / "events")
         self.replications = Spool(spool_root / "replications")
+        # The order the primary reported pushes and deletes in, carried by every job (and kept
+        # across restarts): a job waits for the earlier ones of its repository and region.
+        self._next_seq = 1 + max(
+            (
+                int(item.get("seq", 0))
+                for spool in (self.pushes, self.replications)
+                for item in spool.items().values()
+            ),
+            default=0,
+        )
         self.published: list[str] = []
         self._in_flight: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -150,6 +175,7 @@ class RegistrySupervisor:
             pending.append(
                 {
                     "id": job_id,
+                    "action": job.get("action", COPY),
                     "repository": job["repository"],
                     "digest": job["digest"],
                     "tag": job["tag"],
@@ -166,6 +192,7 @@ class RegistrySupervisor:
             "pid": region.process.pid if region.process is not None else None,
             "pending_replications": pending,
             "replicated": list(region.replicated),
+            "deleted": list(region.deleted),
             "received": dict(region.received),
         }
 
@@ -186,13 +213,16 @@ class RegistrySupervisor:
     # ---- intake (called by the relay; must stay fast: disk only) ---------
 
     def accept(self, region_name: str, event: dict[str, Any]) -> bool:
-        """Record one Distribution event; spool the work a primary manifest push causes."""
+        """Record one Distribution event; spool the work a primary manifest push or delete causes."""
         region = self.regions.get(region_name)
         if region is None:
             log.warning("notification for unknown region %s ignored", region_name)
             return False
         push = manifest_push(event)
-        region.received[_kind(event, push)] += 1
+        delete = registry_delete(event) if push is None else None
+        region.received[_kind(event, push, delete)] += 1
+        if delete is not None:
+            return self._accept_delete(region, delete)
         if push is None:
             return False
         if not region.settings.primary:
@@ -215,9 +245,61 @@ class RegistrySupervisor:
             self.events.put(event_id(push), {"event": published, "attempts": 0, "next_at": 0.0})
         self.pushes.put(
             event_id(push),
-            {"push": asdict(push), "received_at": time.time(), "attempts": 0, "next_at": 0.0},
+            {
+                "push": asdict(push),
+                "received_at": time.time(),
+                "seq": self._take_seq(),
+                "attempts": 0,
+                "next_at": 0.0,
+            },
         )
         return True
+
+    def _accept_delete(self, region: RegionRuntime, delete: RegistryDelete) -> bool:
+        """Spool one delete job per secondary for a primary digest delete."""
+        if not region.settings.primary:
+            # A replicated delete landing (the replicator's own DELETE in this region).
+            region.deleted.append(
+                {
+                    "repository": delete.repository,
+                    "digest": delete.digest,
+                    "tag": delete.tag,
+                    "at": time.time(),
+                }
+            )
+            del region.deleted[:-MAX_RECENT]
+            return False
+        if delete.digest is None:
+            # A tag delete: Distribution 2.8 sends one only after a digest delete, for each tag
+            # that pointed at the digest, and each replica untags those itself when the
+            # replicated digest delete lands (2.8 cannot delete a tag alone: it answers 400).
+            return False
+        received_at = time.time()
+        seq = self._take_seq()
+        for target in self.regions.values():
+            if target.settings.primary:
+                continue
+            self.replications.put(
+                f"{event_id(delete)}-{target.settings.name}",
+                {
+                    "action": DELETE,
+                    "target": target.settings.name,
+                    "repository": delete.repository,
+                    "digest": delete.digest,
+                    "tag": None,
+                    "total_bytes": 0,  # nothing to transfer: the base (+ region) delay only
+                    "received_at": received_at,
+                    "seq": seq,
+                    "attempts": 0,
+                    "next_at": 0.0,
+                },
+            )
+        return True
+
+    def _take_seq(self) -> int:
+        seq = self._next_seq
+        self._next_seq += 1
+        return seq
 
     # ---- the worker loop -------------------------------------------------
 
@@ -234,10 +316,21 @@ class RegistrySupervisor:
         for item_id, item in self.events.items().items():
             if item["next_at"] <= now:
                 self._launch(f"event:{item_id}", self._publish(item_id, item))
-        for item_id, item in self.pushes.items().items():
+        pushes = self.pushes.items()
+        for item_id, item in pushes.items():
             if item["next_at"] <= now:
                 self._launch(f"push:{item_id}", self._plan_replication(item_id, item))
-        for job_id, job in self.replications.items().items():
+        jobs = self.replications.items()
+        # Only the earliest pending job of a repository in a region may run (a push still being
+        # planned counts for every region), so a delete never lands before the copy it undoes,
+        # nor a copy before an earlier delete of the same digest.
+        earliest: dict[tuple[str, str], int] = {}
+        for region_name in self.regions:
+            for item in pushes.values():
+                _keep_min(earliest, (region_name, item["push"]["repository"]), item.get("seq", 0))
+        for job in jobs.values():
+            _keep_min(earliest, (job["target"], job["repository"]), job.get("seq", 0))
+        for job_id, job in jobs.items():
             target = self.regions.get(job["target"])
             if (
                 target is None
@@ -245,6 +338,8 @@ class RegistrySupervisor:
                 or target.settings.unavailable
                 or not target.running
             ):
+                continue
+            if job.get("seq", 0) > earliest[(job["target"], job["repository"])]:
                 continue
             if self._due_at(job) <= now and job.get("next_at", 0.0) <= now:
                 self._launch(f"replication:{job_id}", self._replicate(job_id, job))
@@ -323,12 +418,14 @@ class RegistrySupervisor:
             self.replications.put(
                 f"{item_id}-{region.settings.name}",
                 {
+                    "action": COPY,
                     "target": region.settings.name,
                     "repository": push.repository,
                     "digest": push.digest,
                     "tag": push.tag,
                     "total_bytes": node.total_bytes,
                     "received_at": item["received_at"],
+                    "seq": item.get("seq", 0),
                     "attempts": 0,
                     "next_at": 0.0,
                 },
@@ -340,6 +437,10 @@ class RegistrySupervisor:
         target = self.regions[job["target"]]
         source = self.settings.primary.url
         try:
+            if job.get("action", COPY) == DELETE:
+                await self._delete(job, source=source, target=target.settings.url)
+                self.replications.remove(job_id)
+                return
             node = await self._copier.describe(source, job["repository"], job["digest"])
             await self._copier.copy(
                 node,
@@ -369,9 +470,27 @@ class RegistrySupervisor:
         self.replications.remove(job_id)
         log.info("replicated %s@%s to %s", job["repository"], job["digest"], target.settings.name)
 
+    async def _delete(self, job: dict[str, Any], *, source: str, target: str) -> None:
+        """Carry a primary delete to `target`, unless the primary serves the digest again."""
+        assert self._copier is not None
+        repository, digest = job["repository"], job["digest"]
+        if await self._copier.has_manifest(source, repository, digest):
+            # Pushed again since the delete: that later push's copy job follows this one, so
+            # deleting now would only make the region miss an image the primary serves.
+            log.info("%s@%s pushed again: delete in %s skipped", repository, digest, job["target"])
+            return
+        if await self._copier.delete_manifest(target, repository, digest):
+            log.info("deleted %s@%s in %s", repository, digest, job["target"])
 
-def _kind(event: dict[str, Any], push: ManifestPush | None) -> str:
-    """A counter key such as `push:manifest`, `pull:manifest`, `push:blob`."""
+
+def _keep_min(smallest: dict[tuple[str, str], int], key: tuple[str, str], value: int) -> None:
+    smallest[key] = min(smallest.get(key, value), value)
+
+
+def _kind(event: dict[str, Any], push: ManifestPush | None, delete: RegistryDelete | None) -> str:
+    """A counter key such as `push:manifest`, `pull:manifest`, `push:blob`, `delete:digest`."""
+    if delete is not None:
+        return "delete:digest" if delete.digest else "delete:tag"
     media_type = (event.get("target") or {}).get("mediaType", "")
     what = "manifest" if push is not None or media_type in MANIFEST_MEDIA_TYPES else "blob"
     return f"{event.get('action', 'unknown')}:{what}"

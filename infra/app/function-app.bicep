@@ -39,12 +39,18 @@ param probeBackoffInitialSeconds string
 param probeBackoffMaxSeconds string
 param replicationTimeoutMinutes string
 param replicationTimeoutMinutesPerGb string
+@description('The {instance} of endpoint names; empty: derived by the app.')
+param instanceName string
 param targets string
 param instanceType string
 param instanceCount string
 param smokeRequest string
 param endpointAuthMode string
 param deployPollSeconds string
+@description('Hours a replica still without the image is probed before its region stays timed_out.')
+param replicationGiveUpHours string
+@description('Seconds one smoke request may take.')
+param smokeTimeoutSeconds string
 
 @description('Flex Consumption instance memory (MB).')
 param instanceMemoryMB int = 2048
@@ -164,6 +170,10 @@ var georolloutSettings = [
     value: replicationTimeoutMinutesPerGb
   }
   {
+    name: 'GEOROLLOUT_INSTANCE_NAME'
+    value: instanceName
+  }
+  {
     name: 'GEOROLLOUT_TARGETS'
     value: targets
   }
@@ -186,6 +196,14 @@ var georolloutSettings = [
   {
     name: 'GEOROLLOUT_DEPLOY_POLL_SECONDS'
     value: deployPollSeconds
+  }
+  {
+    name: 'GEOROLLOUT_REPLICATION_GIVE_UP_HOURS'
+    value: replicationGiveUpHours
+  }
+  {
+    name: 'GEOROLLOUT_SMOKE_TIMEOUT_SECONDS'
+    value: smokeTimeoutSeconds
   }
   {
     name: 'GEOROLLOUT_ACR_WEBHOOK_TOKEN'

@@ -35,9 +35,18 @@ resource registry 'Microsoft.ContainerRegistry/registries@2025-05-01-preview' = 
     networkRuleBypassOptions: 'AzureServices'
     zoneRedundancy: 'Disabled'
     policies: {
+      // Untagged-manifest retention stays off on purpose. georollout deploys by digest, and once a
+      // tag moves on to a newer image the digest that is still live in a region (mid-rollout, or
+      // kept after a failed one) is untagged; retention would purge it after `days`, and that
+      // region's endpoints could no longer pull it (scale-out, node repair). ACR's own warning:
+      // do not set it for systems that pull by digest
+      // (https://learn.microsoft.com/azure/container-registry/container-registry-retention-policy).
+      // Teams that want retention lock each serving digest instead
+      // (az acr repository update --write-enabled false --delete-enabled false): retention skips
+      // a manifest whose delete-enabled is false. See infra/README.md.
       retentionPolicy: {
         days: 30
-        status: 'enabled'
+        status: 'disabled'
       }
       softDeletePolicy: {
         retentionDays: 7

@@ -1,6 +1,7 @@
 // What needs the deployed function code, applied by the azd postdeploy hook (idempotent: a
 // deployment re-applies the same state): Event Grid subscriptions whose destination is a
-// function, and one ACR webhook per replica region whose URL carries the function key.
+// function, and one ACR webhook per replica region whose URL carries acr_hook's own function key
+// (`webhookKeyName`, which the hook creates once and reuses).
 
 @description('Name of the function app (azd output AZURE_FUNCTION_APP_NAME).')
 param functionAppName string
@@ -24,6 +25,9 @@ param webhookTokenPrefix string = 'Bearer '
 
 @description('Repository scope of the ACR webhooks (e.g. models/*:*); empty for every repository.')
 param webhookRepositoryScope string = ''
+
+@description('Name of the acr_hook function key the ACR webhooks call with (created by the hook).')
+param webhookKeyName string = 'acrwebhook'
 
 @description('Delivery attempts before Event Grid dead-letters an event.')
 param maxDeliveryAttempts int = 30
@@ -136,6 +140,7 @@ module webhooks 'webhooks.bicep' = {
     webhookTokenPrefix: webhookTokenPrefix
     webhookToken: vault.getSecret(webhookTokenSecretName)
     repositoryScope: webhookRepositoryScope
+    webhookKeyName: webhookKeyName
   }
 }
 

@@ -15,7 +15,7 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 from azure.ai.ml import MLClient
@@ -33,31 +33,44 @@ from azure.core.rest import HttpRequest
 from azure.mgmt.core import ARMPipelineClient
 
 from shared.config import WorkspaceRef
+from shared.errors import GeorolloutError, RefusedError, TransientError
 
 PUBLIC_ARM_ENDPOINT = "https://management.azure.com/"
 _ENVIRONMENT_ID = re.compile(r"/environments/(?P<name>[^/]+)/versions/(?P<version>[^/]+)$", re.I)
 
 
-class DeployerError(Exception):
-    """An ARM call failed; `permanent` when ARM refused the request itself (a 4xx other than
-    404, 408, 409 and 429), so trying the same call again cannot help."""
+class DeployerError(GeorolloutError):
+    """An ARM call failed (`status`: ARM's HTTP status, None when there was no answer)."""
+
+    code: ClassVar[str] = "deployer_error"
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
 
-    @property
-    def permanent(self) -> bool:
-        return (
-            self.status is not None
-            and 400 <= self.status < 500
-            and self.status not in (404, 408, 409, 429)
-        )
+
+class DeploymentRefusedError(DeployerError, RefusedError):
+    """ARM refused the request itself (a 4xx other than 404, 408, 409 and 429)."""
+
+    code: ClassVar[str] = "deployment_refused"
+
+
+class DeployerUnavailableError(DeployerError, TransientError):
+    """No answer, throttling, 5xx, or "busy now" (409): the next step tries again."""
+
+    code: ClassVar[str] = "deployer_unavailable"
+
+
+# Azure answers these while the resource is busy or the caller should slow down.
+_RETRIED_STATUSES = frozenset({404, 408, 409, 429})
 
 
 def _failure(error: AzureError) -> DeployerError:
+    """The one place that classifies what ARM answered: refused for good, or not now."""
     status = error.status_code if isinstance(error, HttpResponseError) else None
-    return DeployerError(_error_text(error), status=status)
+    if status is not None and 400 <= status < 500 and status not in _RETRIED_STATUSES:
+        return DeploymentRefusedError(_error_text(error), status=status)
+    return DeployerUnavailableError(_error_text(error), status=status)
 
 
 class ProvisioningState(StrEnum):
@@ -116,12 +129,14 @@ class FoundryDeployer:
         arm_endpoint: str = PUBLIC_ARM_ENDPOINT,
         ca_bundle: str | None = None,
         endpoint_identities: Mapping[str, str] | None = None,
+        smoke_timeout_s: float = 5.0,
     ) -> None:
         self._workspaces = dict(workspaces)
         self._credential = credential
         self._arm_endpoint = arm_endpoint.rstrip("/") + "/"
         self._ca_bundle = ca_bundle
         self._identities = dict(endpoint_identities or {})
+        self._smoke_timeout_s = smoke_timeout_s
         self._clients: dict[str, MLClient] = {}
         self._operation_client: ARMPipelineClient[HttpRequest, Any] | None = None
 
@@ -322,7 +337,8 @@ class FoundryDeployer:
             if self._ca_bundle
             else ssl.create_default_context()
         )
-        timeout = aiohttp.ClientTimeout(total=30)
+        # Azure ML's own scoring timeout defaults to 5 s (request_settings.request_timeout_ms).
+        timeout = aiohttp.ClientTimeout(total=self._smoke_timeout_s)
         try:
             async with (
                 aiohttp.ClientSession(timeout=timeout) as session,
@@ -402,6 +418,8 @@ def _operation_url(poller: Any) -> str | None:
 
 __all__ = [
     "DeployerError",
+    "DeployerUnavailableError",
+    "DeploymentRefusedError",
     "DeploymentStatus",
     "EndpointStatus",
     "FoundryDeployer",

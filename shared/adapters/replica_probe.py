@@ -9,6 +9,7 @@ answer 404 locally and look exactly like "not replicated yet".
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,11 +49,17 @@ ACR_AUDIENCE = "https://containerregistry.azure.net"
 
 @dataclass(frozen=True)
 class ManifestRead:
-    """A manifest as one replica served it (for deciding whether it is a deployable image)."""
+    """A manifest as one replica served it (for deciding whether it is a deployable image);
+    `digest` is the manifest's digest (what a tag points at, when read by tag)."""
 
     outcome: ProbeOutcome
     manifest: Mapping[str, Any] | None = None
     media_type: str | None = None
+    digest: str | None = None
+
+
+# An image config is a few KiB; anything far larger is not one worth parsing.
+_MAX_CONFIG_BYTES = 1024 * 1024
 
 
 class ReplicaProbe:
@@ -108,8 +115,45 @@ class ReplicaProbe:
         401/403 configuration error, anything else transient (no verdict)."""
         return (await self.read_manifest(region, repository, digest)).outcome
 
+    async def resolve_tag(self, region: str, repository: str, tag: str) -> ManifestRead:
+        """Where `tag` points in `region`'s replica now: PRESENT with `digest`, or ABSENT
+        (no such tag), or no verdict. Read by tag, the client checks the body against the
+        registry's Docker-Content-Digest, so the digest is the registry's word."""
+        return await self.read_manifest(region, repository, tag)
+
+    async def read_config(
+        self, region: str, repository: str, digest: str
+    ) -> Mapping[str, Any] | None:
+        """The image config blob `digest` as JSON, or None when it cannot be read now."""
+        if region not in self._endpoints:
+            return None
+        try:
+            async with asyncio.timeout(self._timeout_s * 2):
+                stream = await self._client(region).download_blob(repository, digest)
+                data = b""
+                async for chunk in stream:
+                    data += chunk
+                    if len(data) > _MAX_CONFIG_BYTES:
+                        return None
+        except (
+            HttpResponseError,
+            ServiceRequestError,
+            ServiceResponseError,
+            TimeoutError,
+            aiohttp.ClientError,
+            OSError,
+            ValueError,
+        ):
+            return None  # no verdict: the inspection is tried again on a later step
+        try:
+            document = json.loads(data)
+        except ValueError:
+            return None
+        return document if isinstance(document, dict) else None
+
     async def read_manifest(self, region: str, repository: str, digest: str) -> ManifestRead:
-        """Like `probe`, and keep the manifest document when the replica has it."""
+        """Like `probe`, and keep the manifest document when the replica has it
+        (`digest` may also be a tag: see `resolve_tag`)."""
         if region not in self._endpoints:
             return ManifestRead(
                 _outcome(
@@ -164,7 +208,7 @@ class ReplicaProbe:
             ProbeVerdict.PRESENT, seen.get("status", 200), seen.get("headers", {}), None
         )
         manifest = result.manifest if isinstance(result.manifest, dict) else None
-        return ManifestRead(outcome, manifest, result.media_type)
+        return ManifestRead(outcome, manifest, result.media_type, result.digest)
 
     async def close(self) -> None:
         for client in self._clients.values():

@@ -137,6 +137,17 @@ class StoredRollout:
 
 
 @dataclass(frozen=True, slots=True)
+class ServingRecord:
+    """Which deployment georollout last put in front of an endpoint in a region, and for
+    which rollout: the only deployment a later rollout may delete as "the previous one"."""
+
+    region: str
+    endpoint: str
+    deployment: str
+    rollout_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class EndpointLease:
     """Who may change an endpoint in a region, until when."""
 
@@ -149,6 +160,7 @@ class EndpointLease:
 RolloutPage = tuple[list[StoredRollout], str | None]
 # The method `RolloutStore.list` shadows the builtin inside the class body.
 RolloutList = list[StoredRollout]
+Summaries = list[dict[str, Any]]
 
 # ---------------------------------------------------------------------------------------
 # Layout (docs/table-layout.md)
@@ -157,6 +169,7 @@ _DOC_ROW = "doc"
 _CREATED_PARTITION = "created"
 _DUE_PARTITION = "due"
 _LEASE_PARTITION = "lease"
+_SERVING_PARTITION = "serving"
 _DOC_FORMAT = "json+zlib"
 # A binary property holds at most 64 KiB; an entity at most 1 MiB with every property.
 _CHUNK_BYTES = 64_000
@@ -176,6 +189,10 @@ def _rollout_partition(rollout_id: str) -> str:
 
 def _repository_partition(repository: str) -> str:
     return compose_key("repo", repository)
+
+
+def _endpoint_partition(endpoint: str) -> str:
+    return compose_key("endpoint", endpoint)
 
 
 def _listing_row(created_at: datetime, rollout_id: str) -> str:
@@ -628,6 +645,68 @@ class RolloutStore:
         if isinstance(written_at, datetime) and now - written_at > _ORPHAN_GRACE:
             await self._quietly(self._table.delete_entity(_DUE_PARTITION, entry["RowKey"]))
         return None
+
+    # --- the endpoint index -----------------------------------------------------------------
+
+    async def upsert_endpoint_entry(
+        self, endpoint: str, rollout_id: str, summary: dict[str, Any]
+    ) -> None:
+        """Record (or refresh) that `rollout_id` targets `endpoint`, with its summary."""
+        entity = {
+            "PartitionKey": _endpoint_partition(endpoint),
+            "RowKey": compose_key(rollout_id),
+            "Kind": "endpoint",
+            "Id": rollout_id,
+            "Endpoint": endpoint,
+            "Summary": json.dumps(summary, separators=(",", ":")),
+        }
+        with self._translated(f"indexing rollout {rollout_id!r} under endpoint {endpoint!r}"):
+            await self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    async def endpoint_entries(self, endpoint: str) -> Summaries:
+        """Every summary indexed under `endpoint` (one partition query)."""
+        found: Summaries = []
+        with self._translated(f"listing rollouts of endpoint {endpoint!r}"):
+            async for entity in self._table.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": _endpoint_partition(endpoint)}
+            ):
+                summary = json.loads(str(entity["Summary"]))
+                if isinstance(summary, dict):
+                    found.append(summary)
+        return found
+
+    # --- what serves each endpoint ------------------------------------------------------------
+
+    async def get_serving(self, region: str, endpoint: str) -> ServingRecord | None:
+        with self._translated(f"reading what serves {endpoint!r} in {region}"):
+            try:
+                entity = await self._table.get_entity(
+                    _SERVING_PARTITION, compose_key(region, endpoint)
+                )
+            except ResourceNotFoundError as error:
+                if _error_code(error) == "TableNotFound":
+                    raise
+                return None
+        return ServingRecord(
+            region=region,
+            endpoint=endpoint,
+            deployment=str(entity["Deployment"]),
+            rollout_id=str(entity["Rollout"]),
+        )
+
+    async def set_serving(self, record: ServingRecord) -> None:
+        """Written by the endpoint's lease holder only, so a plain upsert cannot race."""
+        entity = {
+            "PartitionKey": _SERVING_PARTITION,
+            "RowKey": compose_key(record.region, record.endpoint),
+            "Kind": "serving",
+            "Region": record.region,
+            "Endpoint": record.endpoint,
+            "Deployment": record.deployment,
+            "Rollout": record.rollout_id,
+        }
+        with self._translated(f"recording what serves {record.endpoint!r} in {record.region}"):
+            await self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
     # --- endpoint leases ------------------------------------------------------------------
 

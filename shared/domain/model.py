@@ -39,6 +39,9 @@ UNFINISHED_REGION_STATES = MOVING_REGION_STATES | {RegionState.TIMED_OUT, Region
 class DeployStep(enum.StrEnum):
     """Blue-green sub-steps of a region's deployment."""
 
+    # The endpoint is leased and the deployment's name recorded, before anything is created:
+    # a supersession that lands after this point knows which deployment to discard.
+    REQUESTED = "requested"
     CREATING = "creating"  # deployment created with 0% traffic; provisioning
     VERIFYING = "verifying"  # provisioned; smoke request pending
     SHIFTING_TRAFFIC = "shifting_traffic"  # verified; traffic to move to it
@@ -101,16 +104,33 @@ class RegionProgress:
     deploy_step: DeployStep | None = None
     previous_deployment: str | None = None
     timed_out_at: datetime | None = None
+    # What the region waits for before its next step (an endpoint being created, another
+    # rollout's lease...): not an error, so kept apart from `last_error`.
+    waiting_for: str | None = None
+    # When the current deploy step began: every step has a deadline.
+    step_started_at: datetime | None = None
+    # The rollout whose deployment served before this one went live (it is then replaced).
+    previous_rollout: str | None = None
+    # Probing ended for good (the give-up time passed without the image).
+    gave_up: bool = False
+    # Until when this rollout holds the endpoint's lease in this region (None: it holds none).
+    lease_until: datetime | None = None
+    smoke_attempts: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Rollout:
     """One (registry, repository, digest) rolled out to one target.
 
-    `pushed_at` orders rollouts for supersession (registry timestamp, or first
-    sighting). `generation` counts re-pushes after the rollout was replaced.
-    `deployable` is None until the manifest has been inspected. `outbox` holds
-    events to publish, saved with the state change that caused them.
+    `pushed_at` is the payload's time, a hint for display only. `confirmed_at` orders
+    rollouts on one endpoint: when the primary registry confirmed that a pushed tag points
+    at this digest (georollout's clock, never a caller's); None until then, and an
+    unconfirmed rollout neither deploys nor supersedes anything. `tags` are the confirmed
+    tags, `pending_tags` those a notice claimed and the registry has not confirmed yet.
+    `generation` counts re-pushes after the rollout was replaced. `deployable` is None
+    until the manifest has been inspected; `platform_digest` is the manifest that runs
+    (an index's linux/amd64 child, or the image itself). `outbox` holds events to
+    publish, saved with the state change that caused them.
     """
 
     id: str
@@ -130,6 +150,17 @@ class Rollout:
     ignored_reason: str | None = None
     superseded_by: str | None = None
     outbox: tuple[OutgoingEvent, ...] = ()
+    confirmed_at: datetime | None = None
+    pending_tags: tuple[str, ...] = ()
+    platform_digest: str | None = None
+    # Every tag the registry confirmed for this generation, also those that moved on since:
+    # it tells a re-push (a tag moved back to this digest) from a redelivered old event.
+    tags_seen: tuple[str, ...] = ()
+    # Steps that raised in a row (an adapter fault no action handles): the timer backs off
+    # this rollout until `retry_after`, so one broken rollout never hogs the due queue.
+    step_failures: int = 0
+    step_error: str | None = None
+    retry_after: datetime | None = None
 
     @property
     def state(self) -> RolloutState:
@@ -166,15 +197,34 @@ class Rollout:
                 return progress
         raise KeyError(name)
 
-    @property
-    def finished(self) -> bool:
-        """True when nothing will change without a new push: live, failed, superseded or ignored."""
-        return self.state in (
-            RolloutState.LIVE,
-            RolloutState.FAILED,
-            RolloutState.SUPERSEDED,
-            RolloutState.IGNORED,
-        )
+
+@dataclass(frozen=True, slots=True)
+class RolloutSummary:
+    """What the endpoint index keeps about each rollout targeting one endpoint: enough to
+    order them (the registry's confirmation decides) without reading every document."""
+
+    id: str
+    repository: str
+    digest: str
+    generation: int
+    confirmed_at: datetime | None
+    tags_seen: tuple[str, ...]
+    deployable: bool | None
+    ignored: bool
+
+
+def summarize(rollout: Rollout) -> RolloutSummary:
+    """The endpoint index's view of `rollout`."""
+    return RolloutSummary(
+        id=rollout.id,
+        repository=rollout.repository,
+        digest=rollout.digest,
+        generation=rollout.generation,
+        confirmed_at=rollout.confirmed_at,
+        tags_seen=rollout.tags_seen,
+        deployable=rollout.deployable,
+        ignored=rollout.ignored_reason is not None,
+    )
 
 
 # --- identity -------------------------------------------------------------------------

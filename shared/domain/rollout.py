@@ -10,6 +10,7 @@ the new value, so every state change and its event land in the same write.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -24,6 +25,7 @@ from shared.domain.model import (
     RegionState,
     Rollout,
     RolloutState,
+    RolloutSummary,
     rollout_id,
 )
 from shared.domain.names import deployment_name
@@ -46,15 +48,30 @@ class RolloutPolicy:
     replication_timeout_base_s: float = 3600.0
     replication_timeout_per_gb_s: float = 300.0
     timed_out_probe_interval_s: float = 300.0
+    # A region still without the image this long after the push stops being probed.
+    give_up_after_s: float = 86_400.0
     deployment_timeout_s: float = 3600.0
+    verify_timeout_s: float = 600.0
+    traffic_timeout_s: float = 1800.0
+    cleanup_timeout_s: float = 3600.0
+    # Longer than any one step's deadline; renewed while the region still works.
+    lease_ttl_s: float = 7200.0
 
     def probe_delay(self, attempts: int, jitter: float) -> timedelta:
         """Exponential backoff after `attempts` probes, spread by `jitter` in [0, 1)."""
         exponent = max(attempts - 1, 0)
-        base = min(
+        # Cap the exponent where the delay reaches its maximum: `factor ** attempts` overflows
+        # a float after about a thousand probes, and a rollout must never stop for that.
+        factor, initial, cap = (
+            self.probe_backoff_factor,
+            self.probe_initial_backoff_s,
             self.probe_max_backoff_s,
-            self.probe_initial_backoff_s * self.probe_backoff_factor**exponent,
         )
+        if factor > 1.0 and 0.0 < initial < cap:
+            exponent = min(exponent, math.ceil(math.log(cap / initial, factor)))
+        elif factor > 1.0:
+            exponent = 0
+        base = min(cap, initial * factor ** min(exponent, 64))
         spread = 1.0 + self.probe_jitter_ratio * (2.0 * min(max(jitter, 0.0), 1.0) - 1.0)
         return timedelta(seconds=base * spread)
 
@@ -68,8 +85,13 @@ class RolloutPolicy:
 
 
 @dataclass(frozen=True, slots=True)
-class InspectManifest:
-    """Read the manifest (from the primary replica) to decide whether it is deployable."""
+class ReadPrimary:
+    """Read from the primary registry what only it can confirm: the manifest (is it a
+    deployable image, for linux/amd64?) when not yet known, and where each claimed tag
+    points now."""
+
+    manifest: bool
+    tags: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,13 +102,22 @@ class ProbeRegion:
 
 
 @dataclass(frozen=True, slots=True)
-class StartDeployment:
-    """Create deployment `deployment_name` on `endpoint` in `region` with 0% traffic
-    (creating the endpoint when it does not exist)."""
+class ClaimEndpoint:
+    """Before deploying in `region`: look for a newer rollout on `endpoint`, take the
+    endpoint's lease there, and learn which deployment serves it now."""
 
     region: str
     endpoint: str
-    deployment_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreateDeployment:
+    """Create the recorded deployment on its endpoint with 0% traffic (creating the endpoint
+    first when it does not exist; adopting the deployment when it exists already)."""
+
+    region: str
+    deployment: DeploymentRef
+    image: str
     settings: DeploymentSettings
 
 
@@ -117,7 +148,7 @@ class ShiftTraffic:
 
 @dataclass(frozen=True, slots=True)
 class DeletePrevious:
-    """Delete the deployment that served before this one went live."""
+    """Delete the deployment that served before this one went live (one georollout recorded)."""
 
     region: str
     deployment: DeploymentRef
@@ -131,16 +162,69 @@ class DiscardDeployment:
     deployment: DeploymentRef
 
 
+@dataclass(frozen=True, slots=True)
+class RenewLease:
+    """Extend this rollout's lease on the endpoint in `region`: the region still works."""
+
+    region: str
+    endpoint: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseLease:
+    """Give up the endpoint's lease in `region`: the region is done changing it."""
+
+    region: str
+    endpoint: str
+
+
 Action = (
-    InspectManifest
+    ReadPrimary
     | ProbeRegion
-    | StartDeployment
+    | ClaimEndpoint
+    | CreateDeployment
     | CheckDeployment
     | SmokeTest
     | ShiftTraffic
     | DeletePrevious
     | DiscardDeployment
+    | RenewLease
+    | ReleaseLease
 )
+
+
+# --- observations ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointClaim:
+    """What `ClaimEndpoint` found: a newer rollout on the endpoint (it wins), another
+    rollout holding the lease (wait), or the lease is ours until `lease_until`, with the
+    deployment (and its rollout) that serves the endpoint in that region now, as recorded."""
+
+    workspace: str
+    newer: RolloutSummary | None = None
+    held_by: str | None = None
+    lease_until: datetime | None = None
+    serving_deployment: str | None = None
+    serving_rollout: str | None = None
+
+
+# How many tags one rollout keeps (the newest win): a digest tagged on every build must not
+# grow its document, and its events, without bound.
+MAX_TAGS = 32
+MAX_PENDING_TAGS = 16
+UNTAGGED_REASON = (
+    "no tag in the registry points at this digest (pushed by digest, or its tags moved on): "
+    "georollout deploys an image only when a tag names it; push a tag to roll it out"
+)
+# How far a payload's time may lie from georollout's clock and still be shown.
+PLAUSIBLE_CLOCK_SKEW = timedelta(days=1)
+
+
+def plausible_push_time(pushed_at: datetime | None, now: datetime) -> bool:
+    """A payload time within a day of now; anything else is a forgery or a broken clock."""
+    return pushed_at is not None and abs(pushed_at - now) <= PLAUSIBLE_CLOCK_SKEW
 
 
 # --- creation and pushes --------------------------------------------------------------
@@ -151,21 +235,23 @@ def new_rollout(
 ) -> Rollout:
     """A rollout for a first sighting of `notice`; `regions` in configured order, primary first.
 
-    With no target the rollout is recorded ignored and never deployed.
+    With no target the rollout is recorded ignored and never deployed. The notice's tag is
+    only claimed: the registry confirms it (`record_tags_resolved`) before it counts.
     """
     if not regions:
         raise ValueError("a rollout needs at least one region")
     if len(set(regions)) != len(regions):
         raise ValueError(f"regions repeat: {list(regions)}")
-    pushed_at = notice.pushed_at or now
+    pushed_at = notice.pushed_at if plausible_push_time(notice.pushed_at, now) else now
     return Rollout(
         id=rollout_id(notice.registry, notice.repository, notice.digest),
         registry=notice.registry.lower(),
         repository=notice.repository,
         digest=notice.digest,
-        tags=(notice.tag,) if notice.tag else (),
+        tags=(),
+        pending_tags=(notice.tag,) if notice.tag else (),
         generation=1,
-        pushed_at=pushed_at,
+        pushed_at=pushed_at or now,
         created_at=now,
         updated_at=now,
         generation_started_at=now,
@@ -180,52 +266,143 @@ def record_push(
 ) -> Rollout:
     """Record another delivery of a push of this rollout's digest.
 
-    Adds the tag once. A push later than the recorded one, of a rollout that was
-    superseded or replaced, starts a new generation (a rollback by re-tagging); a
-    redelivery of an old event does not. `target` (matched for the notice's tag)
-    is adopted when the rollout had none.
+    Its tag is claimed (the registry confirms it later); nothing else of the payload
+    counts: its time is a hint for display, and order comes from the registry. `target`
+    (matched for the notice's tag) is adopted when the rollout had none. A region that
+    gave up probing is probed again: someone says the image exists.
     """
     if rollout.id != rollout_id(notice.registry, notice.repository, notice.digest):
         raise ValueError(
             f"notice for {notice.repository}@{notice.digest} is not rollout {rollout.id}"
         )
-    pushed_at = notice.pushed_at or now
-    tags = rollout.tags
-    if notice.tag and notice.tag not in tags:
-        tags = (*tags, notice.tag)
-    updated = replace(rollout, tags=tags, pushed_at=max(rollout.pushed_at, pushed_at))
+    updated = rollout
+    tag = notice.tag
+    if (
+        tag
+        and tag not in rollout.pending_tags
+        and (tag not in rollout.tags or rollout.superseded_by)
+    ):
+        updated = replace(updated, pending_tags=(*rollout.pending_tags, tag)[-MAX_PENDING_TAGS:])
+        if updated.ignored_reason == UNTAGGED_REASON:
+            updated = replace(updated, ignored_reason=None)
     if rollout.target is None and target is not None:
         updated = replace(
             updated,
             target=target,
             ignored_reason=None if rollout.deployable is not False else rollout.ignored_reason,
         )
-    if rollout.superseded_by is not None and pushed_at > rollout.pushed_at:
-        updated = replace(
-            updated,
-            generation=rollout.generation + 1,
-            generation_started_at=now,
-            superseded_by=None,
-            target=target or updated.target,
-            regions=_fresh_regions([r.region for r in rollout.regions]),
-        )
+    regions = tuple(
+        replace(r, gave_up=False, next_probe_at=now) if r.gave_up else r for r in updated.regions
+    )
+    if regions != updated.regions:
+        updated = replace(updated, regions=regions)
     return _commit(rollout, updated, now)
 
 
-def record_deployable(rollout: Rollout, image_size_bytes: int | None, now: datetime) -> Rollout:
-    """The manifest is a deployable image (size: config plus layers, None when unknown)."""
+def record_deployable(
+    rollout: Rollout,
+    image_size_bytes: int | None,
+    now: datetime,
+    *,
+    platform_digest: str | None = None,
+) -> Rollout:
+    """The manifest is a deployable image for the endpoints' platform (size: config plus
+    layers, None when unknown; `platform_digest`: the manifest that runs, for an index)."""
     if rollout.deployable is not None:
         return rollout
     return _commit(
-        rollout, replace(rollout, deployable=True, image_size_bytes=image_size_bytes), now
+        rollout,
+        replace(
+            rollout,
+            deployable=True,
+            image_size_bytes=image_size_bytes,
+            platform_digest=platform_digest or rollout.digest,
+        ),
+        now,
     )
 
 
 def record_not_deployable(rollout: Rollout, reason: str, now: datetime) -> Rollout:
-    """The manifest is not a deployable image (a chart, signature, SBOM...): ignored for good."""
-    if rollout.deployable is False:
+    """Not a deployable image (a chart, signature, SBOM, referrer, index child, wrong
+    platform...): ignored for good, with the reason."""
+    if rollout.deployable is False and rollout.ignored_reason == reason:
         return rollout
-    return _commit(rollout, replace(rollout, deployable=False, ignored_reason=reason), now)
+    stopped = tuple(
+        replace(r, next_probe_at=None) if r.state in PROBED_STATES else r for r in rollout.regions
+    )
+    return _commit(
+        rollout, replace(rollout, deployable=False, ignored_reason=reason, regions=stopped), now
+    )
+
+
+def record_tags_resolved(
+    rollout: Rollout,
+    resolved: dict[str, str | None],
+    peers: Sequence[RolloutSummary],
+    now: datetime,
+) -> Rollout:
+    """Record where the primary registry says each claimed tag points now (None: no such tag).
+
+    A tag pointing at this digest is confirmed: the first confirmation of a generation
+    orders the rollout on its endpoint (`confirmed_at`, georollout's clock). A tag
+    pointing elsewhere is dropped: a forged, stale or redelivered claim changes nothing.
+    A replaced rollout starts a new generation only when a confirmed tag had moved to a
+    newer rollout on the endpoint (`peers`) and now points back here: a rollback by
+    re-tagging, never a redelivered old event.
+    """
+    if not resolved:
+        return rollout
+    mine = [t for t, digest in resolved.items() if digest == rollout.digest]
+    moved = {t for t, digest in resolved.items() if digest != rollout.digest}
+    pending = tuple(t for t in rollout.pending_tags if t not in resolved)
+    tags = _capped((*(t for t in rollout.tags if t not in moved), *mine))
+    updated = replace(rollout, pending_tags=pending, tags=tags)
+    if mine:
+        seen = _capped((*rollout.tags_seen, *mine))
+        if _replaced(rollout) and (
+            rollout.confirmed_at is None or _moved_back(rollout, mine, peers)
+        ):
+            updated = replace(
+                updated,
+                generation=rollout.generation + 1,
+                generation_started_at=now,
+                confirmed_at=now,
+                superseded_by=None,
+                tags=_capped(mine),
+                tags_seen=_capped(mine),
+                regions=_fresh_regions([r.region for r in rollout.regions]),
+            )
+        elif rollout.confirmed_at is None:
+            updated = replace(updated, confirmed_at=now, tags_seen=seen)
+        else:
+            updated = replace(updated, tags_seen=seen)
+    elsewhere = [d for d in resolved.values() if d is not None and d != rollout.digest]
+    if elsewhere and updated.confirmed_at is None and not updated.pending_tags:
+        # Every tag it claimed already names another image: the registry says that one is
+        # current, so this (older, or forged) push is superseded by it and never deploys.
+        newer = rollout_id(rollout.registry, rollout.repository, elsewhere[-1])
+        stopped = tuple(_stop(progress) for progress in updated.regions)
+        updated = replace(updated, superseded_by=newer, regions=stopped)
+    return _commit(rollout, updated, now)
+
+
+def drop_tags(rollout: Rollout, moved: Iterable[str], now: datetime) -> Rollout:
+    """These tags now point at another digest (confirmed by the registry for another rollout)."""
+    gone = set(moved)
+    tags = tuple(t for t in rollout.tags if t not in gone)
+    if tags == rollout.tags:
+        return rollout
+    return _commit(rollout, replace(rollout, tags=tags), now)
+
+
+def mark_index_child(rollout: Rollout, index_digest: str, now: datetime) -> Rollout:
+    """This manifest is one platform of index `index_digest`: part of it, not a rollout."""
+    if rollout.confirmed_at is not None and rollout.tags:
+        return rollout  # tagged in its own right: a rollout of its own
+    reason = (
+        f"a platform manifest of the multi-platform image {index_digest}, not a rollout of its own"
+    )
+    return record_not_deployable(rollout, reason, now)
 
 
 # --- replication ----------------------------------------------------------------------
@@ -237,11 +414,12 @@ def expedite_probe(rollout: Rollout, region: str, now: datetime) -> Rollout:
     Only a probe's PRESENT marks the region replicated.
     """
     progress = _find(rollout, region)
-    if progress is None or progress.state not in _PROBED_STATES:
+    if progress is None or progress.state not in PROBED_STATES or rollout.deployable is False:
         return rollout
-    if progress.next_probe_at is None or progress.next_probe_at <= now:
+    if not progress.gave_up and (progress.next_probe_at is None or progress.next_probe_at <= now):
         return rollout
-    return _commit(rollout, _with_region(rollout, replace(progress, next_probe_at=now)), now)
+    ready = replace(progress, next_probe_at=now, gave_up=False)
+    return _commit(rollout, _with_region(rollout, ready), now)
 
 
 def record_probe(
@@ -260,7 +438,7 @@ def record_probe(
     (`jitter` in [0, 1) spreads it); the replication timeout is applied here too.
     """
     progress = _find(rollout, region)
-    if progress is None or progress.state not in _PROBED_STATES:
+    if progress is None or progress.state not in PROBED_STATES:
         return rollout
     attempts = progress.probe_attempts + 1
     if outcome.verdict is ProbeVerdict.PRESENT:
@@ -271,6 +449,7 @@ def record_probe(
             probe_attempts=attempts,
             next_probe_at=None,
             last_error=None,
+            gave_up=False,
             evidence=outcome.evidence,
         )
     else:
@@ -283,7 +462,7 @@ def record_probe(
         progress = replace(
             progress,
             probe_attempts=attempts,
-            next_probe_at=now + delay,
+            next_probe_at=None if progress.gave_up else now + delay,
             last_error=_probe_error(outcome, progress.last_error),
             evidence=outcome.evidence,
         )
@@ -292,7 +471,7 @@ def record_probe(
 
 
 def tick(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> Rollout:
-    """Apply what time alone decides: replication timeouts and deployment timeouts."""
+    """Apply what time alone decides: replication timeouts, give-up and step deadlines."""
     return _commit(rollout, _apply_timeouts(rollout, now, policy), now)
 
 
@@ -301,27 +480,93 @@ def replication_deadline(rollout: Rollout, policy: RolloutPolicy) -> datetime:
     return rollout.generation_started_at + policy.replication_timeout(rollout.image_size_bytes)
 
 
+def give_up_deadline(rollout: Rollout, policy: RolloutPolicy) -> datetime:
+    """When a region still without the image stops being probed (for this generation)."""
+    return max(
+        replication_deadline(rollout, policy),
+        rollout.generation_started_at + timedelta(seconds=policy.give_up_after_s),
+    )
+
+
 # --- deployment -----------------------------------------------------------------------
 
 
-def record_deployment_started(
-    rollout: Rollout, region: str, deployment: DeploymentRef, now: datetime
+def record_endpoint_claim(
+    rollout: Rollout, region: str, claim: EndpointClaim, now: datetime
 ) -> Rollout:
-    """The deployment was created (0% traffic); provisioning runs on."""
+    """What `ClaimEndpoint` found. A newer rollout on the endpoint supersedes this one; a
+    lease held by another rollout makes the region wait; otherwise the deployment is
+    requested: its name and the deployment it replaces are recorded before anything is
+    created, so a supersession from now on knows what to discard."""
     progress = _find(rollout, region)
     if progress is None or progress.state is not RegionState.REPLICATED:
         return rollout
-    if rollout.superseded_by is not None:
+    if rollout.target is None or rollout.superseded_by is not None:
         return rollout
-    started = replace(
+    if claim.newer is not None:
+        return supersede(rollout, by=claim.newer.id, now=now)
+    endpoint = rollout.target.endpoint
+    if claim.held_by is not None or claim.lease_until is None:
+        holder = claim.held_by or "another rollout"
+        waiting = replace(progress, waiting_for=f"endpoint {endpoint} is being changed by {holder}")
+        return _commit(rollout, _with_region(rollout, waiting), now)
+    name = deployment_name(rollout.digest, generation=rollout.generation)
+    previous = claim.serving_deployment if claim.serving_deployment != name else None
+    requested = replace(
         progress,
         state=RegionState.DEPLOYING,
-        deploy_step=DeployStep.CREATING,
+        deploy_step=DeployStep.REQUESTED,
         deploy_started_at=now,
-        deployment=deployment,
+        step_started_at=now,
+        deployment=DeploymentRef(workspace=claim.workspace, endpoint=endpoint, name=name),
+        previous_deployment=previous,
+        previous_rollout=claim.serving_rollout if previous else None,
+        lease_until=claim.lease_until,
+        waiting_for=None,
+        last_error=None,
+        smoke_attempts=0,
+    )
+    return _commit(rollout, _with_region(rollout, requested), now)
+
+
+def record_waiting(rollout: Rollout, region: str, why: str, now: datetime) -> Rollout:
+    """The region cannot take its next step yet (an endpoint being created or updating...)."""
+    progress = _find(rollout, region)
+    if progress is None or progress.waiting_for == why:
+        return rollout
+    return _commit(rollout, _with_region(rollout, replace(progress, waiting_for=why)), now)
+
+
+def record_deployment_created(
+    rollout: Rollout, region: str, operation: str | None, now: datetime
+) -> Rollout:
+    """The deployment exists (created now, or found from an earlier attempt): provisioning."""
+    progress = _at_step(rollout, region, DeployStep.REQUESTED)
+    if progress is None or progress.deployment is None:
+        return rollout
+    created = replace(
+        progress,
+        deploy_step=DeployStep.CREATING,
+        step_started_at=now,
+        deployment=replace(progress.deployment, operation=operation),
+        waiting_for=None,
         last_error=None,
     )
-    return _commit(rollout, _with_region(rollout, started), now)
+    return _commit(rollout, _with_region(rollout, created), now)
+
+
+def record_lease_renewed(rollout: Rollout, region: str, until: datetime, now: datetime) -> Rollout:
+    progress = _find(rollout, region)
+    if progress is None or progress.lease_until is None or progress.lease_until >= until:
+        return rollout
+    return _commit(rollout, _with_region(rollout, replace(progress, lease_until=until)), now)
+
+
+def record_lease_released(rollout: Rollout, region: str, now: datetime) -> Rollout:
+    progress = _find(rollout, region)
+    if progress is None or progress.lease_until is None:
+        return rollout
+    return _commit(rollout, _with_region(rollout, replace(progress, lease_until=None)), now)
 
 
 def record_provisioning_succeeded(rollout: Rollout, region: str, now: datetime) -> Rollout:
@@ -331,7 +576,8 @@ def record_provisioning_succeeded(rollout: Rollout, region: str, now: datetime) 
         return rollout
     smoke = _settings(rollout, region).smoke_request
     step = DeployStep.VERIFYING if smoke is not None else DeployStep.SHIFTING_TRAFFIC
-    return _commit(rollout, _with_region(rollout, replace(progress, deploy_step=step)), now)
+    moved = replace(progress, deploy_step=step, step_started_at=now, waiting_for=None)
+    return _commit(rollout, _with_region(rollout, moved), now)
 
 
 def record_provisioning_failed(rollout: Rollout, region: str, error: str, now: datetime) -> Rollout:
@@ -341,24 +587,54 @@ def record_provisioning_failed(rollout: Rollout, region: str, error: str, now: d
     return record_deployment_failed(rollout, region, error, now)
 
 
-def record_smoke_passed(rollout: Rollout, region: str, now: datetime) -> Rollout:
-    """The smoke request answered 2xx: shift traffic next."""
+# Answers that say "not now" rather than "broken": retried until the verification deadline.
+RETRIED_SMOKE_STATUSES = frozenset({408, 429, 502, 503, 504})
+
+
+def record_smoke_answer(
+    rollout: Rollout, region: str, status: int | None, body: str, now: datetime
+) -> Rollout:
+    """The smoke request's answer: 2xx passes; no answer, 408, 429 and 5xx-for-now are tried
+    again (until the verification deadline); anything else fails the region."""
     progress = _at_step(rollout, region, DeployStep.VERIFYING)
     if progress is None:
         return rollout
-    shifted = replace(progress, deploy_step=DeployStep.SHIFTING_TRAFFIC, last_error=None)
-    return _commit(rollout, _with_region(rollout, shifted), now)
+    if status is not None and 200 <= status < 300:
+        shifted = replace(
+            progress,
+            deploy_step=DeployStep.SHIFTING_TRAFFIC,
+            step_started_at=now,
+            last_error=None,
+            smoke_attempts=progress.smoke_attempts + 1,
+        )
+        return _commit(rollout, _with_region(rollout, shifted), now)
+    if status is None or status in RETRIED_SMOKE_STATUSES:
+        said = "got no answer" if status is None else f"answered {status}"
+        again = replace(
+            progress,
+            smoke_attempts=progress.smoke_attempts + 1,
+            last_error=f"smoke request {said} (tried again until the verification deadline): {body[:200]}",
+        )
+        return _commit(rollout, _with_region(rollout, again), now)
+    return record_deployment_failed(
+        rollout, region, f"smoke request answered {status}: {body[:300]}", now
+    )
+
+
+def record_smoke_passed(rollout: Rollout, region: str, now: datetime) -> Rollout:
+    """The smoke request answered 2xx: shift traffic next."""
+    return record_smoke_answer(rollout, region, 200, "", now)
 
 
 def record_smoke_failed(rollout: Rollout, region: str, error: str, now: datetime) -> Rollout:
-    """The smoke request failed: the region failed, traffic stays on the old deployment."""
+    """The smoke request failed for good: the region failed, traffic stays on the old deployment."""
     if _at_step(rollout, region, DeployStep.VERIFYING) is None:
         return rollout
     return record_deployment_failed(rollout, region, error, now)
 
 
 def record_deployment_failed(rollout: Rollout, region: str, error: str, now: datetime) -> Rollout:
-    """Any failure before the region went live (including a refused create or a timeout)."""
+    """Any failure before the region went live (including a refused create or a deadline)."""
     progress = _find(rollout, region)
     if progress is None or progress.state not in (RegionState.REPLICATED, RegionState.DEPLOYING):
         return rollout
@@ -367,25 +643,30 @@ def record_deployment_failed(rollout: Rollout, region: str, error: str, now: dat
         step: DeployStep | None = progress.deploy_step
     else:
         step = DeployStep.DISCARDING if progress.deployment is not None else None
-    failed = replace(progress, state=RegionState.FAILED, last_error=error, deploy_step=step)
+    failed = replace(
+        progress,
+        state=RegionState.FAILED,
+        last_error=error,
+        deploy_step=step,
+        step_started_at=now,
+        waiting_for=None,
+    )
     return _commit(rollout, _with_region(rollout, failed), now)
 
 
-def record_traffic_shifted(
-    rollout: Rollout, region: str, previous_deployment: str | None, now: datetime
-) -> Rollout:
-    """All traffic is on the new deployment: the region is live; the previous one is deleted next."""
+def record_traffic_shifted(rollout: Rollout, region: str, now: datetime) -> Rollout:
+    """All traffic is on the new deployment: the region is live; the deployment it replaced
+    (recorded when the endpoint was claimed, never guessed) is deleted next."""
     progress = _at_step(rollout, region, DeployStep.SHIFTING_TRAFFIC)
     if progress is None or progress.deployment is None:
         return rollout
-    own = progress.deployment.name
-    cleanup = previous_deployment is not None and previous_deployment != own
+    cleanup = progress.previous_deployment is not None
     live = replace(
         progress,
         state=RegionState.LIVE,
         live_at=now,
         last_error=None,
-        previous_deployment=previous_deployment if cleanup else None,
+        step_started_at=now,
         deploy_step=DeployStep.CLEANING_UP if cleanup else DeployStep.DONE,
     )
     return _commit(rollout, _with_region(rollout, live), now)
@@ -412,46 +693,93 @@ def record_deployment_discarded(rollout: Rollout, region: str, now: datetime) ->
 
 
 def record_action_error(rollout: Rollout, region: str, error: str, now: datetime) -> Rollout:
-    """A transient failure of an action: keep the state, show the error, retry next tick."""
+    """A transient failure of an action: keep the state, show the error, retry next step."""
     progress = _find(rollout, region)
     if progress is None or progress.last_error == error:
         return rollout
     return _commit(rollout, _with_region(rollout, replace(progress, last_error=error)), now)
 
 
+def record_replaced(rollout: Rollout, region: str, by: str, now: datetime) -> Rollout:
+    """Rollout `by` went live in `region` on this rollout's endpoint: this one no longer
+    serves there, so it no longer says live."""
+    progress = _find(rollout, region)
+    if progress is None or progress.state is not RegionState.LIVE:
+        return rollout
+    replaced = replace(
+        progress, state=RegionState.SUPERSEDED, last_error=f"replaced by {by}", waiting_for=None
+    )
+    updated = _with_region(rollout, replaced)
+    if updated.superseded_by is None:
+        updated = replace(updated, superseded_by=by)
+    return _commit(rollout, updated, now)
+
+
 # --- supersession ---------------------------------------------------------------------
 
 
-def is_newer(a_pushed_at: datetime, b_pushed_at: datetime) -> bool:
-    """True when a push at `a_pushed_at` is later than one at `b_pushed_at` (arrival order is irrelevant)."""
-    return a_pushed_at > b_pushed_at
+def order_key(rollout: Rollout | RolloutSummary) -> tuple[datetime, str] | None:
+    """Where a rollout stands on its endpoint: when the registry confirmed it (digest
+    breaks a tie, so every process agrees); None before any confirmation."""
+    if rollout.confirmed_at is None:
+        return None
+    return (rollout.confirmed_at, rollout.digest)
 
 
-def supersedes(newer: Rollout, older: Rollout) -> bool:
-    """Whether `newer` takes `older`'s endpoint: same registry and endpoint, pushed later.
+def supersedes(newer: Rollout | RolloutSummary, older: Rollout | RolloutSummary) -> bool:
+    """Whether `newer` takes `older`'s endpoint (the caller knows they share it): only a
+    deployable image the registry confirmed, and confirmed after `older`."""
+    if newer.id == older.id or newer.deployable is not True:
+        return False
+    if isinstance(newer, Rollout):
+        if newer.ignored_reason is not None:
+            return False
+    elif newer.ignored:
+        return False
+    new_key, old_key = order_key(newer), order_key(older)
+    if new_key is None:
+        return False
+    return old_key is None or new_key > old_key
 
-    The same repository and tag always match the same rule and hence the same
-    endpoint, so this covers "a newer digest for the same repository and tag".
-    Equal timestamps are broken by digest so the answer never depends on order.
-    """
-    if newer.id == older.id or newer.registry != older.registry:
-        return False
-    if newer.target is None or older.target is None or newer.ignored_reason is not None:
-        return False
-    if newer.target.endpoint != older.target.endpoint:
-        return False
-    if newer.pushed_at == older.pushed_at:
-        return newer.digest > older.digest
-    return is_newer(newer.pushed_at, older.pushed_at)
+
+def newest_above(rollout: Rollout, peers: Iterable[RolloutSummary]) -> RolloutSummary | None:
+    """The newest rollout among `peers` (same endpoint) that supersedes `rollout`, if any."""
+    newer = [p for p in peers if supersedes(p, rollout)]
+    return max(newer, key=lambda p: order_key(p) or (p.confirmed_at, p.digest), default=None)
 
 
 def supersede(older: Rollout, *, by: str, now: datetime) -> Rollout:
     """`by` took this rollout's endpoint: unfinished regions stop (superseded); live ones stay
-    live and the rollout is marked replaced, so a later re-push starts a new generation."""
+    live until `by` replaces them there, and the rollout is marked replaced, so a later
+    re-push starts a new generation."""
     if older.superseded_by == by:
         return older
     regions = tuple(_stop(progress) for progress in older.regions)
     return _commit(older, replace(older, superseded_by=by, regions=regions), now)
+
+
+# --- faults -----------------------------------------------------------------------------
+
+
+def record_step_crashed(
+    rollout: Rollout, error: str, now: datetime, policy: RolloutPolicy
+) -> Rollout:
+    """A reconcile step raised: try this rollout again later, later each time in a row."""
+    failures = rollout.step_failures + 1
+    return replace(
+        rollout,
+        step_failures=failures,
+        step_error=error[:500],
+        retry_after=now + policy.probe_delay(failures, 0.5),
+        updated_at=now,
+    )
+
+
+def record_step_completed(rollout: Rollout) -> Rollout:
+    """A step ran through: forget earlier crashes."""
+    if rollout.step_failures == 0 and rollout.retry_after is None:
+        return rollout
+    return replace(rollout, step_failures=0, step_error=None, retry_after=None)
 
 
 # --- outbox ---------------------------------------------------------------------------
@@ -472,13 +800,26 @@ def mark_published(rollout: Rollout, event_ids: Iterable[str]) -> Rollout:
 def next_actions(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> list[Action]:
     """What to do now, from the recorded state alone (call `tick` first to apply timeouts)."""
     actions: list[Action] = []
+    endpoint = rollout.target.endpoint if rollout.target else None
     for progress in rollout.regions:
         if progress.deploy_step is DeployStep.DISCARDING and progress.deployment is not None:
             actions.append(DiscardDeployment(progress.region, progress.deployment))
+        if progress.lease_until is not None and endpoint is not None:
+            if not _changing(progress):
+                actions.append(ReleaseLease(progress.region, endpoint))
+            elif progress.lease_until - now <= timedelta(seconds=policy.lease_ttl_s / 2):
+                actions.append(RenewLease(progress.region, endpoint))
+    tags = tuple(rollout.pending_tags)
+    reading = rollout.ignored_reason is None and rollout.deployable is not False
+    # A replaced rollout still checks new claims: a tag moved back to it is a re-push.
+    if reading and (tags or (rollout.deployable is None and rollout.superseded_by is None)):
+        # The manifest read is the primary's probe too: it keeps to the probe's backoff.
+        primary = rollout.primary
+        due = primary is None or primary.state not in PROBED_STATES or _probe_due(primary, now)
+        if due or rollout.superseded_by is not None:
+            actions.insert(0, ReadPrimary(manifest=rollout.deployable is None, tags=tags))
     if rollout.ignored_reason is not None or rollout.superseded_by is not None:
         return actions
-    if rollout.deployable is None:
-        actions.insert(0, InspectManifest())
     primary = rollout.primary
     primary_live = primary is not None and primary.state is RegionState.LIVE
     for progress in rollout.regions:
@@ -488,26 +829,46 @@ def next_actions(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> list
     return actions
 
 
+def _probe_due(progress: RegionProgress, now: datetime) -> bool:
+    if progress.gave_up:
+        return False
+    return progress.next_probe_at is None or progress.next_probe_at <= now
+
+
+def _changing(progress: RegionProgress) -> bool:
+    """Whether the region may still change its endpoint (and so needs the lease)."""
+    if progress.state in (RegionState.REPLICATED, RegionState.DEPLOYING):
+        return True
+    return progress.deploy_step in (DeployStep.CLEANING_UP, DeployStep.DISCARDING)
+
+
 def _region_action(
     rollout: Rollout, progress: RegionProgress, primary_live: bool, now: datetime
 ) -> Action | None:
     state, step, ref = progress.state, progress.deploy_step, progress.deployment
-    if state in _PROBED_STATES:
-        due = progress.next_probe_at is None or progress.next_probe_at <= now
-        return ProbeRegion(progress.region) if due else None
+    if state in PROBED_STATES:
+        if rollout.deployable is False:
+            return None
+        return ProbeRegion(progress.region) if _probe_due(progress, now) else None
     if state is RegionState.REPLICATED:
         if rollout.deployable is not True or rollout.target is None:
             return None
+        if rollout.confirmed_at is None:
+            return None  # the registry has not confirmed a tag yet
         if not (progress.primary or primary_live):
             return None
-        return StartDeployment(
-            region=progress.region,
-            endpoint=rollout.target.endpoint,
-            deployment_name=deployment_name(rollout.digest, generation=rollout.generation),
-            settings=rollout.target.settings_for(progress.region),
-        )
+        return ClaimEndpoint(progress.region, rollout.target.endpoint)
     if ref is None:
         return None
+    if state is RegionState.DEPLOYING and step is DeployStep.REQUESTED:
+        # By digest, never by tag: the tag may move while regions are still rolling out.
+        digest = rollout.platform_digest or rollout.digest
+        return CreateDeployment(
+            progress.region,
+            ref,
+            image=f"{rollout.registry}/{rollout.repository}@{digest}",
+            settings=_settings(rollout, progress.region),
+        )
     if state is RegionState.DEPLOYING and step is DeployStep.CREATING:
         return CheckDeployment(progress.region, ref)
     if state is RegionState.DEPLOYING and step is DeployStep.VERIFYING:
@@ -515,19 +876,38 @@ def _region_action(
         return SmokeTest(progress.region, ref, body)
     if state is RegionState.DEPLOYING and step is DeployStep.SHIFTING_TRAFFIC:
         return ShiftTraffic(progress.region, ref)
-    if (
-        state is RegionState.LIVE
-        and step is DeployStep.CLEANING_UP
-        and progress.previous_deployment
-    ):
+    if step is DeployStep.CLEANING_UP and progress.previous_deployment:
         return DeletePrevious(progress.region, replace(ref, name=progress.previous_deployment))
     return None
 
 
 # --- internals ------------------------------------------------------------------------
 
-_PROBED_STATES = frozenset({RegionState.AWAITING_REPLICATION, RegionState.TIMED_OUT})
+PROBED_STATES = frozenset({RegionState.AWAITING_REPLICATION, RegionState.TIMED_OUT})
 _TERMINAL_ROLLOUT_STATES = frozenset({RolloutState.LIVE, RolloutState.FAILED})
+
+
+def _capped(tags: Iterable[str]) -> tuple[str, ...]:
+    """Unique tags in order, the newest `MAX_TAGS` kept."""
+    return tuple(dict.fromkeys(reversed(tuple(tags))))[:MAX_TAGS][::-1]
+
+
+def _replaced(rollout: Rollout) -> bool:
+    return rollout.superseded_by is not None or any(
+        r.state is RegionState.SUPERSEDED for r in rollout.regions
+    )
+
+
+def _moved_back(rollout: Rollout, tags: Sequence[str], peers: Iterable[RolloutSummary]) -> bool:
+    """A tag confirmed here now was confirmed by a newer rollout in between: it moved back."""
+    own = order_key(rollout)
+    for peer in peers:
+        key = order_key(peer)
+        if peer.id == rollout.id or peer.repository != rollout.repository or key is None:
+            continue
+        if (own is None or key > own) and any(t in peer.tags_seen for t in tags):
+            return True
+    return False
 
 
 def _fresh_regions(regions: Sequence[str]) -> tuple[RegionProgress, ...]:
@@ -575,18 +955,48 @@ def _stop(progress: RegionProgress) -> RegionProgress:
     if progress.state not in UNFINISHED_REGION_STATES:
         return progress
     step = progress.deploy_step
-    if step in (DeployStep.CREATING, DeployStep.VERIFYING):
+    if step in (DeployStep.REQUESTED, DeployStep.CREATING, DeployStep.VERIFYING):
+        # Requested counts too: its create may have reached Azure before this write.
         step = DeployStep.DISCARDING
-    return replace(progress, state=RegionState.SUPERSEDED, next_probe_at=None, deploy_step=step)
+    return replace(
+        progress,
+        state=RegionState.SUPERSEDED,
+        next_probe_at=None,
+        deploy_step=step,
+        step_started_at=None,
+        waiting_for=None,
+    )
+
+
+def _step_deadline(step: DeployStep | None, policy: RolloutPolicy) -> float | None:
+    return (
+        {
+            DeployStep.VERIFYING: policy.verify_timeout_s,
+            DeployStep.SHIFTING_TRAFFIC: policy.traffic_timeout_s,
+            DeployStep.CLEANING_UP: policy.cleanup_timeout_s,
+            DeployStep.DISCARDING: policy.cleanup_timeout_s,
+        }.get(step)
+        if step is not None
+        else None
+    )
 
 
 def _apply_timeouts(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> Rollout:
-    if rollout.ignored_reason is not None or rollout.superseded_by is not None:
-        return rollout
     deadline = replication_deadline(rollout, policy)
+    give_up = give_up_deadline(rollout, policy)
     deploy_limit = timedelta(seconds=policy.deployment_timeout_s)
+    stopped = rollout.ignored_reason is not None or rollout.superseded_by is not None
     regions = []
     for progress in rollout.regions:
+        step_limit = _step_deadline(progress.deploy_step, policy)
+        overdue = (
+            step_limit is not None
+            and progress.step_started_at is not None
+            and now - progress.step_started_at >= timedelta(seconds=step_limit)
+        )
+        if stopped and progress.deploy_step not in (DeployStep.DISCARDING, DeployStep.CLEANING_UP):
+            regions.append(progress)
+            continue
         if progress.state is RegionState.AWAITING_REPLICATION and now >= deadline:
             waited = int((now - rollout.generation_started_at).total_seconds())
             progress = replace(
@@ -599,17 +1009,72 @@ def _apply_timeouts(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> R
                     now + timedelta(seconds=policy.timed_out_probe_interval_s),
                 ),
             )
+        if progress.state is RegionState.TIMED_OUT and not progress.gave_up and now >= give_up:
+            hours = policy.give_up_after_s / 3600
+            progress = replace(
+                progress,
+                gave_up=True,
+                next_probe_at=None,
+                last_error=(
+                    f"gave up: image not in this replica {hours:g} h after the push; "
+                    "a new push or regional webhook probes again"
+                ),
+            )
         elif (
             progress.state is RegionState.DEPLOYING
-            and progress.deploy_step is DeployStep.CREATING
+            and progress.deploy_step in (DeployStep.REQUESTED, DeployStep.CREATING)
             and progress.deploy_started_at is not None
             and now - progress.deploy_started_at >= deploy_limit
         ):
+            why = f" (waiting for: {progress.waiting_for})" if progress.waiting_for else ""
             progress = replace(
                 progress,
                 state=RegionState.FAILED,
                 deploy_step=DeployStep.DISCARDING,
-                last_error=f"deployment not provisioned within {int(policy.deployment_timeout_s)} s",
+                step_started_at=now,
+                waiting_for=None,
+                last_error=f"deployment not provisioned within {int(policy.deployment_timeout_s)} s{why}",
+            )
+        elif overdue and progress.deploy_step is DeployStep.VERIFYING:
+            progress = replace(
+                progress,
+                state=RegionState.FAILED,
+                deploy_step=DeployStep.DISCARDING,
+                step_started_at=now,
+                last_error=(
+                    f"not verified within {int(policy.verify_timeout_s)} s: "
+                    f"{progress.last_error or 'no passing smoke answer'}"
+                ),
+            )
+        elif overdue and progress.deploy_step is DeployStep.SHIFTING_TRAFFIC:
+            # The traffic PUT kept failing: traffic never reached us, so ours is discarded.
+            progress = replace(
+                progress,
+                state=RegionState.FAILED,
+                deploy_step=DeployStep.DISCARDING,
+                step_started_at=now,
+                last_error=(
+                    f"traffic not shifted within {int(policy.traffic_timeout_s)} s: "
+                    f"{progress.last_error or 'the endpoint update never finished'}"
+                ),
+            )
+        elif overdue and progress.deploy_step in (DeployStep.CLEANING_UP, DeployStep.DISCARDING):
+            name = (
+                progress.previous_deployment
+                if progress.deploy_step is DeployStep.CLEANING_UP
+                else (progress.deployment.name if progress.deployment else "?")
+            )
+            progress = replace(
+                progress,
+                deploy_step=(
+                    DeployStep.DONE
+                    if progress.deploy_step is DeployStep.CLEANING_UP
+                    else DeployStep.DISCARDED
+                ),
+                last_error=(
+                    f"could not delete deployment {name} within {int(policy.cleanup_timeout_s)} s "
+                    f"({progress.last_error or 'no answer'}); it is still billed: delete it by hand"
+                ),
             )
         regions.append(progress)
     return replace(rollout, regions=tuple(regions))
@@ -628,9 +1093,28 @@ def _hold_secondaries(rollout: Rollout) -> Rollout:
     return replace(rollout, regions=regions)
 
 
+def _settle_untagged(rollout: Rollout) -> Rollout:
+    """A deployable image no confirmed tag names, with no claim left to check, is ignored
+    (until a tagged push names it): only a tag makes an image current for an endpoint."""
+    if (
+        rollout.deployable is True
+        and rollout.ignored_reason is None
+        and rollout.superseded_by is None
+        and rollout.confirmed_at is None
+        and not rollout.pending_tags
+        and not rollout.tags
+    ):
+        stopped = tuple(
+            replace(r, next_probe_at=None) if r.state in PROBED_STATES else r
+            for r in rollout.regions
+        )
+        return replace(rollout, ignored_reason=UNTAGGED_REASON, regions=stopped)
+    return rollout
+
+
 def _commit(old: Rollout, new: Rollout, now: datetime) -> Rollout:
     """Settle derived rules, append the events the change implies, stamp `updated_at`."""
-    new = _hold_secondaries(new)
+    new = _settle_untagged(_hold_secondaries(new))
     if new == old:
         return old
     events = [e for e in _events_for(old, new, now) if e.id not in {o.id for o in new.outbox}]

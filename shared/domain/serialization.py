@@ -68,6 +68,8 @@ def region_to_document(progress: RegionProgress) -> dict[str, Any]:
         "next_probe_at": _ts(progress.next_probe_at),
         "timed_out_at": _ts(progress.timed_out_at),
         "probe_evidence": _evidence(progress.evidence),
+        "waiting_for": progress.waiting_for,
+        "probing_stopped": progress.gave_up,
     }
 
 
@@ -89,6 +91,10 @@ def rollout_to_document(rollout: Rollout) -> dict[str, Any]:
         "endpoint": rollout.target.endpoint if rollout.target else None,
         "ignored_reason": rollout.ignored_reason,
         "superseded_by": rollout.superseded_by,
+        "confirmed_at": _ts(rollout.confirmed_at),
+        "pending_tags": list(rollout.pending_tags),
+        "platform_digest": rollout.platform_digest,
+        "step_error": rollout.step_error,
     }
 
 
@@ -149,6 +155,10 @@ def _target_from(record: dict[str, Any] | None) -> Target | None:
 def _region_record(progress: RegionProgress) -> dict[str, Any]:
     record = region_to_document(progress)
     record["previous_deployment"] = progress.previous_deployment
+    record["previous_rollout"] = progress.previous_rollout
+    record["step_started_at"] = _ts(progress.step_started_at)
+    record["lease_until"] = _ts(progress.lease_until)
+    record["smoke_attempts"] = progress.smoke_attempts
     if progress.deployment is not None and progress.deployment.operation:
         record["deployment"]["operation"] = progress.deployment.operation
     if progress.evidence is not None:
@@ -184,6 +194,13 @@ def _region_from(record: dict[str, Any]) -> RegionProgress:
         deploy_step=DeployStep(step) if step is not None else None,
         previous_deployment=record["previous_deployment"],
         timed_out_at=_parse_ts(record["timed_out_at"]),
+        # Fields added after record version 1 default when an older record lacks them.
+        waiting_for=record.get("waiting_for"),
+        gave_up=bool(record.get("probing_stopped", False)),
+        step_started_at=_parse_ts(record.get("step_started_at")),
+        previous_rollout=record.get("previous_rollout"),
+        lease_until=_parse_ts(record.get("lease_until")),
+        smoke_attempts=int(record.get("smoke_attempts", 0)),
     )
 
 
@@ -232,6 +249,13 @@ def rollout_to_record(rollout: Rollout) -> dict[str, Any]:
         "ignored_reason": rollout.ignored_reason,
         "superseded_by": rollout.superseded_by,
         "outbox": [event_to_record(e) for e in rollout.outbox],
+        "confirmed_at": _ts(rollout.confirmed_at),
+        "pending_tags": list(rollout.pending_tags),
+        "tags_seen": list(rollout.tags_seen),
+        "platform_digest": rollout.platform_digest,
+        "step_failures": rollout.step_failures,
+        "step_error": rollout.step_error,
+        "retry_after": _ts(rollout.retry_after),
         # Derived, stored so a store can filter on it; ignored when reading.
         "state": rollout.state.value,
     }
@@ -261,6 +285,13 @@ def rollout_from_record(record: dict[str, Any]) -> Rollout:
             ignored_reason=record["ignored_reason"],
             superseded_by=record["superseded_by"],
             outbox=tuple(event_from_record(e) for e in record["outbox"]),
+            confirmed_at=_parse_ts(record.get("confirmed_at")),
+            pending_tags=tuple(record.get("pending_tags", ())),
+            tags_seen=tuple(record.get("tags_seen", ())),
+            platform_digest=record.get("platform_digest"),
+            step_failures=int(record.get("step_failures", 0)),
+            step_error=record.get("step_error"),
+            retry_after=_parse_ts(record.get("retry_after")),
         )
     except (KeyError, TypeError) as error:
         raise ValueError(f"malformed rollout record: {error!r}") from error

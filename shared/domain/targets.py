@@ -10,7 +10,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 
-from shared.domain.names import endpoint_name, validate_endpoint_template
+from shared.domain.names import (
+    DEFAULT_ENDPOINT_TEMPLATE,
+    endpoint_name,
+    uses_instance,
+    validate_endpoint_template,
+    validate_instance_name,
+)
 
 DEFAULT_SMOKE_REQUEST = "{}"
 
@@ -63,16 +69,27 @@ class Target:
 @dataclass(frozen=True, slots=True)
 class TargetRule:
     """repository glob + tag glob -> endpoint template and settings. Globs are fnmatch-style,
-    case-sensitive; `*` also matches `/`. A push by digest only (no tag) matches tag glob `*`."""
+    case-sensitive; `*` also matches `/`. A push by digest only (no tag) matches tag glob `*`.
+
+    `instance` fills the template's `{instance}` (required when the template uses it); the
+    configuration usually fills it in the template itself before the rule is built."""
 
     repository_glob: str
     tag_glob: str
     endpoint_template: str
     settings: DeploymentSettings = field(default_factory=DeploymentSettings)
     region_overrides: tuple[tuple[str, RegionOverride], ...] = ()
+    instance: str | None = None
 
     def __post_init__(self) -> None:
         validate_endpoint_template(self.endpoint_template)
+        if self.instance is not None:
+            validate_instance_name(self.instance)
+        elif uses_instance(self.endpoint_template):
+            raise ValueError(
+                f"endpoint template {self.endpoint_template!r} uses {{instance}}: "
+                "the rule needs an instance name"
+            )
         if self.settings.instance_count < 1:
             raise ValueError("instance_count must be at least 1")
 
@@ -83,13 +100,26 @@ class TargetRule:
 
     def target_for(self, repository: str) -> Target:
         return Target(
-            endpoint=endpoint_name(self.endpoint_template, repository),
+            endpoint=endpoint_name(self.endpoint_template, repository, instance=self.instance),
             settings=self.settings,
             region_overrides=self.region_overrides,
         )
 
 
+# Names endpoints from the repository alone: fine where names need not be unique across
+# Azure (tests, benchmarks). The configured default is `catch_all_rule(instance)`.
 CATCH_ALL_RULE = TargetRule(repository_glob="*", tag_glob="*", endpoint_template="{repository}")
+
+
+def catch_all_rule(instance: str) -> TargetRule:
+    """The default rule: every push, endpoint `{repository}-{instance}` (unique to this
+    georollout deployment, see shared.domain.names)."""
+    return TargetRule(
+        repository_glob="*",
+        tag_glob="*",
+        endpoint_template=DEFAULT_ENDPOINT_TEMPLATE,
+        instance=instance,
+    )
 
 
 def match_target(rules: Sequence[TargetRule], repository: str, tag: str | None) -> Target | None:

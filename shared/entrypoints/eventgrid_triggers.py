@@ -14,6 +14,7 @@ import azure.functions as func
 
 from shared.errors import InvalidInputError
 from shared.intake.eventgrid import parse_eventgrid_event
+from shared.intake.validation import check_nesting_depth
 from shared.service.intake import check_regions, record_notices
 from shared.service.reconcile import reconcile
 from shared.service.runtime import services
@@ -52,14 +53,16 @@ def event_document(event: AnyEvent) -> dict[str, Any]:
 async def image_pushed(event: AnyEvent) -> None:
     app = await services()
     try:
-        notice = parse_eventgrid_event(
-            event_document(event), registry=app.config.registry_login_server
-        )
-        check_regions(app, [notice])
+        document = event_document(event)
+        # The same nesting limit as the HTTP routes: a deeper event is invalid, acknowledged.
+        check_nesting_depth(document, "event")
+        notice = parse_eventgrid_event(document, registry=app.config.registry_login_server)
+        # data.location may name a replica outside GEOROLLOUT_REGIONS: still a push.
+        notices = check_regions(app, [notice], strict=False)
     except InvalidInputError as error:
         log.warning("event %s acknowledged and ignored: %s", event.id, error.message)
         return
-    result = await record_notices(app, [notice])
+    result = await record_notices(app, notices)
     if result.ignored:
         log.info("event %s ignored: %s", event.id, "; ".join(result.ignored))
 

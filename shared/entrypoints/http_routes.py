@@ -5,19 +5,29 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import azure.functions as func
 
-from shared.errors import ConfigurationError, GeorolloutError, InvalidInputError, UnauthorizedError
+from shared.errors import GeorolloutError, InvalidInputError, UnauthorizedError
 from shared.intake.hooks import parse_hook_payload
-from shared.intake.validation import check_body_size
+from shared.intake.validation import parse_json_body
+from shared.service import health as health_service
 from shared.service import status
 from shared.service.intake import check_regions, record_notices
 from shared.service.runtime import Services, services
 
 log = logging.getLogger("georollout.http")
+
+# GET /api/rollouts reads these; `code` is where Azure Functions takes the function key
+# from, so it is accepted (and left to the platform) rather than refused.
+LIST_PARAMETERS = ("repository", "state", "limit", "continuation")
+_PLATFORM_PARAMETERS = ("code",)
+_NAMES_ECHOED = 5
+_NAME_ECHO_CHARS = 64
+# One round of health checks per process at most every CACHE_SECONDS, for both routes.
+HEALTH_CACHE = health_service.HealthCache()
 
 
 def json_response(body: Any, status_code: int = 200) -> func.HttpResponse:
@@ -58,12 +68,9 @@ def check_webhook_token(app: Services, req: func.HttpRequest) -> None:
 
 
 def _json_body(req: func.HttpRequest) -> Any:
-    body = req.get_body()
-    check_body_size(len(body))
-    try:
-        return json.loads(body)
-    except ValueError as error:
-        raise InvalidInputError("body", f"not valid JSON: {error}", code="invalid_json") from None
+    # 413 over 1 MiB; 400 invalid_json when not JSON or nested deeper than the limit
+    # (counted before parsing: json.loads of `[[[...` 100,000 deep raises RecursionError).
+    return parse_json_body(req.get_body())
 
 
 async def acr_hook(req: func.HttpRequest) -> func.HttpResponse:
@@ -75,15 +82,33 @@ async def acr_hook(req: func.HttpRequest) -> func.HttpResponse:
         notices = parse_hook_payload(
             payload, registry=app.config.registry_login_server, region=region
         )
-        check_regions(app, notices)
-        result = await record_notices(app, notices, replication_hints=region is not None)
+        notices = check_regions(app, notices)
+        result = await record_notices(app, notices)
         return json_response({"rollouts": list(result.recorded), "ignored": list(result.ignored)})
 
     return await _answer(work)
 
 
+def check_list_parameters(params: Mapping[str, str]) -> None:
+    """Refuse a filter the API does not know: silently ignoring `?tag=` would list everything."""
+    unknown = sorted(set(params) - set(LIST_PARAMETERS) - set(_PLATFORM_PARAMETERS))
+    if unknown:
+        # Names are the caller's text: a few, cut short, are enough to say what was wrong.
+        unknown = [name[:_NAME_ECHO_CHARS] for name in unknown]
+        names = ", ".join(repr(name) for name in unknown[:_NAMES_ECHOED])
+        if len(unknown) > _NAMES_ECHOED:
+            names += f" and {len(unknown) - _NAMES_ECHOED} more"
+        raise InvalidInputError(
+            unknown[0],
+            f"unknown query parameter(s) {names}; GET /api/rollouts takes "
+            f"{', '.join(LIST_PARAMETERS)}",
+            code="unknown_parameter",
+        )
+
+
 async def list_rollouts(req: func.HttpRequest) -> func.HttpResponse:
     async def work() -> func.HttpResponse:
+        check_list_parameters(req.params)
         app = await services()
         page = await status.list_rollouts(
             app,
@@ -105,19 +130,23 @@ async def get_rollout(req: func.HttpRequest) -> func.HttpResponse:
     return await _answer(work)
 
 
+async def _health_report() -> health_service.HealthReport:
+    return await HEALTH_CACHE.get(lambda: health_service.process_health(services))
+
+
 async def health(req: func.HttpRequest) -> func.HttpResponse:
+    """Anonymous in Azure: statuses only, whatever the query says (details need a key)."""
+
     async def work() -> func.HttpResponse:
-        try:
-            app = await services()
-        except ConfigurationError as error:
-            checks = {
-                "configuration": {
-                    "status": "error",
-                    "message": error.message,
-                    "problems": list(error.problems),
-                }
-            }
-            return json_response({"status": "degraded", "checks": checks})
-        return json_response(await status.health(app))
+        return json_response((await _health_report()).public_document())
+
+    return await _answer(work)
+
+
+async def health_detail(req: func.HttpRequest) -> func.HttpResponse:
+    """Function key in Azure: messages, endpoints and ids, secrets redacted."""
+
+    async def work() -> func.HttpResponse:
+        return json_response((await _health_report()).detail_document())
 
     return await _answer(work)

@@ -7,21 +7,28 @@ It never raises: a function app that fails to import serves nothing, not even
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from shared.config import load_config
 from shared.errors import ConfigurationError
+from shared.service.health import Redactor, unprotected_webhook
 
 log = logging.getLogger("georollout.startup")
 
 
-def report_configuration() -> bool:
-    """Log whether the settings are valid; True when they are."""
+def report_configuration(environ: Mapping[str, str] | None = None) -> bool:
+    """Log whether the settings (os.environ by default) are valid; True when they are.
+
+    Problem lines echo some settings' values; any secret among them is redacted, as
+    start-up logs end up in Application Insights.
+    """
     try:
-        config = load_config()
+        config = load_config(environ)
     except ConfigurationError as error:
+        redact = Redactor(environ)
         log.error("georollout is misconfigured; every trigger will fail until this is fixed:")
         for problem in error.problems or (error.message,):
-            log.error("  %s", problem)
+            log.error("  %s", redact(problem))
         return False
     log.info(
         "georollout configuration ok: registry %s, regions %s (primary %s)",
@@ -29,6 +36,9 @@ def report_configuration() -> bool:
         ", ".join(config.region_names),
         config.primary_region.name,
     )
+    risk = unprotected_webhook(config)
+    if risk is not None:
+        log.warning("%s", risk)
     for name in config.unknown_settings:
         log.warning("unknown setting %s (a typo?) is ignored", name)
     return True

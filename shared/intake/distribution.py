@@ -2,7 +2,9 @@
 
 Distribution sends an endpoint's events serially and retries a refused one
 forever, so everything well-formed that is not a manifest push (blobs, pulls,
-deletes, mounts) is Ignored, never an error.
+deletes, mounts) is Ignored, never an error. An envelope of more than
+MAX_EVENTS_PER_ENVELOPE events is refused whole (413) before any is looked at:
+Distribution itself posts one event per envelope, so only another sender can hit it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ from shared.errors import InvalidInputError
 from shared.intake.media_types import is_manifest_media_type
 from shared.intake.notices import Ignored
 from shared.intake.push_record import parse_push_record
-from shared.intake.validation import optional_str, require_mapping, require_str
+from shared.intake.validation import (
+    check_event_count,
+    optional_str,
+    require_mapping,
+    require_str,
+)
 
 ENVELOPE_MEDIA_TYPE = "application/vnd.docker.distribution.events.v1+json"
 
@@ -32,12 +39,14 @@ def parse_distribution_envelope(
 
     With `strict`, a malformed push raises InvalidInputError naming it
     (`events[2].target.digest`) and nothing of the envelope counts; with
-    `strict=False` it becomes Ignored with that reason instead.
+    `strict=False` it becomes Ignored with that reason instead. Either way more than
+    MAX_EVENTS_PER_ENVELOPE events raise TooManyEventsError (413).
     """
     envelope = require_mapping(obj, "body")
     events = envelope.get("events")
     if not isinstance(events, Sequence) or isinstance(events, str | bytes):
         raise InvalidInputError("events", "must be a JSON array", "invalid_type")
+    check_event_count(len(events))
     parsed: list[PushNotice | Ignored] = []
     for index, raw in enumerate(events):
         prefix = f"events[{index}]."

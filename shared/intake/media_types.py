@@ -1,16 +1,18 @@
 """Which manifests are deployable images: an image manifest with an image config, or an index of such.
 
 The event's media type alone cannot tell: a Helm 3 chart, a signature or an
-SBOM arrives as an ordinary push of an OCI manifest, told apart only by the
-config media type or `artifactType`.
+SBOM arrives as an ordinary push of an OCI manifest, told apart only by its
+`subject`, its `artifactType`, its config media type or its layers' media
+types. Also the platform knowledge needed to pick what Azure ML can run.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -29,6 +31,67 @@ MANIFEST_MEDIA_TYPES = IMAGE_MANIFESTS | INDEXES | {DOCKER_SCHEMA1, DOCKER_SCHEM
 IMAGE_CONFIGS = frozenset({OCI_IMAGE_CONFIG, DOCKER_IMAGE_CONFIG})
 # The Accept list a probe or inspection sends for a manifest.
 MANIFEST_ACCEPT = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST)
+
+# Supply-chain artifacts stored as ordinary OCI image manifests: their config may be the
+# ordinary image config, so only their layers' media types (or `subject`/`artifactType`)
+# tell them apart from an image. Compared after parameters are stripped and lower-cased.
+#
+# Signatures:
+# - cosign's payload layer (sigstore/cosign specs/SIGNATURE_SPEC.md, "Payload and
+#   mediaType": config application/vnd.oci.image.config.v1+json, layer
+#   application/vnd.dev.cosign.simplesigning.v1+json, tag sha256-<hex>.sig);
+# - Sigstore bundles (cosign --new-bundle-format, OCI 1.1 referrers), versioned names;
+# - Notary Project / Notation envelopes (notaryproject/specifications
+#   specs/signature-specification.md, "Storage": config application/vnd.cncf.notary.signature,
+#   one layer application/jose+json or application/cose, a `subject`).
+COSIGN_SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+NOTARY_SIGNATURE = "application/vnd.cncf.notary.signature"
+SIGNATURE_LAYER_MEDIA_TYPES: Final = frozenset(
+    {
+        COSIGN_SIMPLESIGNING,
+        "application/vnd.dev.sigstore.bundle+json",
+        "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "application/jose+json",
+        "application/cose",
+    }
+)
+# Attestations: cosign's `.att` manifests carry in-toto statements in DSSE envelopes
+# (sigstore/cosign specs/ATTESTATION_SPEC.md: layer application/vnd.dsse.envelope.v1+json);
+# BuildKit's provenance/SBOM attestation manifests carry application/vnd.in-toto+json layers.
+ATTESTATION_LAYER_MEDIA_TYPES: Final = frozenset(
+    {"application/vnd.dsse.envelope.v1+json", "application/vnd.in-toto+json"}
+)
+# SBOMs: cosign's `.sbom` manifests (sigstore/cosign specs/SBOM_SPEC.md, "MediaTypes":
+# text/spdx and application/vnd.cyclonedx, with +json/+xml suffixes), SPDX's own
+# application/spdx+json and Syft's native JSON, as pushed with `oras attach`.
+SBOM_LAYER_MEDIA_TYPES: Final = frozenset(
+    {
+        "text/spdx",
+        "text/spdx+json",
+        "text/spdx+xml",
+        "application/spdx+json",
+        "application/vnd.cyclonedx",
+        "application/vnd.cyclonedx+json",
+        "application/vnd.cyclonedx+xml",
+        "application/vnd.syft+json",
+    }
+)
+SUPPLY_CHAIN_LAYER_MEDIA_TYPES: Final = (
+    SIGNATURE_LAYER_MEDIA_TYPES | ATTESTATION_LAYER_MEDIA_TYPES | SBOM_LAYER_MEDIA_TYPES
+)
+
+# cosign's tag-based discovery (SIGNATURE_SPEC.md, "Tag-based Discovery"): the signed
+# digest with ':' replaced by '-' and a suffix, .sig (signature), .att (attestation) or
+# .sbom (SBOM).
+SIGNATURE_TAG = re.compile(r"sha256-[0-9a-f]{64}\.(?:sig|att|sbom)")
+
+# The platform Azure ML managed online endpoints run: every VM size they accept is
+# x86-64 (learn.microsoft.com/azure/machine-learning/reference-managed-online-endpoints-vm-sku-list
+# lists only D/E/F/L/NC/ND/NV sizes, none of the Arm-based "p" sizes), and the
+# deployment runs the Linux container it is given.
+MANAGED_ONLINE_ENDPOINT_PLATFORM: Final = ("linux", "amd64")
+# Architecture spellings some builders write, as OCI/Go names (what containerd normalises).
+_ARCHITECTURE_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +121,10 @@ def is_manifest_media_type(media_type: str) -> bool:
 
 
 def classify_media_types(
-    manifest_media_type: str, config_media_type: str | None, artifact_type: str | None = None
+    manifest_media_type: str,
+    config_media_type: str | None,
+    artifact_type: str | None = None,
+    layer_media_types: Sequence[str] = (),
 ) -> ManifestVerdict:
     """The verdict from media types alone, for a single-platform manifest."""
     manifest_media_type = _base(manifest_media_type)
@@ -69,7 +135,9 @@ def classify_media_types(
     if manifest_media_type not in IMAGE_MANIFESTS:
         return NotDeployable(f"{manifest_media_type} is not an image manifest")
     if artifact_type:
-        return NotDeployable(f"an OCI artifact ({artifact_type}), not an image")
+        return NotDeployable(
+            f"an OCI artifact or referrer (artifactType {artifact_type}), not an image"
+        )
     if config_media_type == HELM_CONFIG:
         return NotDeployable("a Helm chart, not an image")
     if config_media_type not in IMAGE_CONFIGS:
@@ -77,7 +145,30 @@ def classify_media_types(
             f"config media type {config_media_type} is not an image config "
             "(a signature, SBOM or other artifact)"
         )
+    for layer_media_type in layer_media_types:
+        kind = supply_chain_kind(layer_media_type)
+        if kind is not None:
+            return NotDeployable(
+                f"layer media type {_base(layer_media_type)} makes it {kind}, not an image"
+            )
     return Deployable(kind="image")
+
+
+def supply_chain_kind(media_type: str) -> str | None:
+    """What a blob of `media_type` is when it is a signature, attestation or SBOM, else None."""
+    base = _base(media_type)
+    if base in SIGNATURE_LAYER_MEDIA_TYPES:
+        return "a signature"
+    if base in ATTESTATION_LAYER_MEDIA_TYPES:
+        return "an attestation"
+    if base in SBOM_LAYER_MEDIA_TYPES:
+        return "an SBOM"
+    return None
+
+
+def is_signature_tag(tag: str) -> bool:
+    """True for cosign's tag-based discovery tags: `sha256-<64 hex>.sig`, `.att` or `.sbom`."""
+    return SIGNATURE_TAG.fullmatch(tag) is not None
 
 
 def is_deployable_manifest(
@@ -93,6 +184,9 @@ def is_deployable_manifest(
     if not isinstance(declared, str) or not declared:
         declared = OCI_INDEX if "manifests" in document else OCI_MANIFEST
     declared = _base(declared)
+    referrer = _referrer_verdict(document)
+    if referrer is not None:
+        return referrer
     if declared in INDEXES:
         return _index_verdict(document)
     config = document.get("config")
@@ -102,10 +196,99 @@ def is_deployable_manifest(
         declared,
         config_type if isinstance(config_type, str) else None,
         artifact if isinstance(artifact, str) else None,
+        _layer_media_types(document),
     )
     if isinstance(verdict, NotDeployable):
         return verdict
     return Deployable(kind="image", image_size_bytes=_image_size(document))
+
+
+def _referrer_verdict(document: Mapping[str, Any]) -> NotDeployable | None:
+    # OCI image-spec v1.1 (manifest.md, "subject"): a manifest with a `subject` refers to
+    # another manifest; that is how signatures, attestations and SBOMs are attached.
+    subject = document.get("subject")
+    if subject is None:
+        return None
+    digest = subject.get("digest") if isinstance(subject, Mapping) else None
+    of = f" of {digest}" if isinstance(digest, str) else ""
+    artifact = document.get("artifactType")
+    config = document.get("config")
+    config_type = config.get("mediaType") if isinstance(config, Mapping) else None
+    described = artifact if isinstance(artifact, str) and artifact else config_type
+    what = f" ({described})" if isinstance(described, str) and described else ""
+    return NotDeployable(
+        f"an OCI referrer{of}{what}: a signature, attestation or SBOM attached to another "
+        "manifest, not an image"
+    )
+
+
+def _layer_media_types(document: Mapping[str, Any]) -> tuple[str, ...]:
+    layers = document.get("layers")
+    if not isinstance(layers, Sequence) or isinstance(layers, str):
+        return ()
+    found = (layer.get("mediaType") if isinstance(layer, Mapping) else None for layer in layers)
+    return tuple(media_type for media_type in found if isinstance(media_type, str))
+
+
+def platform_of_config(config: Mapping[str, Any]) -> tuple[str, str, str | None]:
+    """(os, architecture, variant or None) of an image config blob, lower-cased, with the
+    architecture spelled as OCI does (`x86_64` -> `amd64`); ValueError when os or
+    architecture is missing (OCI image-spec config.md requires both)."""
+    return _platform(config, "image config")
+
+
+def pick_platform(
+    index: Mapping[str, Any] | bytes | str,
+    want: tuple[str, str] = MANAGED_ONLINE_ENDPOINT_PLATFORM,
+) -> str | None:
+    """The digest of the index entry for platform `want` (os, architecture), or None.
+
+    Attestation entries are skipped as `_is_image_entry` does. Among several matches
+    (`linux/amd64` and `linux/amd64/v3`, say) the one without a variant wins: a
+    microarchitecture level needs CPU features the baseline does not promise.
+    """
+    document = _load(index)
+    entries = document.get("manifests") if document is not None else None
+    if not isinstance(entries, Sequence) or isinstance(entries, str):
+        return None
+    want_os, want_architecture = want[0].lower(), _architecture(want[1])
+    matches: list[tuple[str | None, str]] = []
+    for entry in entries:
+        if not isinstance(entry, Mapping) or not _is_image_entry(entry):
+            continue
+        platform = entry.get("platform")
+        if not isinstance(platform, Mapping):
+            continue
+        try:
+            os_name, architecture, variant = _platform(platform, "platform")
+        except ValueError:
+            continue
+        if (os_name, architecture) == (want_os, want_architecture):
+            matches.append((variant, str(entry["digest"])))
+    baseline = [digest for variant, digest in matches if variant in (None, "v1")]
+    if baseline:
+        return baseline[0]
+    return matches[0][1] if matches else None
+
+
+def _platform(document: Mapping[str, Any], what: str) -> tuple[str, str, str | None]:
+    os_name = document.get("os")
+    architecture = document.get("architecture")
+    if not isinstance(os_name, str) or not os_name:
+        raise ValueError(f"the {what} names no os")
+    if not isinstance(architecture, str) or not architecture:
+        raise ValueError(f"the {what} names no architecture")
+    variant = document.get("variant")
+    return (
+        os_name.lower(),
+        _architecture(architecture),
+        variant.lower() if isinstance(variant, str) and variant else None,
+    )
+
+
+def _architecture(name: str) -> str:
+    lowered = name.lower()
+    return _ARCHITECTURE_ALIASES.get(lowered, lowered)
 
 
 def _index_verdict(document: Mapping[str, Any]) -> ManifestVerdict:

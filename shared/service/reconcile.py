@@ -1,10 +1,16 @@
-"""The reconcile step: load a rollout, do what the state machine asks, save with an ETag check.
+"""The reconcile step: load a rollout, carry out what the state machine asks, save with an ETag.
 
-Every trigger ends here. Actions are idempotent on the world (deterministic
-deployment names, PUTs, deletes that tolerate absence), so when a concurrent
-writer wins the ETag race the step simply runs again from a fresh read.
+Every trigger ends here. The domain decides; this module only runs each action
+through its adapter and feeds the outcome back to the matching pure `record_*`
+function. Actions are idempotent on the world (deterministic deployment names,
+PUTs, deletes that tolerate absence), so when a concurrent writer wins the ETag
+race the pass simply runs again from a fresh read. A step whose outcome makes
+the next one possible (endpoint claimed → create; provisioned → smoke →
+traffic) runs in the next pass at once, not on the next timer tick. Changes to
+other rollouts (supersession, a tag that moved, an index's children, a
+replaced deployment) are applied only after this rollout's write succeeded.
 Events are saved in the same write as the state change (the outbox) and sent
-afterwards; a crash in between leaves them for the next tick.
+afterwards; a crash in between leaves them for the next step.
 """
 
 from __future__ import annotations
@@ -14,30 +20,46 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from shared.adapters.event_publisher import EventToPublish, PublishError
-from shared.adapters.foundry_deployer import DeployerError, ProvisioningState
-from shared.adapters.table_store import StaleRecordError, StoredRollout
+from shared.adapters.foundry_deployer import ProvisioningState
+from shared.adapters.rollout_repository import ServingRecord, StaleRecordError
+from shared.adapters.replica_probe import ManifestRead
 from shared.domain import rollout as machine
-from shared.domain.model import DeploymentRef, RegionState, Rollout
-from shared.domain.rollout import Action
+from shared.domain.model import Rollout, RolloutSummary, rollout_id
 from shared.domain.verdicts import ProbeOutcome, ProbeVerdict
-from shared.intake.media_types import Deployable, is_deployable_manifest
-from shared.service.records import PENDING_STEPS, from_stored, to_stored
+from shared.errors import RefusedError, TransientError
+from shared.intake.media_types import (
+    MANAGED_ONLINE_ENDPOINT_PLATFORM,
+    Deployable,
+    NotDeployable,
+    is_deployable_manifest,
+    pick_platform,
+    platform_of_config,
+)
 from shared.service.runtime import Services
 
 log = logging.getLogger("georollout.reconcile")
 
 Clock = Callable[[], datetime]
-# Long enough to outlive any deployment (the state machine fails one after an hour).
-LEASE_TTL = timedelta(hours=2)
 _ATTEMPTS = 5
+# Passes in one invocation: enough for claim → create → check, or smoke → traffic → clean-up.
+_PASSES = 4
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass
+class _Pass:
+    """One pass's work: the rollout as it goes, and changes to other rollouts for afterwards."""
+
+    rollout: Rollout
+    followups: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
 
 
 async def reconcile(
@@ -52,203 +74,265 @@ async def reconcile(
 
     `probe_now` (a region) makes that region's probe due at once: a regional
     webhook's hint. Only the probe's answer can mark it replicated.
-    `deploy=False` limits the step to inspection and probes: intake answers
-    fast and leaves deployments to the completion function and the timer.
+    `deploy=False` limits the step to the registry (manifest, tags, probes):
+    intake answers fast and leaves deployments to the completion function and the timer.
     """
-    for attempt in range(_ATTEMPTS):
-        stored = await services.store.get(rollout_id)
-        if stored is None:
-            return None
-        before = from_stored(stored)
-        now = clock()
-        rollout = machine.tick(before, now, services.policy)
-        if probe_now is not None:
-            rollout = machine.expedite_probe(rollout, probe_now, now)
-        rollout = await _act(services, rollout, clock, deploy=deploy)
-        if rollout is before:
-            break
-        try:
-            await services.store.replace(
-                to_stored(rollout, clock(), services.policy, services.deploy_poll, stored)
-            )
-        except StaleRecordError:
-            log.info(
-                "rollout %s changed under us (attempt %d): running the step again",
-                rollout_id,
-                attempt + 1,
-            )
-            continue
-        break
-    else:
-        log.warning(
-            "rollout %s: gave up after %d ETag conflicts; the next trigger carries on",
-            rollout_id,
-            _ATTEMPTS,
+    rollout: Rollout | None = None
+    for number in range(_PASSES):
+        result = await _pass(
+            services, rollout_id, clock, probe_now if number == 0 else None, deploy
         )
+        if result is None:
+            break
+        rollout, progressed = result
+        if not progressed:
+            break
+    if rollout is None:
         return None
-    await _release_finished_leases(services, rollout)
-    return await publish_outbox(services, rollout, clock=clock)
+    return await publish_outbox(services, rollout)
 
 
-_REPLICATION_ACTIONS = (machine.InspectManifest, machine.ProbeRegion)
+async def _pass(
+    services: Services, rollout_id: str, clock: Clock, probe_now: str | None, deploy: bool
+) -> tuple[Rollout, bool] | None:
+    """One decide-act-save round; (rollout, whether it changed), None when it does not exist."""
+    for attempt in range(_ATTEMPTS):
+        loaded = await services.rollouts.get(rollout_id)
+        if loaded is None:
+            return None
+        now = clock()
+        work = _Pass(machine.tick(loaded.rollout, now, services.policy))
+        if probe_now is not None:
+            work.rollout = machine.expedite_probe(work.rollout, probe_now, now)
+        await _act(services, work, clock, deploy=deploy)
+        work.rollout = machine.record_step_completed(work.rollout)
+        if work.rollout is loaded.rollout:
+            return work.rollout, False
+        try:
+            await services.rollouts.save(loaded, work.rollout)
+        except StaleRecordError:
+            log.info("rollout %s changed under us (attempt %d): again", rollout_id, attempt + 1)
+            continue
+        for followup in work.followups:
+            await followup()
+        return work.rollout, True
+    log.warning(
+        "rollout %s: gave up after %d ETag conflicts; the next trigger carries on",
+        rollout_id,
+        _ATTEMPTS,
+    )
+    return None
 
 
-async def _act(services: Services, rollout: Rollout, clock: Clock, *, deploy: bool) -> Rollout:
+async def _act(services: Services, work: _Pass, clock: Clock, *, deploy: bool) -> None:
     """Run the actions `next_actions` asks for, recording each outcome as it comes."""
-    actions = machine.next_actions(rollout, clock(), services.policy)
-    if not deploy:
-        actions = [a for a in actions if isinstance(a, _REPLICATION_ACTIONS)]
+    actions = machine.next_actions(work.rollout, clock(), services.policy)
     probed: set[str] = set()
-    if any(isinstance(a, machine.InspectManifest) for a in actions) and _inspection_due(
-        rollout, clock()
-    ):
-        # The inspection reads the primary's manifest: it is the primary's probe too.
-        rollout, probed = await _inspect_manifest(services, rollout, clock)
+    for action in actions:
+        if isinstance(action, machine.ReadPrimary):
+            probed |= await _read_primary(services, work, action, clock)
     # Probes of different regions go out together; their outcomes are recorded in order.
     regions = [
         a.region
         for a in actions
         if isinstance(a, machine.ProbeRegion)
         and a.region not in probed
-        and _still_probed(rollout, a.region)
+        and work.rollout.region(a.region).state in machine.PROBED_STATES
     ]
-    outcomes = await asyncio.gather(
-        *(_probe_outcome(services, rollout, region) for region in regions)
-    )
+    outcomes = await asyncio.gather(*(_probe(services, work.rollout, r) for r in regions))
     for region, outcome in zip(regions, outcomes, strict=True):
         if outcome is not None:
-            rollout = machine.record_probe(
-                rollout, region, outcome, clock(), services.policy, jitter=random.random()
+            work.rollout = machine.record_probe(
+                work.rollout, region, outcome, clock(), services.policy, jitter=random.random()
             )
     for action in actions:
-        if isinstance(action, _REPLICATION_ACTIONS):
+        if isinstance(action, machine.ReadPrimary | machine.ProbeRegion):
             continue
+        if not deploy and not isinstance(action, machine.ReleaseLease):
+            continue
+        region = action.region
         try:
-            rollout = await _run(services, rollout, action, clock)
-        except DeployerError as error:
-            where: str | None = getattr(action, "region", None)
-            if where is None:
-                raise
-            if error.permanent:
-                rollout = machine.record_deployment_failed(rollout, where, str(error), clock())
-            else:
-                rollout = machine.record_action_error(rollout, where, str(error), clock())
-    return rollout
+            await _run(services, work, action, clock)
+        except RefusedError as error:
+            work.rollout = machine.record_deployment_failed(
+                work.rollout, region, error.message, clock()
+            )
+        except TransientError as error:
+            work.rollout = machine.record_action_error(work.rollout, region, error.message, clock())
 
 
-async def _run(services: Services, rollout: Rollout, action: Action, clock: Clock) -> Rollout:
-    match action:
-        case machine.StartDeployment():
-            return await _start_deployment(services, rollout, action, clock)
-        case machine.CheckDeployment(region=region, deployment=ref):
-            status = await services.deployer.deployment_status(
-                region, ref.endpoint, ref.name, operation_url=ref.operation
-            )
-            if status.state is ProvisioningState.SUCCEEDED:
-                return machine.record_provisioning_succeeded(rollout, region, clock())
-            if status.state is ProvisioningState.FAILED:
-                return machine.record_provisioning_failed(
-                    rollout, region, status.error or "provisioning failed", clock()
-                )
-            if status.state is ProvisioningState.MISSING:
-                return machine.record_deployment_failed(
-                    rollout,
-                    region,
-                    f"deployment {ref.name} disappeared from {ref.endpoint}",
-                    clock(),
-                )
-            return rollout
-        case machine.SmokeTest(region=region, deployment=ref, request_body=body):
-            result = await services.deployer.smoke_test(
-                region, ref.endpoint, ref.name, json.loads(body or "{}")
-            )
-            if result.ok:
-                return machine.record_smoke_passed(rollout, region, clock())
-            if result.status is None:
-                # No answer at all: the network, not the model. Try again next tick.
-                return machine.record_action_error(
-                    rollout, region, f"smoke request got no answer: {result.body}", clock()
-                )
-            return machine.record_smoke_failed(
+# --- the registry -----------------------------------------------------------------------
+
+
+async def _read_primary(
+    services: Services, work: _Pass, action: machine.ReadPrimary, clock: Clock
+) -> set[str]:
+    """Ask the primary what only it can confirm (see `ReadPrimary`); returns the regions
+    whose probe this counted as (the manifest read is the primary's probe too)."""
+    primary = services.config.primary_region.name
+    before = work.rollout
+    if action.manifest:
+        if not _spend(services, primary):
+            return set()
+        read = await services.probe.read_manifest(
+            primary, work.rollout.repository, work.rollout.digest
+        )
+        work.rollout = machine.record_probe(
+            work.rollout, primary, read.outcome, clock(), services.policy, jitter=random.random()
+        )
+        if read.outcome.verdict is not ProbeVerdict.PRESENT or read.manifest is None:
+            return {primary}  # not there yet: decided on a later read, no tag checked either
+        await _classify(services, work, read, clock)
+    confirmed: list[str] = []
+    if action.tags and work.rollout.deployable is not False:
+        confirmed = await _resolve_tags(services, work, action.tags, clock)
+    await _place_on_endpoint(services, work, before, confirmed, clock)
+    return {primary} if action.manifest else set()
+
+
+async def _classify(services: Services, work: _Pass, read: ManifestRead, clock: Clock) -> None:
+    """Record whether the manifest is a deployable image for the endpoints' platform."""
+    rollout, primary = work.rollout, services.config.primary_region.name
+    assert read.manifest is not None
+    verdict = is_deployable_manifest(read.manifest, read.media_type)
+    want = "/".join(MANAGED_ONLINE_ENDPOINT_PLATFORM)
+    if isinstance(verdict, NotDeployable):
+        work.rollout = machine.record_not_deployable(rollout, verdict.reason, clock())
+        return
+    runs, document = rollout.digest, read.manifest
+    if verdict.kind == "index":
+        child = pick_platform(read.manifest)
+        for other in verdict.platform_manifests:
+            work.followups.append(_mark_child(services, rollout, other, clock))
+        if child is None:
+            work.rollout = machine.record_not_deployable(
                 rollout,
-                region,
-                f"smoke request answered {result.status}: {result.body[:300]}",
+                f"the multi-platform image has no {want} image: Azure ML online endpoints "
+                f"run {want}",
                 clock(),
             )
-        case machine.ShiftTraffic(region=region, deployment=ref):
-            return await _shift_traffic(services, rollout, region, ref, clock)
-        case machine.DeletePrevious(region=region, deployment=ref):
-            if await _deleted(services, region, ref):
-                return machine.record_previous_deleted(rollout, region, clock())
-            return rollout
-        case machine.DiscardDeployment(region=region, deployment=ref):
-            if await _deleted(services, region, ref):
-                return machine.record_deployment_discarded(rollout, region, clock())
-            return rollout
-    raise AssertionError(f"unhandled action {action!r}")
-
-
-async def _inspect_manifest(
-    services: Services, rollout: Rollout, clock: Clock
-) -> tuple[Rollout, set[str]]:
-    """Read the manifest from the primary replica: an image (or index of images) is deployable.
-
-    The read is the primary's probe too, whatever it answers; the regions it
-    probed come back with the rollout so they are not asked twice.
-    """
-    primary = services.config.primary_region
-    if not services.budget(primary.registry_endpoint).take(time.monotonic()):
-        return rollout, set()
-    read = await services.probe.read_manifest(primary.name, rollout.repository, rollout.digest)
-    now = clock()
-    rollout = machine.record_probe(
-        rollout, primary.name, read.outcome, now, services.policy, jitter=random.random()
+            return
+        if not _spend(services, primary):
+            return
+        child_read = await services.probe.read_manifest(primary, rollout.repository, child)
+        if child_read.manifest is None:
+            return  # no verdict now: a later step reads it again
+        verdict = is_deployable_manifest(child_read.manifest, child_read.media_type)
+        if isinstance(verdict, NotDeployable):
+            work.rollout = machine.record_not_deployable(
+                rollout, f"its {want} manifest: {verdict.reason}", clock()
+            )
+            return
+        runs, document = child, child_read.manifest
+    else:
+        reason = await _platform_problem(services, rollout.repository, document, want)
+        if reason is _NO_ANSWER:
+            return
+        if reason is not None:
+            work.rollout = machine.record_not_deployable(rollout, reason, clock())
+            return
+    work.rollout = machine.record_deployable(
+        work.rollout, verdict.image_size_bytes, clock(), platform_digest=runs
     )
-    if read.outcome.verdict is not ProbeVerdict.PRESENT or read.manifest is None:
-        return rollout, {primary.name}  # not there yet: decided on a later read
-    verdict = is_deployable_manifest(read.manifest, read.media_type)
-    if isinstance(verdict, Deployable) and verdict.kind == "index" and verdict.platform_manifests:
-        child = await services.probe.read_manifest(
-            primary.name, rollout.repository, verdict.platform_manifests[0]
+
+
+_NO_ANSWER = "no answer"
+
+
+async def _platform_problem(
+    services: Services, repository: str, manifest: object, want: str
+) -> str | None:
+    """Why a single-platform image cannot run on the endpoints (None: it can), read from its
+    config blob; `_NO_ANSWER` when the blob cannot be read now."""
+    config = manifest.get("config") if isinstance(manifest, dict) else None
+    digest = config.get("digest") if isinstance(config, dict) else None
+    primary = services.config.primary_region.name
+    if not isinstance(digest, str) or not _spend(services, primary):
+        return _NO_ANSWER if isinstance(digest, str) else "the manifest names no config"
+    blob = await services.probe.read_config(primary, repository, digest)
+    if blob is None:
+        return _NO_ANSWER
+    try:
+        os_name, architecture, _ = platform_of_config(blob)
+    except ValueError as error:
+        return f"the image config does not say its platform: {error}"
+    if (os_name, architecture) != MANAGED_ONLINE_ENDPOINT_PLATFORM:
+        return (
+            f"the image is built for {os_name}/{architecture}; Azure ML online endpoints run {want}"
         )
-        if child.manifest is None:
-            return rollout, {primary.name}
-        verdict = is_deployable_manifest(child.manifest, child.media_type)
-    if isinstance(verdict, Deployable):
-        return machine.record_deployable(rollout, verdict.image_size_bytes, now), {primary.name}
-    return machine.record_not_deployable(rollout, verdict.reason, now), {primary.name}
-
-
-async def newer_rollout(services: Services, rollout: Rollout) -> str | None:
-    """The id of a rollout pushed later to the same endpoint (registry time decides), if any."""
-    page, _ = await services.store.list(repository=rollout.repository, limit=100)
-    for stored in page:
-        other = from_stored(stored)
-        if machine.supersedes(other, rollout):
-            return other.id
     return None
 
 
-def _inspection_due(rollout: Rollout, now: datetime) -> bool:
-    """Read the manifest once the primary has it, or when the primary's probe is due anyway:
-    the inspection must not bypass the probe's backoff."""
-    primary = rollout.primary
-    if primary is None or primary.state not in (
-        RegionState.AWAITING_REPLICATION,
-        RegionState.TIMED_OUT,
-    ):
-        return True
-    return primary.next_probe_at is None or primary.next_probe_at <= now
+async def _resolve_tags(
+    services: Services, work: _Pass, tags: tuple[str, ...], clock: Clock
+) -> list[str]:
+    """Where each claimed tag points in the primary now; returns the tags it confirmed."""
+    rollout, primary = work.rollout, services.config.primary_region.name
+    resolved: dict[str, str | None] = {}
+    for tag in tags:
+        if not _spend(services, primary):
+            break
+        read = await services.probe.resolve_tag(primary, rollout.repository, tag)
+        if read.outcome.verdict is ProbeVerdict.PRESENT:
+            resolved[tag] = read.digest
+        elif read.outcome.verdict is ProbeVerdict.ABSENT:
+            resolved[tag] = None
+    rejected = [t for t, d in resolved.items() if d != rollout.digest]
+    if rejected:
+        log.info(
+            "rollout %s: tag(s) %s do not point at %s in the registry; not counted",
+            rollout.id,
+            ", ".join(rejected),
+            rollout.digest,
+        )
+    confirmed = [t for t, d in resolved.items() if d == rollout.digest]
+    peers = await _peers(services, rollout) if confirmed else []
+    work.rollout = machine.record_tags_resolved(rollout, resolved, peers, clock())
+    return confirmed
 
 
-def _still_probed(rollout: Rollout, region: str) -> bool:
-    return rollout.region(region).state in (RegionState.AWAITING_REPLICATION, RegionState.TIMED_OUT)
+async def _place_on_endpoint(
+    services: Services, work: _Pass, before: Rollout, confirmed: list[str], clock: Clock
+) -> None:
+    """Once the registry has placed the rollout (confirmed, deployable), older rollouts on
+    its endpoint stop and a newer one stops this one; tags it took are dropped elsewhere."""
+    rollout = work.rollout
+    placed = rollout.deployable is True and rollout.confirmed_at is not None
+    moved = machine.order_key(before) != machine.order_key(rollout) or before.deployable is not True
+    if not confirmed and not (placed and moved):
+        return
+    peers = await _peers(services, rollout)
+    if placed and moved:
+        newer = machine.newest_above(rollout, peers)
+        if newer is not None:
+            work.rollout = machine.supersede(rollout, by=newer.id, now=clock())
+        for peer in peers:
+            if machine.supersedes(rollout, peer):
+                work.followups.append(_supersede(services, peer.id, rollout, clock))
+    for peer in peers:
+        same_repository = peer.id != rollout.id and peer.repository == rollout.repository
+        if same_repository and any(t in peer.tags_seen for t in confirmed):
+            work.followups.append(
+                _update(services, peer.id, lambda r: machine.drop_tags(r, confirmed, clock()))
+            )
 
 
-async def _probe_outcome(services: Services, rollout: Rollout, region: str) -> ProbeOutcome | None:
-    """The replica's answer, or None when the registry's request budget is spent for now."""
+async def _peers(services: Services, rollout: Rollout) -> list[RolloutSummary]:
+    if rollout.target is None:
+        return []
+    peers: list[RolloutSummary] = await services.rollouts.targeting(rollout.target.endpoint)
+    return peers
+
+
+def _spend(services: Services, region: str) -> bool:
+    """One request from the region's registry budget (False: spent; a later step tries)."""
     endpoint = services.config.region(region).registry_endpoint
-    if not services.budget(endpoint).take(time.monotonic()):
+    return services.budget(endpoint).take(time.monotonic())
+
+
+async def _probe(services: Services, rollout: Rollout, region: str) -> ProbeOutcome | None:
+    """The replica's answer, or None when the registry's request budget is spent for now."""
+    if not _spend(services, region):
         return None  # the region stays due and a later tick tries
     outcome = await services.probe.probe(region, rollout.repository, rollout.digest)
     if outcome.verdict is ProbeVerdict.CONFIG_ERROR:
@@ -256,120 +340,202 @@ async def _probe_outcome(services: Services, rollout: Rollout, region: str) -> P
     return outcome
 
 
-async def _start_deployment(
-    services: Services, rollout: Rollout, action: machine.StartDeployment, clock: Clock
+# --- Azure ML -----------------------------------------------------------------------------
+
+
+async def _run(services: Services, work: _Pass, action: machine.Action, clock: Clock) -> None:
+    rollout, deployer = work.rollout, services.deployer
+    match action:
+        case machine.ClaimEndpoint(region=region, endpoint=endpoint):
+            work.rollout = await _claim(services, rollout, region, endpoint, clock)
+        case machine.CreateDeployment(region=region, deployment=ref):
+            work.rollout = await _create(services, rollout, action, clock)
+        case machine.CheckDeployment(region=region, deployment=ref):
+            status = await deployer.deployment_status(
+                region, ref.endpoint, ref.name, operation_url=ref.operation
+            )
+            if status.state is ProvisioningState.SUCCEEDED:
+                work.rollout = machine.record_provisioning_succeeded(rollout, region, clock())
+            elif status.state is ProvisioningState.FAILED:
+                work.rollout = machine.record_provisioning_failed(
+                    rollout, region, status.error or "provisioning failed", clock()
+                )
+            elif status.state is ProvisioningState.MISSING:
+                work.rollout = machine.record_deployment_failed(
+                    rollout,
+                    region,
+                    f"deployment {ref.name} disappeared from {ref.endpoint}",
+                    clock(),
+                )
+        case machine.SmokeTest(region=region, deployment=ref, request_body=body):
+            result = await deployer.smoke_test(
+                region, ref.endpoint, ref.name, json.loads(body or "{}")
+            )
+            work.rollout = machine.record_smoke_answer(
+                rollout, region, result.status, result.body, clock()
+            )
+        case machine.ShiftTraffic(region=region, deployment=ref):
+            found = await deployer.endpoint_status(region, ref.endpoint, with_deployments=False)
+            if found.state is ProvisioningState.IN_PROGRESS:
+                return  # an update (maybe ours) is still running
+            if found.traffic.get(ref.name) == 100:
+                # Recorded before the region says live: the next rollout on this endpoint
+                # deletes exactly this deployment as "the previous one", nothing else.
+                await services.rollouts.set_serving(
+                    ServingRecord(region, ref.endpoint, ref.name, rollout.id)
+                )
+                work.rollout = machine.record_traffic_shifted(rollout, region, clock())
+                previous = work.rollout.region(region).previous_rollout
+                if previous and previous != rollout.id:
+                    work.followups.append(
+                        _update(
+                            services,
+                            previous,
+                            lambda r: machine.record_replaced(r, region, rollout.id, clock()),
+                        )
+                    )
+                return
+            await deployer.begin_set_traffic(region, ref.endpoint, {ref.name: 100})
+        case machine.DeletePrevious(region=region, deployment=ref):
+            if await _deleted(services, region, ref.endpoint, ref.name):
+                work.rollout = machine.record_previous_deleted(rollout, region, clock())
+        case machine.DiscardDeployment(region=region, deployment=ref):
+            if await _deleted(services, region, ref.endpoint, ref.name):
+                work.rollout = machine.record_deployment_discarded(rollout, region, clock())
+        case machine.RenewLease(region=region, endpoint=endpoint):
+            until, holder = await services.rollouts.take_lease(
+                region, endpoint, rollout.id, clock()
+            )
+            if until is None:
+                work.rollout = machine.record_deployment_failed(
+                    rollout, region, f"lost the lease on endpoint {endpoint} to {holder}", clock()
+                )
+            else:
+                work.rollout = machine.record_lease_renewed(rollout, region, until, clock())
+        case machine.ReleaseLease(region=region, endpoint=endpoint):
+            await services.rollouts.release_lease(region, endpoint, rollout.id)
+            work.rollout = machine.record_lease_released(rollout, region, clock())
+        case _:
+            raise AssertionError(f"unhandled action {action!r}")
+
+
+async def _claim(
+    services: Services, rollout: Rollout, region: str, endpoint: str, clock: Clock
 ) -> Rollout:
-    region, endpoint = action.region, action.endpoint
-    now = clock()
-    newer = await newer_rollout(services, rollout)
+    workspace = services.config.region(region).workspace.resource_id
+    newer = machine.newest_above(rollout, await services.rollouts.targeting(endpoint))
     if newer is not None:
         # Intake supersedes at once; this check makes it hold even if that step was lost.
         log.info(
-            "rollout %s: %s is newer for endpoint %s; not deploying", rollout.id, newer, endpoint
+            "rollout %s: %s is newer on endpoint %s; not deploying", rollout.id, newer.id, endpoint
         )
-        return machine.supersede(rollout, by=newer, now=now)
-    if not await services.store.acquire_endpoint_lease(
-        region, endpoint, rollout.id, now, LEASE_TTL
-    ):
-        lease = await services.store.get_endpoint_lease(region, endpoint)
-        holder = lease.holder_rollout_id if lease else "another rollout"
-        return machine.record_action_error(
-            rollout, region, f"waiting: endpoint {endpoint} is being changed by {holder}", now
-        )
-    status = await services.deployer.endpoint_status(region, endpoint, with_deployments=False)
+        claim = machine.EndpointClaim(workspace=workspace, newer=newer)
+        return machine.record_endpoint_claim(rollout, region, claim, clock())
+    until, holder = await services.rollouts.take_lease(region, endpoint, rollout.id, clock())
+    if until is None:
+        claim = machine.EndpointClaim(workspace=workspace, held_by=holder)
+        return machine.record_endpoint_claim(rollout, region, claim, clock())
+    serving = await services.rollouts.serving(region, endpoint)
+    claim = machine.EndpointClaim(
+        workspace=workspace,
+        lease_until=until,
+        serving_deployment=serving.deployment if serving else None,
+        serving_rollout=serving.rollout_id if serving else None,
+    )
+    return machine.record_endpoint_claim(rollout, region, claim, clock())
+
+
+async def _create(
+    services: Services, rollout: Rollout, action: machine.CreateDeployment, clock: Clock
+) -> Rollout:
+    """Make the recorded deployment exist: the endpoint first, then the deployment (adopted
+    when an earlier attempt created it already, never created twice)."""
+    region, ref, deployer = action.region, action.deployment, services.deployer
+    endpoint = ref.endpoint
+    status = await deployer.endpoint_status(region, endpoint, with_deployments=False)
     if status.state is ProvisioningState.MISSING:
-        await services.deployer.begin_create_endpoint(
+        await deployer.begin_create_endpoint(
             region, endpoint, auth_mode=services.config.endpoint_auth_mode
         )
-        return machine.record_action_error(
-            rollout, region, f"waiting: creating endpoint {endpoint}", clock()
+        return machine.record_waiting(
+            rollout, region, f"endpoint {endpoint} is being created", clock()
         )
     if status.state is ProvisioningState.IN_PROGRESS:
-        return machine.record_action_error(
-            rollout, region, f"waiting: endpoint {endpoint} is provisioning", clock()
-        )
+        return machine.record_waiting(rollout, region, f"endpoint {endpoint} is updating", clock())
     if status.state is ProvisioningState.FAILED:
-        return machine.record_deployment_failed(
-            rollout, region, f"endpoint {endpoint} is in a failed state", clock()
+        # Re-applying the endpoint's settings is how Azure ML recovers a failed endpoint;
+        # the region fails only when the deployment deadline passes.
+        await deployer.begin_create_endpoint(
+            region, endpoint, auth_mode=services.config.endpoint_auth_mode
         )
-    workspace = services.config.region(region).workspace.resource_id
-    existing = await services.deployer.deployment_status(
-        region, endpoint, action.deployment_name, operation_url=None
-    )
+        why = (
+            f"endpoint {endpoint} is in a failed state in {region}; georollout re-applied its "
+            "settings (fix or delete the endpoint if this persists)"
+        )
+        return machine.record_waiting(rollout, region, why, clock())
+    existing = await deployer.deployment_status(region, endpoint, ref.name, operation_url=None)
     if existing.state is not ProvisioningState.MISSING:
-        # A concurrent step (timer and event at once) created it first: adopt it, don't PUT again.
-        ref = DeploymentRef(workspace=workspace, endpoint=endpoint, name=action.deployment_name)
-        return machine.record_deployment_started(rollout, region, ref, clock())
-    # By digest, never by tag: the tag may move while regions are still rolling out.
-    image = f"{rollout.registry}/{rollout.repository}@{rollout.digest}"
-    operation = await services.deployer.begin_create_deployment(
+        return machine.record_deployment_created(rollout, region, None, clock())
+    operation = await deployer.begin_create_deployment(
         region,
         endpoint,
-        action.deployment_name,
-        image=image,
+        ref.name,
+        image=action.image,
         instance_type=action.settings.instance_type,
         instance_count=action.settings.instance_count,
     )
-    ref = DeploymentRef(
-        workspace=workspace, endpoint=endpoint, name=action.deployment_name, operation=operation
-    )
-    return machine.record_deployment_started(rollout, region, ref, clock())
+    return machine.record_deployment_created(rollout, region, operation, clock())
 
 
-async def _shift_traffic(
-    services: Services, rollout: Rollout, region: str, ref: DeploymentRef, clock: Clock
-) -> Rollout:
-    status = await services.deployer.endpoint_status(region, ref.endpoint)
-    if status.state is ProvisioningState.IN_PROGRESS:
-        return rollout  # an update (maybe ours) is still running
-    if dict(status.traffic) == {ref.name: 100} or (status.traffic.get(ref.name) == 100):
-        others = sorted(name for name in status.deployments if name != ref.name)
-        # The endpoint is leased to this rollout, so any other deployment is the one we replace.
-        previous = others[0] if others else None
-        return machine.record_traffic_shifted(rollout, region, previous, clock())
-    await services.deployer.begin_set_traffic(region, ref.endpoint, {ref.name: 100})
-    return rollout
-
-
-async def _deleted(services: Services, region: str, ref: DeploymentRef) -> bool:
-    """Delete `ref` if it is still there; True once it is gone."""
-    status = await services.deployer.deployment_status(
-        region, ref.endpoint, ref.name, operation_url=None
-    )
+async def _deleted(services: Services, region: str, endpoint: str, name: str) -> bool:
+    """Delete `name` if it is still there; True once it is gone."""
+    status = await services.deployer.deployment_status(region, endpoint, name, operation_url=None)
     if status.state is ProvisioningState.MISSING:
         return True
     if status.state is not ProvisioningState.IN_PROGRESS:
-        await services.deployer.begin_delete_deployment(region, ref.endpoint, ref.name)
+        await services.deployer.begin_delete_deployment(region, endpoint, name)
     return False
 
 
-# A region needs its endpoint lease while it may still change the endpoint.
-_CHANGING_STATES = frozenset({RegionState.REPLICATED, RegionState.DEPLOYING})
-# States in which a region never took a lease.
-_NEVER_LEASED = frozenset({RegionState.AWAITING_REPLICATION, RegionState.TIMED_OUT})
+# --- other rollouts -----------------------------------------------------------------------
 
 
-async def _release_finished_leases(services: Services, rollout: Rollout) -> None:
-    """Give up the endpoint lease of every region that is done changing its endpoint.
+def _update(
+    services: Services, other: str, change: Callable[[Rollout], Rollout]
+) -> Callable[[], Awaitable[object]]:
+    async def apply() -> object:
+        updated = await services.rollouts.update(other, change)
+        if updated is not None:
+            # Let it give up leases, discard deployments and send its events now.
+            await reconcile(services, other, deploy=False)
+        return updated
 
-    Done on every step, not only on the change, so a crash between saving and
-    releasing costs one step's delay, not the lease's whole TTL.
-    """
-    if rollout.target is None:
-        return
-    for region in rollout.regions:
-        if region.state in _NEVER_LEASED:
-            continue
-        if region.state in _CHANGING_STATES or region.deploy_step in PENDING_STEPS:
-            continue
-        await services.store.release_endpoint_lease(
-            region.region, rollout.target.endpoint, rollout.id
-        )
+    return apply
 
 
-async def publish_outbox(
-    services: Services, rollout: Rollout, *, clock: Clock = utc_now
-) -> Rollout:
+def _supersede(
+    services: Services, older: str, newer: Rollout, clock: Clock
+) -> Callable[[], Awaitable[object]]:
+    def change(current: Rollout) -> Rollout:
+        if current.superseded_by is not None or not machine.supersedes(newer, current):
+            return current
+        log.info("rollout %s superseded by %s", current.id, newer.id)
+        return machine.supersede(current, by=newer.id, now=clock())
+
+    return _update(services, older, change)
+
+
+def _mark_child(
+    services: Services, index: Rollout, child: str, clock: Clock
+) -> Callable[[], Awaitable[object]]:
+    child_id = rollout_id(index.registry, index.repository, child)
+    return _update(services, child_id, lambda r: machine.mark_index_child(r, index.digest, clock()))
+
+
+# --- events -------------------------------------------------------------------------------
+
+
+async def publish_outbox(services: Services, rollout: Rollout) -> Rollout:
     """Send the outbox; on success drop the sent events in a write of their own."""
     if not rollout.outbox:
         return rollout
@@ -382,13 +548,5 @@ async def publish_outbox(
         )
         return rollout
     sent = [e.id for e in rollout.outbox]
-
-    def drop_sent(stored: StoredRollout) -> StoredRollout | None:
-        current = from_stored(stored)
-        cleaned = machine.mark_published(current, sent)
-        if cleaned is current:
-            return None
-        return to_stored(cleaned, clock(), services.policy, services.deploy_poll, stored)
-
-    saved = await services.store.update_with_retry(rollout.id, drop_sent)
-    return from_stored(saved)
+    saved = await services.rollouts.update(rollout.id, lambda r: machine.mark_published(r, sent))
+    return saved or rollout

@@ -18,6 +18,7 @@ from azure.identity.aio import DefaultAzureCredential as AsyncDefaultAzureCreden
 from shared.adapters.event_publisher import EventPublisher
 from shared.adapters.foundry_deployer import FoundryDeployer
 from shared.adapters.replica_probe import ReplicaProbe
+from shared.adapters.rollout_repository import RolloutRepository
 from shared.adapters.table_store import RolloutStore
 from shared.config import Config, TargetRuleConfig, load_config
 from shared.domain.rollout import RolloutPolicy
@@ -52,6 +53,7 @@ def rollout_policy(config: Config) -> RolloutPolicy:
         probe_max_backoff_s=config.probe.backoff_max_seconds,
         replication_timeout_base_s=config.replication.timeout_minutes * 60,
         replication_timeout_per_gb_s=config.replication.timeout_minutes_per_gb * 60,
+        give_up_after_s=config.replication.give_up_hours * 3600,
     )
 
 
@@ -68,6 +70,10 @@ class Services:
     policy: RolloutPolicy
     budgets: dict[str, RequestBudget] = field(default_factory=dict)
     table_ready: bool = False
+    rollouts: RolloutRepository = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rollouts = RolloutRepository(self.store, policy=self.policy, poll=self.deploy_poll)
 
     @property
     def deploy_poll(self) -> timedelta:
@@ -128,6 +134,7 @@ def build_services(config: Config, *, credential: TokenCredential | None = None)
         endpoint_identities={
             r.name: r.endpoint_identity_id for r in config.regions if r.endpoint_identity_id
         },
+        smoke_timeout_s=config.smoke_timeout_seconds,
     )
     publisher = EventPublisher(
         config.events.topic_endpoint,

@@ -1,8 +1,7 @@
-"""Status queries (the operators' view) and health checks (is each dependency reachable?)."""
+"""Status queries: the operators' view of every rollout (health checks live in `health`)."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from shared.adapters.table_store import MAX_LIST_LIMIT
@@ -10,7 +9,6 @@ from shared.domain.model import RolloutState, parse_rollout_id
 from shared.domain.serialization import rollout_to_document
 from shared.errors import InvalidInputError, NotFoundError
 from shared.intake.validation import validate_repository
-from shared.service.records import from_stored
 from shared.service.runtime import Services
 
 STATES = tuple(state.value for state in RolloutState)
@@ -27,10 +25,10 @@ async def get_rollout(services: Services, rollout_id: str) -> dict[str, Any]:
         parse_rollout_id(rollout_id)
     except ValueError:
         raise NotFoundError(f"no rollout {rollout_id!r}; {_ID_HINT}") from None
-    stored = await services.store.get(rollout_id)
-    if stored is None:
+    loaded = await services.rollouts.get(rollout_id)
+    if loaded is None:
         raise NotFoundError(f"no rollout {rollout_id!r}; {_ID_HINT}")
-    return rollout_to_document(from_stored(stored))
+    return rollout_to_document(loaded.rollout)
 
 
 def parse_limit(raw: str | None) -> int:
@@ -57,47 +55,7 @@ async def list_rollouts(
         raise InvalidInputError(
             "state", f"must be one of {', '.join(STATES)}", code="invalid_state"
         )
-    page, token = await services.store.list(
+    page, token = await services.rollouts.list(
         repository=repository, state=state, limit=limit, continuation=continuation
     )
-    return {"rollouts": [rollout_to_document(from_stored(s)) for s in page], "continuation": token}
-
-
-def _check(problem: str | None) -> dict[str, str]:
-    return {"status": "ok"} if problem is None else {"status": "error", "message": problem}
-
-
-async def health(services: Services) -> dict[str, Any]:
-    """Check the table, and per region its registry replica and its workspace, concurrently."""
-
-    async def registry(region: str) -> str | None:
-        # Any verdict but CONFIG_ERROR/TRANSIENT proves the endpoint answers and lets us in:
-        # a made-up digest must come back ABSENT.
-        outcome = await services.probe.probe(region, "georollout/health", "sha256:" + "0" * 64)
-        if outcome.verdict.value in ("absent", "present"):
-            return None
-        return (
-            outcome.error
-            or f"registry answered {outcome.evidence.status if outcome.evidence else 'nothing'}"
-        )
-
-    regions = services.config.region_names
-    table_task = asyncio.create_task(services.store.check_health())
-    registry_tasks = {r: asyncio.create_task(registry(r)) for r in regions}
-    workspace_tasks = {
-        r: asyncio.create_task(services.deployer.check_workspace(r)) for r in regions
-    }
-    table = await table_task
-    checks: dict[str, Any] = {"table": _check(table), "regions": {}}
-    healthy = table is None
-    for region in regions:
-        registry_problem = await registry_tasks[region]
-        workspace_problem = await workspace_tasks[region]
-        healthy = healthy and registry_problem is None and workspace_problem is None
-        checks["regions"][region] = {
-            "registry": _check(registry_problem)
-            | {"endpoint": services.config.region(region).registry_endpoint},
-            "workspace": _check(workspace_problem)
-            | {"id": services.config.region(region).workspace.resource_id},
-        }
-    return {"status": "ok" if healthy else "degraded", "checks": checks}
+    return {"rollouts": [rollout_to_document(r) for r in page], "continuation": token}

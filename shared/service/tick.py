@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from shared.domain import rollout as machine
 from shared.service.reconcile import Clock, reconcile, utc_now
 from shared.service.runtime import Services
 
@@ -31,7 +32,7 @@ async def run_tick(
     """Reconcile due rollouts with at most `probe.concurrency` at once; start none after
     `time_budget_s` (so a tick ends before the timer's next run is due)."""
     started = time.monotonic()
-    due = await services.store.list_due(clock(), limit=limit)
+    due = await services.rollouts.due(clock(), limit=limit)
     gate = asyncio.Semaphore(services.config.probe.concurrency)
     done = skipped = failed = 0
 
@@ -44,12 +45,14 @@ async def run_tick(
             try:
                 await reconcile(services, rollout_id, clock=clock)
                 done += 1
-            except Exception:
-                # One rollout's trouble must not starve the others; the next tick retries it.
+            except Exception as error:
+                # One rollout's trouble must not starve the others: it is tried again later,
+                # later each time, so it never holds the head of the due queue.
                 failed += 1
                 log.exception("reconciling %s failed", rollout_id)
+                await _back_off(services, rollout_id, f"{type(error).__name__}: {error}", clock)
 
-    await asyncio.gather(*(one(stored.id) for stored in due))
+    await asyncio.gather(*(one(rollout_id) for rollout_id in due))
     report = TickReport(len(due), done, skipped, failed)
     if due:
         log.info(
@@ -57,3 +60,12 @@ async def run_tick(
             *vars(report).values(),
         )
     return report
+
+
+async def _back_off(services: Services, rollout_id: str, error: str, clock: Clock) -> None:
+    try:
+        await services.rollouts.update(
+            rollout_id, lambda r: machine.record_step_crashed(r, error, clock(), services.policy)
+        )
+    except Exception:
+        log.exception("could not postpone %s; the next tick tries it again", rollout_id)

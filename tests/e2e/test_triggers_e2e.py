@@ -1,17 +1,19 @@
 """Each trigger of the function app on the local host, through its real route: the CloudEvents
 form of ImagePushed, invalid events acknowledged, regional hints that only a probe can confirm,
-and the status API's errors and paging."""
+the status API's errors and paging, unknown list filters refused, and the two health routes."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 from devenv.config import LOCAL_REGISTRY_RESOURCE_ID
 from devenv.stack import Stack
-from tests.e2e.local_api import FunctionApp, http_request, poll
+from tests.e2e.local_api import FunctionApp, http_request, parse_time, poll
 from tests.e2e.test_rollout_e2e import acr_push_webhook
 
 EVENTGRID_WEBHOOK = "/runtime/webhooks/eventgrid?functionName=on_image_pushed"
@@ -193,3 +195,72 @@ def test_the_probe_timer_runs(app: FunctionApp) -> None:
 
     first = attempts()
     poll(attempts, lambda n: n > first, timeout=30, what="a timer tick to probe again")
+
+
+def test_a_list_filter_the_api_does_not_know_is_refused(app: FunctionApp) -> None:
+    supported = ("repository", "state", "limit", "continuation")
+    for query, field in (
+        ("tag=v2", "tag"),
+        ("repository=models/paging&digest=" + random_digest(), "digest"),
+        ("Repository=models/paging", "Repository"),  # names are exact: this filter was never read
+    ):
+        status, body = app.get("/api/rollouts?" + query)
+        assert status == 400, (query, status, body)
+        error = body["error"]
+        assert error["code"] == "unknown_parameter", body
+        assert error["field"] == field, body
+        assert all(name in error["message"] for name in supported), body
+    # Azure Functions takes the function key from `code`: accepted, and filters nothing.
+    status, body = app.get("/api/rollouts?code=some-function-key&limit=1")
+    assert status == 200, (status, body)
+    assert "some-function-key" not in json.dumps(body)
+
+
+def leaves(document: Any, path: str = "") -> list[tuple[str, Any]]:
+    """Every (path, value) at the bottom of a JSON document."""
+    if isinstance(document, dict):
+        return [pair for key, value in document.items() for pair in leaves(value, f"{path}.{key}")]
+    return [(path, document)]
+
+
+def test_the_anonymous_health_shows_statuses_only(app: FunctionApp, stack: Stack) -> None:
+    for path in ("/api/health", "/api/health?detail=true"):
+        status, body = app.get(path)
+        assert status == 200, (path, status, body)
+        assert set(body) == {"status", "checks"}, body
+        assert body["status"] in ("ok", "degraded"), body
+        assert sorted(body["checks"]["regions"]) == sorted(r.name for r in stack.env.regions)
+        # Nothing but statuses: no endpoint, id, host name, key or error text.
+        for where, value in leaves(body):
+            assert where.endswith("status") and value in ("ok", "degraded", "error"), (where, body)
+
+
+def test_the_health_detail_route_explains_each_check(app: FunctionApp, stack: Stack) -> None:
+    status, body = app.get("/api/health/detail")
+    assert status == 200, (status, body)
+    regions = body["checks"]["regions"]
+    for region in stack.env.regions:
+        assert regions[region.name]["registry"]["endpoint"] == region.registry_url, regions
+        assert regions[region.name]["workspace"]["id"] == region.workspace_id, regions
+    assert body["checks"]["configuration"]["status"] == "ok", body
+    # The local environment leaves the webhook token unset on purpose: not a problem here.
+    assert body["checks"]["webhook_token"]["status"] == "ok", body
+    assert "checked_at" in body
+
+
+def test_concurrent_health_calls_share_one_round_of_checks(app: FunctionApp) -> None:
+    def checked_at() -> str:
+        status, body = app.get("/api/health/detail")
+        assert status == 200, (status, body)
+        return str(body["checked_at"])
+
+    # Start from a round younger than 2 s, so the 10 s window cannot end mid-test.
+    poll(
+        checked_at,
+        lambda at: datetime.now(UTC).timestamp() - parse_time(at) < 2.0,
+        timeout=20,
+        what="a fresh round of health checks",
+    )
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        answers = list(pool.map(lambda _: checked_at(), range(20)))
+    assert len(set(answers)) == 1, answers

@@ -214,6 +214,13 @@ def test_registry_is_premium_geo_replicated_with_regional_endpoints(templates: T
     assert params["location"] == "primaryRegion"
 
 
+def test_registry_retention_cannot_purge_a_serving_digest(templates: Templates) -> None:
+    # georollout deploys by digest: a digest whose tag moved on may still serve in a region, and
+    # untagged-manifest retention would purge it (infra/README.md, "Untagged manifests").
+    policies = body(templates.resource("app/registry.bicep", "registry"))["properties"]["policies"]
+    assert policies["retentionPolicy"]["status"] == "disabled"
+
+
 def test_function_app_is_flex_consumption_python_311_with_managed_identity(
     templates: Templates,
 ) -> None:
@@ -320,9 +327,6 @@ def test_postdeploy_creates_one_regional_push_webhook_per_region(templates: Temp
     assert properties["actions"] == ["push"]
     assert properties["serviceUri"] == "${hookUrl}?region=${region}&code=${functionKey}"
     assert webhooks["variables"]["hookUrl"]["value"].endswith("/api/hooks/acr")
-    assert expression_text(webhooks["variables"]["functionKey"]["value"]) == (
-        "functionHost.listKeys().functionKeys.default"
-    )
     assert properties["customHeaders"] == {
         "'${webhookTokenHeader}'": "${webhookTokenPrefix}${webhookToken}"
     }
@@ -336,6 +340,37 @@ def test_postdeploy_creates_one_regional_push_webhook_per_region(templates: Temp
     hook = (INFRA_DIR / "hooks" / "postdeploy.sh").read_text()
     assert "postdeploy/main.bicep" in hook
     assert "az deployment group create" in hook
+
+
+def test_webhooks_call_with_acr_hooks_own_function_key_not_the_hosts_default(
+    templates: Templates,
+) -> None:
+    webhooks = templates.file("postdeploy/webhooks.bicep")
+    uri = body(webhooks["resources"]["regionalWebhooks"])["properties"]["serviceUri"]
+    assert uri.endswith("&code=${functionKey}")
+    key = expression_text(webhooks["variables"]["functionKey"]["value"])
+    assert key == "acrHookFunction.listKeys()[webhookKeyName]"
+    function = webhooks["resources"]["acrHookFunction"]
+    assert function["type"] == "Microsoft.Web/sites/functions" and function["existing"] is True
+    assert body(function) == {"parent": "functionApp", "name": "acr_hook"}
+    # Nothing reads the host's keys any more: not the default function key, not the master key.
+    for path in ("postdeploy/webhooks.bicep", POSTDEPLOY):
+        rendered = json.dumps(templates.file(path))
+        assert "functionKeys" not in rendered and "masterKey" not in rendered, path
+        assert not any(
+            resource["type"] == "Microsoft.Web/sites/host"
+            for resource in templates.file(path)["resources"].values()
+        ), path
+
+    # main.bicep names the key, hands it to the module, and the hook passes the same name.
+    postdeploy = templates.file(POSTDEPLOY)
+    assert postdeploy["parameters"]["webhookKeyName"]["default"] == "acrwebhook"
+    module = body(templates.module(POSTDEPLOY, "webhooks"))
+    assert module["params"]["webhookKeyName"] == "webhookKeyName"
+    assert webhooks["parameters"]["webhookKeyName"]["default"] is None
+    hook = (INFRA_DIR / "hooks" / "postdeploy.sh").read_text()
+    assert "readonly webhook_key_name=acrwebhook" in hook
+    assert 'webhookKeyName="$webhook_key_name"' in hook
 
 
 def test_endpoint_identities_one_per_region_with_acr_pull(templates: Templates) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from shared.config import (
     region_token,
     setting_names,
 )
+from shared.domain.names import endpoint_name
 from shared.errors import ConfigurationError
 
 SAMPLE = REPO_ROOT / "local.settings.sample.json"
@@ -42,6 +44,12 @@ def azure_environ(**changes: str) -> dict[str, str]:
     }
     environ.update(changes)
     return environ
+
+
+def instance_of(login_server: str, primary_workspace_id: str) -> str:
+    """The documented derivation, spelled out: 8 hex digits of SHA-256 of both, lower-cased."""
+    identity = f"{login_server}\n{primary_workspace_id}".lower().encode()
+    return hashlib.sha256(identity).hexdigest()[:8]
 
 
 def problems_of(environ: dict[str, str]) -> tuple[str, ...]:
@@ -133,6 +141,11 @@ def test_sample_loads_and_matches_the_local_environment(tls_files: TlsFiles) -> 
     assert config.arm_endpoint == "https://127.0.0.1:8443/"
     assert config.acr_webhook_token is None  # "" is unset: make up leaves the token off
     assert config.unknown_settings == ()
+    # The value README quotes for `make up` (registry 127.0.0.1:5001, primary ws-eastus).
+    assert config.instance_name == "07d386ab"
+    assert config.instance_name == instance_of(
+        "127.0.0.1:5001", config.primary_region.workspace.resource_id
+    )
 
 
 # --- defaults and parsing --------------------------------------------------------------
@@ -155,15 +168,16 @@ def test_defaults_for_an_azure_configuration() -> None:
     assert config.probe.schedule == "*/30 * * * * *"
     assert (config.probe.budget_per_minute, config.probe.concurrency) == (600, 16)
     assert (config.probe.backoff_initial_seconds, config.probe.backoff_max_seconds) == (15, 300)
-    assert config.replication.timeout_seconds(None) == 3600
-    assert config.replication.timeout_seconds(10_000_000_000) == 3600 + 100 * 60
     assert config.deploy_poll_seconds == 10
     assert config.endpoint_auth_mode == "key"
     [rule] = config.targets
+    instance = instance_of("contoso.azurecr.io", workspace_id("ws-east"))
+    assert config.instance_name == instance
+    # The default rule names endpoints after the repository and this deployment.
     assert (rule.repository_glob, rule.tag_glob, rule.endpoint_template) == (
         "*",
         "*",
-        "{repository}",
+        "{repository}-" + instance,
     )
     assert (rule.instance_type, rule.instance_count) == ("Standard_DS3_v2", 1)
     assert json.loads(rule.smoke_request) == {"input": "ping"}
@@ -201,7 +215,9 @@ def test_target_rules_with_region_overrides() -> None:
     override = first.region_overrides["westeurope"]
     assert override.instance_type == "Standard_NC6s_v3" and override.instance_count is None
     assert json.loads(override.smoke_request or "null") == [1]
-    assert second.endpoint_template == "{repository}" and second.tag_glob == "*"
+    # A rule without "endpoint" takes the default template, instance filled in.
+    instance = config.instance_name
+    assert second.endpoint_template == "{repository}-" + instance and second.tag_glob == "*"
     assert json.loads(second.smoke_request) == {"data": [1, 2]}
 
 
@@ -335,3 +351,64 @@ def test_error_message_lists_one_line_per_problem() -> None:
     assert lines[0] == "invalid configuration:"
     assert len(lines) == 1 + len(raised.value.problems)
     assert any("GEOROLLOUT_REGION_EASTUS_WORKSPACE_ID: is required" in line for line in lines)
+
+
+# --- the instance name ------------------------------------------------------------------
+
+
+def test_an_explicit_instance_name_fills_every_template_that_asks_for_it() -> None:
+    targets = [
+        {"repository": "models/*", "endpoint": "{instance}-{name}"},
+        {"repository": "legacy/*", "endpoint": "{repository}"},  # explicit: kept as is
+        {"repository": "*"},
+    ]
+    config = load_config(
+        azure_environ(GEOROLLOUT_INSTANCE_NAME="prod-weu", GEOROLLOUT_TARGETS=json.dumps(targets))
+    )
+    assert config.instance_name == "prod-weu"
+    assert [rule.endpoint_template for rule in config.targets] == [
+        "prod-weu-{name}",
+        "{repository}",
+        "{repository}-prod-weu",
+    ]
+
+
+def test_two_deployments_get_different_endpoint_names_for_the_same_repository() -> None:
+    def endpoint_for(**changes: str) -> str:
+        [rule] = load_config(azure_environ(**changes)).targets
+        return endpoint_name(rule.endpoint_template, "models/llm")
+
+    here = endpoint_for()
+    assert here == "models-llm-" + instance_of("contoso.azurecr.io", workspace_id("ws-east"))
+    assert endpoint_for() == here  # every process of one deployment agrees
+    assert endpoint_for(GEOROLLOUT_REGISTRY_LOGIN_SERVER="fabrikam.azurecr.io") != here
+    assert endpoint_for(GEOROLLOUT_REGION_EASTUS_WORKSPACE_ID=workspace_id("ws-other")) != here
+    # Only the primary's workspace counts: a secondary can change without renaming.
+    assert endpoint_for(GEOROLLOUT_REGION_WESTEUROPE_WORKSPACE_ID=workspace_id("ws-new")) == here
+    # Pinning the instance name keeps the names whatever else changes.
+    pinned = endpoint_for(GEOROLLOUT_INSTANCE_NAME="georo1")
+    assert pinned == "models-llm-georo1"
+    assert (
+        endpoint_for(
+            GEOROLLOUT_INSTANCE_NAME="georo1",
+            GEOROLLOUT_REGISTRY_LOGIN_SERVER="fabrikam.azurecr.io",
+        )
+        == pinned
+    )
+
+
+@pytest.mark.parametrize("instance", ["Prod", "-x", "x" * 13, "a_b"])
+def test_an_invalid_instance_name_is_reported(instance: str) -> None:
+    [problem] = problems_of(azure_environ(GEOROLLOUT_INSTANCE_NAME=instance))
+    assert problem.startswith("GEOROLLOUT_INSTANCE_NAME: instance name ")
+
+
+def test_no_instance_name_is_derived_from_an_invalid_primary() -> None:
+    # The primary's own problem is reported; no second, derived one.
+    problems = problems_of(azure_environ(GEOROLLOUT_REGION_EASTUS_WORKSPACE_ID="/nope"))
+    assert [line.split(":", 1)[0] for line in problems] == ["GEOROLLOUT_REGION_EASTUS_WORKSPACE_ID"]
+
+
+def test_the_instance_placeholder_is_a_known_template_field() -> None:
+    [problem] = problems_of(azure_environ(GEOROLLOUT_TARGETS='[{"endpoint": "{tag}"}]'))
+    assert "{repository}, {name}, {instance}" in problem

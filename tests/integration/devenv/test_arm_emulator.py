@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import replace
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from devenv.arm.cloud import LOCAL_CLOUD_NAME, cloud_metadata
+from devenv.arm.config import DEFAULT_ENDPOINT_SETTLE_S
 from devenv.arm.launcher import start_arm_emulator
 from devenv.config import (
     LOCAL_RESOURCE_GROUP,
@@ -27,6 +29,7 @@ from devenv.config import (
     RegionEnv,
     isolated_env,
 )
+from devenv.ports import free_port
 from devenv.process import ManagedProcess, wait_until
 from devenv.tls import TlsFiles
 
@@ -34,6 +37,9 @@ pytestmark = pytest.mark.integration
 
 REPOSITORY = "models/tiny"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+# Long enough that an SDK deployment create sent right after the endpoint's operation
+# returns surely lands inside the window, even on a busy 2-core machine.
+LONG_SETTLE_S = 4.0
 
 
 class FixedTokenCredential:
@@ -99,14 +105,19 @@ def push_tiny_image(registry_url: str, ca: Path, payload: bytes) -> str:
 class Emulator:
     """The running emulator process, restartable on the same port and state directory."""
 
-    def __init__(self, env: LocalEnv, tls: TlsFiles) -> None:
+    def __init__(
+        self, env: LocalEnv, tls: TlsFiles, *, endpoint_settle_s: float = DEFAULT_ENDPOINT_SETTLE_S
+    ) -> None:
         self.env = env
         self.tls = tls
-        self.process = start_arm_emulator(env, tls)
+        self.endpoint_settle_s = endpoint_settle_s
+        self.process = start_arm_emulator(env, tls, endpoint_settle_s=endpoint_settle_s)
 
     def restart(self) -> None:
         self.process.stop()
-        self.process = start_arm_emulator(self.env, self.tls)
+        self.process = start_arm_emulator(
+            self.env, self.tls, endpoint_settle_s=self.endpoint_settle_s
+        )
 
     def ml_client(self, region: str) -> MLClient:
         return MLClient(
@@ -114,7 +125,8 @@ class Emulator:
             LOCAL_SUBSCRIPTION,
             LOCAL_RESOURCE_GROUP,
             self.env.region(region).workspace_name,
-            cloud=LOCAL_CLOUD_NAME,
+            # One cloud name per emulator: MLClient keeps the first URL registered under a name.
+            cloud=f"{LOCAL_CLOUD_NAME}-{self.env.arm_port}",
             cloud_metadata=cloud_metadata(self.env.arm_url),
             connection_verify=str(self.tls.ca_pem),
             enable_telemetry=False,
@@ -155,7 +167,45 @@ def registries(
 
 @pytest.fixture(scope="module")
 def emulator(arm_env: LocalEnv, tls_files: TlsFiles, registries: None) -> Iterator[Emulator]:
+    """The emulator as `make up` and the service tests run it: the default settle time."""
     running = Emulator(arm_env, tls_files)
+    yield running
+    running.process.stop()
+
+
+def beside(arm_env: LocalEnv, state_dir: Path) -> LocalEnv:
+    """The same regions and registries, another port and state: a second emulator alongside."""
+    return replace(arm_env, arm_port=free_port(), state_dir=state_dir)
+
+
+@pytest.fixture(scope="module")
+def settling_emulator(
+    arm_env: LocalEnv,
+    tls_files: TlsFiles,
+    registries: None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Emulator]:
+    """Endpoints stay `Updating` for LONG_SETTLE_S after their operation succeeds."""
+    running = Emulator(
+        beside(arm_env, tmp_path_factory.mktemp("arm-settling")),
+        tls_files,
+        endpoint_settle_s=LONG_SETTLE_S,
+    )
+    yield running
+    running.process.stop()
+
+
+@pytest.fixture(scope="module")
+def unsettled_emulator(
+    arm_env: LocalEnv,
+    tls_files: TlsFiles,
+    registries: None,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Emulator]:
+    """The knob at 0: an endpoint is `Succeeded` when its operation is."""
+    running = Emulator(
+        beside(arm_env, tmp_path_factory.mktemp("arm-no-settle")), tls_files, endpoint_settle_s=0
+    )
     yield running
     running.process.stop()
 
@@ -183,6 +233,46 @@ def make_deployment(endpoint: str, name: str, image: str) -> ManagedOnlineDeploy
         instance_type="Standard_DS3_v2",
         instance_count=1,
     )
+
+
+def endpoint_states_until_settled(emulator: Emulator, client: MLClient, endpoint: str) -> list[str]:
+    """Read the endpoint until it says Succeeded (with a deadline); return every state read."""
+    seen: list[str] = []
+
+    def settled() -> bool:
+        state = client.online_endpoints.get(endpoint).provisioning_state
+        # azure-ai-ml answers an enum (str-valued): keep its value, not its repr.
+        seen.append(str(state.value if isinstance(state, Enum) else state))
+        return seen[-1] == "Succeeded"
+
+    wait_until(
+        settled,
+        timeout=emulator.endpoint_settle_s + 15,
+        interval=0.1,
+        what=f"endpoint {endpoint} to settle",
+    )
+    return seen
+
+
+def create_endpoint(
+    emulator: Emulator, client: MLClient, name: str, auth_mode: str = "key"
+) -> ManagedOnlineEndpoint:
+    """Create an endpoint and wait, as Azure needs, until it says Succeeded, not just its operation."""
+    client.online_endpoints.begin_create_or_update(
+        ManagedOnlineEndpoint(name=name, auth_mode=auth_mode)
+    ).result()
+    endpoint_states_until_settled(emulator, client, name)
+    found: ManagedOnlineEndpoint = client.online_endpoints.get(name)
+    return found
+
+
+def set_traffic(
+    emulator: Emulator, client: MLClient, endpoint: str, traffic: dict[str, int]
+) -> None:
+    found = client.online_endpoints.get(endpoint)
+    found.traffic = traffic
+    client.online_endpoints.begin_create_or_update(found).result()
+    endpoint_states_until_settled(emulator, client, endpoint)
 
 
 def score(
@@ -232,9 +322,7 @@ def test_blue_green_in_a_region_whose_replica_has_the_image(
     emulator: Emulator, arm_env: LocalEnv, digest: str, tmp_path: Path
 ) -> None:
     client = emulator.ml_client("eastus")
-    endpoint = client.online_endpoints.begin_create_or_update(
-        ManagedOnlineEndpoint(name="ep-blue-green", auth_mode="key")
-    ).result()
+    endpoint = create_endpoint(emulator, client, "ep-blue-green")
     assert endpoint.provisioning_state == "Succeeded"
     assert endpoint.scoring_uri == f"{arm_env.arm_url}/score/ws-eastus/ep-blue-green"
 
@@ -244,9 +332,7 @@ def test_blue_green_in_a_region_whose_replica_has_the_image(
     ).result()
     assert blue.provisioning_state == "Succeeded"
 
-    endpoint = client.online_endpoints.get("ep-blue-green")
-    endpoint.traffic = {"blue": 100}
-    endpoint = client.online_endpoints.begin_create_or_update(endpoint).result()
+    set_traffic(emulator, client, "ep-blue-green", {"blue": 100})
     assert client.online_endpoints.get("ep-blue-green").traffic == {"blue": 100}
 
     key = client.online_endpoints.get_keys("ep-blue-green").primary_key
@@ -277,9 +363,7 @@ def test_blue_green_in_a_region_whose_replica_has_the_image(
         "green", "ep-blue-green", lines=10
     )
 
-    endpoint = client.online_endpoints.get("ep-blue-green")
-    endpoint.traffic = {"blue": 0, "green": 100}
-    client.online_endpoints.begin_create_or_update(endpoint).result()
+    set_traffic(emulator, client, "ep-blue-green", {"blue": 0, "green": 100})
     assert score(emulator, client, "ep-blue-green", None, key).json()["deployment"] == "green"
 
     client.online_deployments.begin_delete(name="blue", endpoint_name="ep-blue-green").result()
@@ -309,9 +393,7 @@ def test_deployment_fails_with_image_pull_error_when_region_replica_lacks_image(
     emulator: Emulator, arm_env: LocalEnv, digest: str, region: str, reason: str
 ) -> None:
     client = emulator.ml_client(region)
-    client.online_endpoints.begin_create_or_update(
-        ManagedOnlineEndpoint(name="ep-early", auth_mode="key")
-    ).result()
+    create_endpoint(emulator, client, "ep-early")
     image = image_ref(arm_env, digest)
     with pytest.raises(HttpResponseError) as raised:
         client.online_deployments.begin_create_or_update(
@@ -347,9 +429,7 @@ def test_traffic_must_add_up_to_100_and_name_existing_deployments(
     emulator: Emulator, arm_env: LocalEnv, digest: str
 ) -> None:
     client = emulator.ml_client("eastus")
-    client.online_endpoints.begin_create_or_update(
-        ManagedOnlineEndpoint(name="ep-traffic", auth_mode="key")
-    ).result()
+    create_endpoint(emulator, client, "ep-traffic")
     client.online_deployments.begin_create_or_update(
         make_deployment("ep-traffic", "one", image_ref(arm_env, digest))
     ).result()
@@ -372,9 +452,7 @@ def test_state_and_in_flight_operations_survive_a_restart(
     emulator: Emulator, arm_env: LocalEnv, digest: str
 ) -> None:
     client = emulator.ml_client("eastus")
-    client.online_endpoints.begin_create_or_update(
-        ManagedOnlineEndpoint(name="ep-restart", auth_mode="key")
-    ).result()
+    create_endpoint(emulator, client, "ep-restart")
     key = client.online_endpoints.get_keys("ep-restart").primary_key
     # Start a deployment and restart before it completes: it must finish by its recorded due time.
     client.online_deployments.begin_create_or_update(
@@ -403,9 +481,7 @@ def test_aml_token_endpoint_scores_with_its_token(
     emulator: Emulator, arm_env: LocalEnv, digest: str
 ) -> None:
     client = emulator.ml_client("eastus")
-    client.online_endpoints.begin_create_or_update(
-        ManagedOnlineEndpoint(name="ep-token", auth_mode="aml_token")
-    ).result()
+    create_endpoint(emulator, client, "ep-token", auth_mode="aml_token")
     client.online_deployments.begin_create_or_update(
         make_deployment("ep-token", "only", image_ref(arm_env, digest))
     ).result()
@@ -415,3 +491,89 @@ def test_aml_token_endpoint_scores_with_its_token(
     assert score(emulator, client, "ep-token", "only", "not-the-token").status_code == 401
     # No traffic yet: without the header nothing can serve.
     assert score(emulator, client, "ep-token", None, token).status_code == 404
+
+
+# Azure answers a deployment PUT with an error while the endpoint says `Updating`, even just after
+# the endpoint's own operation reported success (Azure/azure-sdk-for-net#36961: "Cannot create a
+# deployment in endpoint ... because it is in Updating provisioning state."). The status is 409
+# Conflict, ARM's answer to a write that meets an operation in progress
+# (Azure/azure-resource-manager-rpc, v1.0/Addendum.md); see devenv/arm/errors.py.
+
+
+def test_deployment_create_right_after_the_endpoint_operation_is_refused_while_it_says_updating(
+    settling_emulator: Emulator, arm_env: LocalEnv, digest: str
+) -> None:
+    client = settling_emulator.ml_client("eastus")
+    # result() returns only once the endpoint's operation has reported Succeeded ...
+    endpoint = client.online_endpoints.begin_create_or_update(
+        ManagedOnlineEndpoint(name="ep-settling", auth_mode="key")
+    ).result()
+    # ... yet the endpoint itself still says Updating, as in the report.
+    assert endpoint.provisioning_state == "Updating"
+
+    with pytest.raises(HttpResponseError) as refused:
+        client.online_deployments.begin_create_or_update(
+            make_deployment("ep-settling", "blue", image_ref(arm_env, digest))
+        )
+    assert refused.value.status_code == 409
+    assert refused.value.error is not None
+    assert refused.value.error.code == "Conflict"
+    assert refused.value.error.message == (
+        "Cannot create a deployment in endpoint ep-settling because it is in Updating "
+        "provisioning state."
+    )
+    # Refused means nothing was started.
+    with pytest.raises(ResourceNotFoundError):
+        client.online_deployments.get("blue", "ep-settling")
+    assert not [
+        r
+        for r in settling_emulator.audit()
+        if r.get("endpoint") == "ep-settling" and r["action"] == "deployment_create"
+    ]
+    # A traffic PUT meets the same one-write-at-a-time rule while the endpoint settles.
+    with pytest.raises(HttpResponseError) as traffic_refused:
+        client.online_endpoints.begin_create_or_update(
+            client.online_endpoints.get("ep-settling")
+        ).result()
+    assert traffic_refused.value.status_code == 409
+
+
+def test_the_same_deployment_create_succeeds_once_the_endpoint_says_succeeded(
+    settling_emulator: Emulator, arm_env: LocalEnv, digest: str
+) -> None:
+    client = settling_emulator.ml_client("eastus")
+    endpoint = client.online_endpoints.begin_create_or_update(
+        ManagedOnlineEndpoint(name="ep-settled", auth_mode="key")
+    ).result()
+    assert endpoint.provisioning_state == "Updating"
+    deployment = make_deployment("ep-settled", "blue", image_ref(arm_env, digest))
+    with pytest.raises(HttpResponseError) as refused:
+        client.online_deployments.begin_create_or_update(deployment)
+    assert refused.value.status_code == 409
+
+    # What a client must do: wait for the endpoint itself, not its operation.
+    states = endpoint_states_until_settled(settling_emulator, client, "ep-settled")
+    assert set(states[:-1]) <= {"Updating"} and states[-1] == "Succeeded", states
+
+    created = client.online_deployments.begin_create_or_update(deployment).result()
+    assert created.provisioning_state == "Succeeded"
+    creates = [
+        r
+        for r in settling_emulator.audit()
+        if r.get("endpoint") == "ep-settled" and r["action"] == "deployment_create"
+    ]
+    assert [(r["deployment"], r["image_present_at_create"]) for r in creates] == [("blue", True)]
+
+
+def test_with_no_settle_time_the_endpoint_is_succeeded_with_its_operation(
+    unsettled_emulator: Emulator, arm_env: LocalEnv, digest: str
+) -> None:
+    client = unsettled_emulator.ml_client("eastus")
+    endpoint = client.online_endpoints.begin_create_or_update(
+        ManagedOnlineEndpoint(name="ep-instant", auth_mode="key")
+    ).result()
+    assert endpoint.provisioning_state == "Succeeded"
+    created = client.online_deployments.begin_create_or_update(
+        make_deployment("ep-instant", "blue", image_ref(arm_env, digest))
+    ).result()
+    assert created.provisioning_state == "Succeeded"

@@ -1,7 +1,8 @@
 """The local geo-replicated registries, through the real azure-containerregistry client over HTTPS.
 
 A push to the primary must reach each other region after the size-aware delay
-and not before; region knobs must hold it back; the relay must publish ACR's
+and not before; so must a manifest delete (after the base delay), as ACR's geo-replication
+carries deletes too; region knobs must hold both back; the relay must publish ACR's
 ImagePushed event (both schemas) to a topic and ignore blobs and pulls.
 """
 
@@ -35,7 +36,7 @@ from devenv.images import (
 from devenv.ports import LOOPBACK, free_port
 from devenv.process import ManagedProcess, port_open, wait_until
 from devenv.registries import RegistryControl, RegistryControlError, start_registries
-from devenv.registries.config import CLOUD_EVENT_SCHEMA
+from devenv.registries.config import CLOUD_EVENT_SCHEMA, registry_config, supervisor_settings
 from devenv.tls import TlsFiles
 
 pytestmark = pytest.mark.integration
@@ -145,6 +146,16 @@ def _present(env: LocalEnv, region: str, tls: TlsFiles, repository: str, digest:
             return False
 
 
+def _not_found(env: LocalEnv, region: str, tls: TlsFiles, repository: str, reference: str) -> bool:
+    """Whether the region's registry answers 404 for the manifest (by digest or tag)."""
+    with _client(env, region, tls) as client:
+        try:
+            client.get_manifest(repository, reference)
+        except ResourceNotFoundError:
+            return True
+    return False
+
+
 def _first_seen(
     env: LocalEnv,
     regions: list[str],
@@ -165,6 +176,28 @@ def _first_seen(
             raise AssertionError(f"{repository}@{digest} never reached {missing}")
         time.sleep(0.05)
     return seen
+
+
+def _first_gone(
+    env: LocalEnv,
+    regions: list[str],
+    tls: TlsFiles,
+    repository: str,
+    reference: str,
+    *,
+    deadline: float,
+) -> dict[str, float]:
+    """Poll each region until it answers 404 for the reference; when each was first seen gone."""
+    gone: dict[str, float] = {}
+    while len(gone) < len(regions):
+        for region in regions:
+            if region not in gone and _not_found(env, region, tls, repository, reference):
+                gone[region] = time.time()
+        if time.time() > deadline:
+            remaining = sorted(set(regions) - set(gone))
+            raise AssertionError(f"{repository}@{reference} is still served by {remaining}")
+        time.sleep(0.05)
+    return gone
 
 
 def _push(env: LocalEnv, tls: TlsFiles, repository: str, tag: str, image: Any) -> str:
@@ -303,6 +336,104 @@ def test_an_index_is_replicated_with_its_child_manifests(
         assert client.get_manifest("models/multi", "v1").digest == digest
         for child in (amd64, arm64):
             assert client.get_manifest("models/multi", child.digest).digest == child.digest
+
+
+def _push_everywhere(geo: LocalEnv, tls: TlsFiles, repository: str, seed: str) -> str:
+    """Push a small image tagged v1 and wait until every region has it."""
+    image = build_image(size_bytes=10_000, seed=seed)
+    digest = _push(geo, tls, repository, "v1", image)
+    due = time.time() + BASE_S + image.total_bytes / BANDWIDTH
+    _first_seen(geo, ["westus", "westeurope"], tls, repository, digest, deadline=due + SLACK_S)
+    return digest
+
+
+def test_generated_registry_config_enables_and_notifies_deletes(
+    geo: LocalEnv, tls_files: TlsFiles
+) -> None:
+    settings = supervisor_settings(geo, tls_files, eventgrid_topic_endpoint=None)
+    config = registry_config(settings.primary, settings)
+    assert config["storage"]["delete"] == {"enabled": True}
+    for endpoint in config["notifications"]["endpoints"]:
+        assert "delete" not in endpoint["ignore"]["actions"], endpoint["name"]
+
+
+def test_a_manifest_delete_reaches_each_region_after_the_delay_and_not_before(
+    geo: LocalEnv, tls_files: TlsFiles
+) -> None:
+    digest = _push_everywhere(geo, tls_files, "models/deleted", "delete")
+    with _client(geo, "eastus", tls_files) as client:
+        deleted_at = time.time()
+        client.delete_manifest("models/deleted", digest)
+    assert _not_found(geo, "eastus", tls_files, "models/deleted", digest)
+
+    gone = _first_gone(
+        geo,
+        ["westus", "westeurope"],
+        tls_files,
+        "models/deleted",
+        digest,
+        deadline=time.time() + BASE_S + SLACK_S,
+    )
+    for region, at in gone.items():
+        assert at - deleted_at >= BASE_S, (
+            f"{region} lost it {at - deleted_at:.2f}s after the delete"
+        )
+    # Deleting a digest untags it, in the primary and in each replica (as ACR does).
+    for region in ("eastus", "westus", "westeurope"):
+        assert _not_found(geo, region, tls_files, "models/deleted", "v1"), region
+    control = RegistryControl(geo.relay_url)
+    wait_until(
+        lambda: all(
+            any(d["digest"] == digest for d in control.regions()[region]["deleted"])
+            for region in ("westus", "westeurope")
+        ),
+        timeout=SLACK_S,
+        what="each region to report the delete",
+    )
+    regions = control.regions()
+    assert regions["eastus"]["received"]["delete:digest"] >= 1
+    assert regions["eastus"]["received"]["delete:tag"] >= 1  # v1, untagged by the delete
+    for region in ("westus", "westeurope"):
+        assert all(job["digest"] != digest for job in regions[region]["pending_replications"])
+
+
+def test_an_unavailable_region_gets_the_delete_only_once_it_is_back(
+    geo: LocalEnv, tls_files: TlsFiles
+) -> None:
+    digest = _push_everywhere(geo, tls_files, "models/delete-outage", "delete-outage")
+    control = RegistryControl(geo.relay_url)
+    state = control.set_region("westeurope", unavailable=True)
+    try:
+        assert state["running"] is False
+        with _client(geo, "eastus", tls_files) as client:
+            client.delete_manifest("models/delete-outage", digest)
+        _first_gone(
+            geo,
+            ["westus"],
+            tls_files,
+            "models/delete-outage",
+            digest,
+            deadline=time.time() + BASE_S + SLACK_S,
+        )
+        # westus's copy of the job was due when westeurope's is (no extra delay): it waits.
+        pending = control.regions()["westeurope"]["pending_replications"]
+        assert [(job["action"], job["digest"]) for job in pending] == [("delete", digest)]
+    finally:
+        state = control.set_region("westeurope", unavailable=False)
+    assert state["running"] is True
+    _first_gone(
+        geo,
+        ["westeurope"],
+        tls_files,
+        "models/delete-outage",
+        digest,
+        deadline=time.time() + SLACK_S,
+    )
+    wait_until(
+        lambda: control.regions()["westeurope"]["pending_replications"] == [],
+        timeout=SLACK_S,
+        what="the delete job to be acknowledged",
+    )
 
 
 def test_control_api_rejects_bad_knobs(geo: LocalEnv) -> None:

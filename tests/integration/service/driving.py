@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 
 from shared.domain.model import Rollout, RolloutState
 from shared.service.reconcile import Clock, reconcile, utc_now
-from shared.service.records import from_stored
 from shared.service.runtime import Services
 from shared.service.tick import run_tick
 
@@ -17,9 +16,9 @@ POLL_S = 0.2
 
 
 async def stored(services: Services, rollout_id: str) -> Rollout:
-    record = await services.store.get(rollout_id)
-    assert record is not None, f"rollout {rollout_id} is not stored"
-    return from_stored(record)
+    loaded = await services.rollouts.get(rollout_id)
+    assert loaded is not None, f"rollout {rollout_id} is not stored"
+    return loaded.rollout
 
 
 def is_live(rollout: Rollout) -> bool:

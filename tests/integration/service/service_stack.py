@@ -20,6 +20,7 @@ from devenv.local_settings import app_settings
 from devenv.registries import RegistryControl
 from devenv.tls import TlsFiles
 from shared.config import load_config
+from shared.domain.targets import match_target
 from shared.service.runtime import Services, build_services
 from tests.support.cloudevents_receiver import EventReceiver
 
@@ -64,6 +65,13 @@ class ServiceStack:
     tls: TlsFiles
     registries: RegistryControl
     receiver: EventReceiver
+
+    @staticmethod
+    def endpoint_for(services: Services, repository: str, tag: str = "v1") -> str:
+        """The endpoint the configured rules give `repository:tag`."""
+        target = match_target(services.rules, repository, tag)
+        assert target is not None, f"no rule matches {repository}:{tag}"
+        return target.endpoint
 
     def settings(self, table: str, overrides: dict[str, str]) -> dict[str, str]:
         return (

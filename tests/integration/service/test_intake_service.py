@@ -1,5 +1,5 @@
 """Intake through the service layer: duplicated, concurrent and reordered notices, supersession
-by the registry's time, and pushes that are not images."""
+as the registry orders it, and pushes that are not images."""
 
 from __future__ import annotations
 
@@ -12,11 +12,9 @@ import pytest
 from devenv.images import build_helm_chart, build_image
 from shared.adapters.foundry_deployer import ProvisioningState
 from shared.domain.model import DeployStep, RegionState, RolloutState
-from shared.domain.names import endpoint_name
 from shared.domain.rollout import new_rollout
 from shared.service.intake import record_notices
 from shared.service.reconcile import reconcile, utc_now
-from shared.service.records import to_stored
 from shared.service.tick import run_tick
 from tests.integration.service.arm_audit import records_for
 from tests.integration.service.conftest import PRIMARY
@@ -37,7 +35,7 @@ def test_the_same_notice_recorded_three_times_at_once_makes_one_rollout_tagged_o
             notice = notice_of(pushed)
             results = await asyncio.gather(*(record_notices(services, [notice]) for _ in range(3)))
             assert [r.recorded for r in results] == [(pushed.rollout_id,)] * 3
-            page, _ = await services.store.list(repository=pushed.repository)
+            page, _ = await services.rollouts.list(repository=pushed.repository)
             assert [r.id for r in page] == [pushed.rollout_id]
             rollout = await stored(services, pushed.rollout_id)
             assert rollout.tags == ("v1",)
@@ -61,7 +59,7 @@ def test_two_tags_of_one_digest_recorded_at_once_make_one_rollout_with_both_tags
                 record_notices(services, [notice_of(first)]),
                 record_notices(services, [notice_of(second)]),
             )
-            page, _ = await services.store.list(repository=first.repository)
+            page, _ = await services.rollouts.list(repository=first.repository)
             assert [r.id for r in page] == [first.rollout_id]
             rollout = await stored(services, first.rollout_id)
             assert sorted(rollout.tags) == ["2.0", "stable"]
@@ -94,8 +92,8 @@ def test_an_older_push_recorded_after_a_newer_one_is_superseded_and_never_deploy
             assert {r.state for r in superseded.regions} == {RegionState.SUPERSEDED}
             assert all(r.deployment is None for r in superseded.regions)
             # Nothing left to do for it: the timer never picks it up again.
-            later = await services.store.list_due(utc_now() + timedelta(hours=3))
-            assert older.rollout_id not in [r.id for r in later]
+            later = await services.rollouts.due(utc_now() + timedelta(hours=3), limit=100)
+            assert older.rollout_id not in later
 
     asyncio.run(scenario())
 
@@ -123,7 +121,7 @@ def test_a_helm_chart_push_is_ignored_with_a_reason_and_never_deployed(
             again = await stored(services, pushed.rollout_id)
             assert again.state is RolloutState.IGNORED
             assert all(r.deployment is None for r in again.regions)
-            endpoint = endpoint_name("{repository}", pushed.repository)
+            endpoint = stack.endpoint_for(services, pushed.repository)
             status = await services.deployer.endpoint_status(PRIMARY, endpoint)
             assert status.state is ProvisioningState.MISSING
 
@@ -136,7 +134,6 @@ def test_a_newer_push_during_the_primary_deployment_discards_it_and_takes_the_en
     stack: ServiceStack,
 ) -> None:
     older = push(stack.env, stack.tls, "service/mid-deploy", "v1", seed="mid-deploy-a")
-    newer = push(stack.env, stack.tls, "service/mid-deploy", "v1", seed="mid-deploy-b")
 
     async def scenario() -> None:
         async with stack.services() as services:
@@ -145,9 +142,11 @@ def test_a_newer_push_during_the_primary_deployment_discards_it_and_takes_the_en
             await reconcile_until(
                 services,
                 older.rollout_id,
-                lambda r: r.region(PRIMARY).deployment is not None,
+                lambda r: r.region(PRIMARY).deploy_step is DeployStep.CREATING,
                 what="the older push's primary deployment to start",
             )
+            # Only now does the tag move on in the registry.
+            newer = push(stack.env, stack.tls, "service/mid-deploy", "v1", seed="mid-deploy-b")
             await record_notices(services, [notice_of(newer)])
             found = await tick_until(
                 services,
@@ -162,7 +161,7 @@ def test_a_newer_push_during_the_primary_deployment_discards_it_and_takes_the_en
             assert superseded.state is RolloutState.SUPERSEDED
             assert superseded.region(PRIMARY).state is RegionState.SUPERSEDED
             # The lease went with the discard: nobody holds the endpoint any more.
-            endpoint = endpoint_name("{repository}", older.repository)
+            endpoint = stack.endpoint_for(services, older.repository)
             for region in found[newer.rollout_id].regions:
                 assert await services.store.get_endpoint_lease(region.region, endpoint) is None
             status = await services.deployer.endpoint_status(PRIMARY, endpoint)
@@ -193,7 +192,7 @@ def test_a_late_replication_hint_for_an_older_push_does_not_make_it_newer(
                 region_hint="westus",
                 pushed_at=newer.pushed_at + timedelta(minutes=5),
             )
-            await record_notices(services, [hint], replication_hints=True)
+            await record_notices(services, [hint])
             found = await tick_until(
                 services,
                 [older.rollout_id, newer.rollout_id],
@@ -222,9 +221,7 @@ def test_a_rollout_whose_supersession_was_lost_does_not_deploy_over_a_newer_one(
             # superseding it: insert it directly, untouched by intake.
             target = (await stored(services, newer.rollout_id)).target
             fresh = new_rollout(notice_of(older), services.config.region_names, target, utc_now())
-            await services.store.insert(
-                to_stored(fresh, utc_now(), services.policy, services.deploy_poll)
-            )
+            await services.rollouts.add(fresh)
             found = await tick_until(
                 services,
                 [older.rollout_id, newer.rollout_id],

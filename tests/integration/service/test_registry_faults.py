@@ -93,7 +93,7 @@ def test_a_tick_spends_at_most_the_probe_budget_per_registry_and_the_rest_stay_d
                 report = await run_tick(ticking, time_budget_s=20)
                 assert (report.due, report.reconciled, report.failed) == (PUSHES, PUSHES, 0)
                 after = {rid: await stored(ticking, rid) for rid in ids}
-                due_now = {r.id for r in await ticking.store.list_due(utc_now())}
+                due_now = set(await ticking.rollouts.due(utc_now(), limit=100))
                 for region in SECONDARIES:
                     spent = {
                         rid: after[rid].region(region).probe_attempts

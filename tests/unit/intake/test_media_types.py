@@ -1,4 +1,5 @@
-"""Deployable means an image manifest with an image config, or an index of such."""
+"""Deployable means an image manifest with an image config, or an index of such; never a
+signature, attestation, SBOM or other referrer. And which platform an image runs."""
 
 from __future__ import annotations
 
@@ -7,17 +8,30 @@ import json
 import pytest
 
 from shared.intake.media_types import (
+    ATTESTATION_LAYER_MEDIA_TYPES,
+    COSIGN_SIMPLESIGNING,
     DOCKER_IMAGE_CONFIG,
     DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
     HELM_CONFIG,
+    IMAGE_CONFIGS,
+    MANAGED_ONLINE_ENDPOINT_PLATFORM,
+    NOTARY_SIGNATURE,
     OCI_IMAGE_CONFIG,
     OCI_INDEX,
     OCI_MANIFEST,
+    SBOM_LAYER_MEDIA_TYPES,
+    SIGNATURE_LAYER_MEDIA_TYPES,
+    SUPPLY_CHAIN_LAYER_MEDIA_TYPES,
     Deployable,
     NotDeployable,
     classify_media_types,
     is_deployable_manifest,
     is_manifest_media_type,
+    is_signature_tag,
+    pick_platform,
+    platform_of_config,
+    supply_chain_kind,
 )
 
 D = "sha256:" + "c" * 64
@@ -124,3 +138,305 @@ def test_media_type_helpers() -> None:
     assert isinstance(
         classify_media_types(OCI_MANIFEST, OCI_IMAGE_CONFIG, "application/x"), NotDeployable
     )
+
+
+# --- signatures, attestations, SBOMs and other referrers -------------------------------
+
+SIGNED = "sha256:" + "5" * 64
+EMPTY_CONFIG = {
+    "mediaType": "application/vnd.oci.empty.v1+json",
+    "digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+    "size": 2,
+}
+
+
+def cosign_manifest(layers: list[dict[str, object]]) -> dict[str, object]:
+    """cosign's tag-based layout (sha256-<hex>.sig/.att/.sbom): the ordinary image config,
+    the payloads as layers (sigstore/cosign specs/SIGNATURE_SPEC.md, ATTESTATION_SPEC.md,
+    SBOM_SPEC.md)."""
+    return {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {
+            "mediaType": OCI_IMAGE_CONFIG,
+            "size": 233,
+            "digest": "sha256:83bd5fb5b39f65f28e50a86d48fa79c07880befc292d92eebdc18531054b070c",
+        },
+        "layers": layers,
+    }
+
+
+COSIGN_SIGNATURE = cosign_manifest(
+    [
+        {
+            "mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+            "size": 248,
+            "digest": "sha256:1119abab63e605dcc281019bad0424744178b6f61ba57378701fe7391994c999",
+            "annotations": {
+                "dev.cosignproject.cosign/signature": "MEUCIBKI9FIC+YD3m/lWViyPxsJsbnIHj86s",
+                "dev.sigstore.cosign/bundle": '{"SignedEntryTimestamp":"MEUCIQDH"}',
+                "dev.sigstore.cosign/certificate": "-----BEGIN CERTIFICATE-----\nMIIC",
+            },
+        }
+    ]
+)
+COSIGN_ATTESTATION = cosign_manifest(
+    [
+        {
+            "mediaType": "application/vnd.dsse.envelope.v1+json",
+            "size": 10412,
+            "digest": "sha256:ed3ad03d3b87843b5419d7dce9d50a3e0f45554b2ba93bf378611cae6b450cff",
+            "annotations": {
+                "dev.cosignproject.cosign/signature": "",
+                "predicateType": "https://slsa.dev/provenance/v1",
+            },
+        }
+    ]
+)
+COSIGN_SBOM = cosign_manifest(
+    [
+        {"mediaType": "text/spdx+json", "size": 246, "digest": "sha256:" + "e" * 64},
+        {
+            "mediaType": "application/vnd.cyclonedx+json",
+            "size": 462,
+            "digest": "sha256:" + "f" * 64,
+        },
+    ]
+)
+# notaryproject/specifications specs/signature-specification.md ("Storage"), and the OCI 1.1
+# form Notation writes with the referrers API (artifactType, empty config).
+NOTATION_SIGNATURE = {
+    "schemaVersion": 2,
+    "mediaType": OCI_MANIFEST,
+    "artifactType": "application/vnd.cncf.notary.signature",
+    "config": EMPTY_CONFIG,
+    "layers": [
+        {
+            "mediaType": "application/jose+json",
+            "digest": "sha256:9834876dcfb05cb167a5c24953eba58c4ac89b1adf57f28f2f9d09af107ee8f0",
+            "size": 32654,
+        }
+    ],
+    "subject": {"mediaType": OCI_MANIFEST, "digest": SIGNED, "size": 16724},
+    "annotations": {
+        "io.cncf.notary.x509chain.thumbprint#S256": '["B7A69A70992AE4F9FF103EBE04A2C3BA"]',
+        "org.opencontainers.image.created": "2024-03-15T12:00:00Z",
+    },
+}
+NOTATION_V1_SIGNATURE = {
+    **{k: v for k, v in NOTATION_SIGNATURE.items() if k != "artifactType"},
+    "config": {**EMPTY_CONFIG, "mediaType": "application/vnd.cncf.notary.signature"},
+}
+# `oras attach --artifact-type application/spdx+json <image> sbom.spdx.json:application/spdx+json`
+ORAS_SBOM = {
+    "schemaVersion": 2,
+    "mediaType": OCI_MANIFEST,
+    "artifactType": "application/spdx+json",
+    "config": EMPTY_CONFIG,
+    "layers": [
+        {
+            "mediaType": "application/spdx+json",
+            "digest": "sha256:" + "a" * 64,
+            "size": 5120,
+            "annotations": {"org.opencontainers.image.title": "sbom.spdx.json"},
+        }
+    ],
+    "subject": {"mediaType": OCI_MANIFEST, "digest": SIGNED, "size": 1234},
+    "annotations": {"org.opencontainers.image.created": "2024-03-15T12:00:00Z"},
+}
+
+
+@pytest.mark.parametrize(
+    ("manifest", "fragments"),
+    [
+        (
+            COSIGN_SIGNATURE,
+            ["application/vnd.dev.cosign.simplesigning.v1+json", "a signature", "not an image"],
+        ),
+        (COSIGN_ATTESTATION, ["application/vnd.dsse.envelope.v1+json", "an attestation"]),
+        (COSIGN_SBOM, ["text/spdx+json", "an SBOM"]),
+        (
+            NOTATION_SIGNATURE,
+            ["OCI referrer", SIGNED, "application/vnd.cncf.notary.signature"],
+        ),
+        (NOTATION_V1_SIGNATURE, ["OCI referrer", "application/vnd.cncf.notary.signature"]),
+        (ORAS_SBOM, ["OCI referrer", SIGNED, "application/spdx+json"]),
+    ],
+    ids=["cosign-sig", "cosign-att", "cosign-sbom", "notation", "notation-v1.0", "oras-sbom"],
+)
+def test_signatures_attestations_and_sboms_are_not_deployable(
+    manifest: dict[str, object], fragments: list[str]
+) -> None:
+    verdict = is_deployable_manifest(json.dumps(manifest).encode(), OCI_MANIFEST)
+    assert isinstance(verdict, NotDeployable), verdict
+    for fragment in fragments:
+        assert fragment in verdict.reason
+
+
+@pytest.mark.parametrize("layer_type", sorted(SUPPLY_CHAIN_LAYER_MEDIA_TYPES))
+def test_any_supply_chain_layer_makes_an_image_config_manifest_not_deployable(
+    layer_type: str,
+) -> None:
+    manifest = image()
+    manifest["layers"] = [
+        {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": D, "size": 9},
+        {"mediaType": layer_type + "; charset=utf-8", "digest": D, "size": 9},
+    ]
+    verdict = is_deployable_manifest(manifest)
+    assert isinstance(verdict, NotDeployable)
+    assert layer_type in verdict.reason
+    assert supply_chain_kind(layer_type.upper()) is not None
+
+
+def test_a_subject_makes_any_manifest_a_referrer_even_an_image_or_index() -> None:
+    attached = image(subject={"mediaType": OCI_MANIFEST, "digest": SIGNED, "size": 10})
+    verdict = is_deployable_manifest(attached)
+    assert isinstance(verdict, NotDeployable) and "OCI referrer of " + SIGNED in verdict.reason
+    index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [], "subject": {}}
+    verdict = is_deployable_manifest(index)
+    assert isinstance(verdict, NotDeployable) and "OCI referrer" in verdict.reason
+
+
+def test_media_type_sets_hold_the_documented_types() -> None:
+    assert COSIGN_SIMPLESIGNING in SIGNATURE_LAYER_MEDIA_TYPES
+    assert {"application/jose+json", "application/cose"} <= SIGNATURE_LAYER_MEDIA_TYPES
+    assert "application/vnd.dsse.envelope.v1+json" in ATTESTATION_LAYER_MEDIA_TYPES
+    assert {"text/spdx", "application/vnd.cyclonedx"} <= SBOM_LAYER_MEDIA_TYPES
+    assert NOTARY_SIGNATURE not in IMAGE_CONFIGS
+    # Ordinary image layers are none of these.
+    for layer in (
+        "application/vnd.oci.image.layer.v1.tar",
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        "application/vnd.docker.image.rootfs.diff.tar.gzip",
+    ):
+        assert supply_chain_kind(layer) is None
+
+
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [
+        ("sha256-" + "0a" * 32 + ".sig", True),
+        ("sha256-" + "0a" * 32 + ".att", True),
+        ("sha256-" + "0a" * 32 + ".sbom", True),
+        ("sha256-" + "0a" * 32, False),  # the OCI 1.1 referrers fallback tag: no suffix
+        ("sha256-" + "0A" * 32 + ".sig", False),
+        ("sha256-" + "0a" * 31 + ".sig", False),
+        ("sha512-" + "0a" * 64 + ".sig", False),
+        ("sha256-" + "0a" * 32 + ".sig2", False),
+        ("v1.sig", False),
+        ("latest", False),
+    ],
+)
+def test_signature_tags(tag: str, expected: bool) -> None:
+    assert is_signature_tag(tag) is expected
+
+
+# --- platforms -----------------------------------------------------------------------------
+
+
+def config_blob(**platform: str) -> dict[str, object]:
+    """An image config blob as BuildKit writes it (OCI image-spec config.md)."""
+    return {
+        "created": "2024-03-15T12:00:00Z",
+        **platform,
+        "config": {"Env": ["PATH=/usr/local/bin:/usr/bin"], "Cmd": ["python", "serve.py"]},
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + "7" * 64]},
+        "history": [{"created_by": "COPY . /app"}],
+    }
+
+
+def test_platform_of_config() -> None:
+    assert platform_of_config(config_blob(architecture="amd64", os="linux")) == (
+        "linux",
+        "amd64",
+        None,
+    )
+    assert platform_of_config(config_blob(architecture="arm64", os="linux", variant="v8")) == (
+        "linux",
+        "arm64",
+        "v8",
+    )
+    # Some builders write the kernel's name; OCI (and containerd) say amd64.
+    assert platform_of_config(config_blob(architecture="x86_64", os="Linux"))[:2] == (
+        "linux",
+        "amd64",
+    )
+    with pytest.raises(ValueError, match="no architecture"):
+        platform_of_config(config_blob(os="linux"))
+    with pytest.raises(ValueError, match="no os"):
+        platform_of_config(config_blob(architecture="amd64"))
+
+
+AMD64 = "sha256:" + "a1" * 32
+ARM64 = "sha256:" + "b2" * 32
+AMD64_V3 = "sha256:" + "c3" * 32
+
+
+def platform_entry(digest: str, **platform: str) -> dict[str, object]:
+    return {"mediaType": OCI_MANIFEST, "digest": digest, "size": 1000, "platform": platform}
+
+
+def attestation_entry(digest: str, describes: str) -> dict[str, object]:
+    """BuildKit's provenance/SBOM attestation manifest inside a buildx index."""
+    return {
+        "mediaType": OCI_MANIFEST,
+        "digest": digest,
+        "size": 840,
+        "annotations": {
+            "vnd.docker.reference.digest": describes,
+            "vnd.docker.reference.type": "attestation-manifest",
+        },
+        "platform": {"architecture": "unknown", "os": "unknown"},
+    }
+
+
+BUILDX_INDEX = {
+    "schemaVersion": 2,
+    "mediaType": OCI_INDEX,
+    "manifests": [
+        platform_entry(ARM64, architecture="arm64", os="linux"),
+        platform_entry(AMD64, architecture="amd64", os="linux"),
+        attestation_entry("sha256:" + "d4" * 32, ARM64),
+        attestation_entry("sha256:" + "e5" * 32, AMD64),
+    ],
+}
+
+
+def test_pick_platform_finds_the_amd64_image_of_a_buildx_index() -> None:
+    assert MANAGED_ONLINE_ENDPOINT_PLATFORM == ("linux", "amd64")
+    assert pick_platform(BUILDX_INDEX) == AMD64
+    assert pick_platform(json.dumps(BUILDX_INDEX).encode()) == AMD64
+    assert pick_platform(BUILDX_INDEX, ("linux", "arm64")) == ARM64
+    assert pick_platform(BUILDX_INDEX, ("windows", "amd64")) is None
+
+
+def test_pick_platform_without_amd64_is_none() -> None:
+    arm_only = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            platform_entry(ARM64, architecture="arm64", os="linux", variant="v8"),
+            attestation_entry("sha256:" + "d4" * 32, ARM64),
+        ],
+    }
+    assert pick_platform(arm_only) is None
+    # An attestation that claims linux/amd64 is still not an image.
+    lying = attestation_entry("sha256:" + "e5" * 32, ARM64)
+    lying["platform"] = {"architecture": "amd64", "os": "linux"}
+    arm_only["manifests"].append(lying)  # type: ignore[attr-defined]
+    assert pick_platform(arm_only) is None
+    assert pick_platform({"schemaVersion": 2, "manifests": "nope"}) is None
+    assert pick_platform(b"not json") is None
+
+
+def test_pick_platform_prefers_the_baseline_amd64_over_a_microarchitecture_level() -> None:
+    level_v3 = platform_entry(AMD64_V3, architecture="amd64", os="linux", variant="v3")
+    baseline = {**platform_entry(AMD64, architecture="amd64", os="linux")}
+    baseline["mediaType"] = DOCKER_MANIFEST
+
+    def manifest_list(*entries: dict[str, object]) -> dict[str, object]:
+        return {"schemaVersion": 2, "mediaType": DOCKER_MANIFEST_LIST, "manifests": entries}
+
+    assert pick_platform(manifest_list(level_v3, baseline)) == AMD64
+    assert pick_platform(manifest_list(level_v3)) == AMD64_V3

@@ -1,0 +1,229 @@
+"""RolloutRepository: the store's public face, speaking the domain's `Rollout`.
+
+Everything the service layer reads or writes about rollouts goes through here:
+`get` / `add` / `save` with optimistic concurrency, `update` (the one
+read-change-write primitive, with one retry policy), `targeting` (every rollout
+on an endpoint, from the endpoint index), listings, the due queue, endpoint
+leases and the record of what serves each endpoint. The stored form (entities,
+index rows, due keys) stays inside `shared.adapters`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from shared.adapters.table_store import (
+    RolloutAlreadyExistsError,
+    RolloutStore,
+    ServingRecord,
+    StaleRecordError,
+    StoredRollout,
+)
+from shared.domain.model import Rollout, RolloutSummary, summarize
+from shared.domain.rollout import RolloutPolicy
+from shared.domain.schedule import is_active, next_due_at
+from shared.domain.serialization import rollout_from_record, rollout_to_record
+from shared.domain.timestamps import format_timestamp, parse_timestamp
+
+__all__ = [
+    "Loaded",
+    "RolloutAlreadyExistsError",
+    "RolloutRepository",
+    "ServingRecord",
+    "StaleRecordError",
+]
+
+Clock = Callable[[], datetime]
+Change = Callable[[Rollout], Rollout]
+# The method `RolloutRepository.list` shadows the builtin inside the class body.
+Summaries = list[RolloutSummary]
+RolloutIds = list[str]
+_UPDATE_ATTEMPTS = 6
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """A rollout and the stored version it was read at (opaque; `save` needs it)."""
+
+    rollout: Rollout
+    version: StoredRollout
+
+
+def summary_to_entry(summary: RolloutSummary) -> dict[str, Any]:
+    return {
+        "id": summary.id,
+        "repository": summary.repository,
+        "digest": summary.digest,
+        "generation": summary.generation,
+        "confirmed_at": format_timestamp(summary.confirmed_at) if summary.confirmed_at else None,
+        "tags_seen": list(summary.tags_seen),
+        "deployable": summary.deployable,
+        "ignored": summary.ignored,
+    }
+
+
+def summary_from_entry(entry: dict[str, Any]) -> RolloutSummary:
+    confirmed = entry.get("confirmed_at")
+    return RolloutSummary(
+        id=str(entry["id"]),
+        repository=str(entry["repository"]),
+        digest=str(entry["digest"]),
+        generation=int(entry["generation"]),
+        confirmed_at=parse_timestamp(confirmed) if confirmed else None,
+        tags_seen=tuple(entry.get("tags_seen", ())),
+        deployable=entry.get("deployable"),
+        ignored=bool(entry.get("ignored")),
+    )
+
+
+class RolloutRepository:
+    """Rollouts in Table Storage, in the domain's terms."""
+
+    def __init__(
+        self,
+        store: RolloutStore,
+        *,
+        policy: RolloutPolicy,
+        poll: timedelta,
+        clock: Clock = _utc_now,
+    ) -> None:
+        self.store = store
+        self._policy = policy
+        self._poll = poll
+        self._clock = clock
+
+    # --- one rollout ---------------------------------------------------------------------
+
+    async def get(self, rollout_id: str) -> Loaded | None:
+        stored = await self.store.get(rollout_id)
+        if stored is None:
+            return None
+        return Loaded(rollout_from_record(stored.record), stored)
+
+    async def add(self, rollout: Rollout) -> Loaded:
+        """Store a new rollout; RolloutAlreadyExistsError when its id is taken.
+
+        The endpoint index entry goes first (like every index), the rollout last.
+        """
+        await self._index(None, rollout)
+        stored = await self.store.insert(self._stored(rollout))
+        return Loaded(rollout, stored)
+
+    async def save(self, loaded: Loaded, rollout: Rollout) -> Loaded:
+        """Write `rollout` over `loaded` if nobody changed it since; StaleRecordError if not."""
+        if rollout is loaded.rollout:
+            return loaded
+        await self._index(loaded.rollout, rollout)
+        stored = await self.store.replace(self._stored(rollout, loaded.version))
+        return Loaded(rollout, stored)
+
+    async def update(self, rollout_id: str, change: Change) -> Rollout | None:
+        """Read, `change`, save; on a concurrent write read again and re-apply `change`.
+
+        `change` must be pure (it may run several times); returning the very same object
+        writes nothing. None when the rollout does not exist.
+        """
+        for attempt in range(_UPDATE_ATTEMPTS):
+            loaded = await self.get(rollout_id)
+            if loaded is None:
+                return None
+            changed = change(loaded.rollout)
+            try:
+                return (await self.save(loaded, changed)).rollout
+            except StaleRecordError:
+                if attempt == _UPDATE_ATTEMPTS - 1:
+                    raise
+                # Jitter so that two losers do not collide again in lockstep.
+                await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))
+        raise StaleRecordError(rollout_id)
+
+    # --- queries -------------------------------------------------------------------------
+
+    async def targeting(self, endpoint: str) -> Summaries:
+        """Every rollout ever recorded for `endpoint`, whatever its repository (one query)."""
+        return [summary_from_entry(e) for e in await self.store.endpoint_entries(endpoint)]
+
+    async def list(
+        self,
+        *,
+        repository: str | None = None,
+        state: str | None = None,
+        limit: int = 50,
+        continuation: str | None = None,
+    ) -> tuple[list[Rollout], str | None]:
+        page, token = await self.store.list(
+            repository=repository, state=state, limit=limit, continuation=continuation
+        )
+        return [rollout_from_record(s.record) for s in page], token
+
+    async def due(self, now: datetime, *, limit: int) -> RolloutIds:
+        """Ids of active rollouts due at `now`, earliest first."""
+        return [s.id for s in await self.store.list_due(now, limit=limit)]
+
+    # --- endpoints -----------------------------------------------------------------------
+
+    async def take_lease(
+        self, region: str, endpoint: str, holder: str, now: datetime
+    ) -> tuple[datetime | None, str | None]:
+        """(until, None) when `holder` holds the lease afterwards; (None, other holder) if not."""
+        ttl = timedelta(seconds=self._policy.lease_ttl_s)
+        if await self.store.acquire_endpoint_lease(region, endpoint, holder, now, ttl):
+            return now + ttl, None
+        lease = await self.store.get_endpoint_lease(region, endpoint)
+        return None, lease.holder_rollout_id if lease else None
+
+    async def release_lease(self, region: str, endpoint: str, holder: str) -> None:
+        await self.store.release_endpoint_lease(region, endpoint, holder)
+
+    async def serving(self, region: str, endpoint: str) -> ServingRecord | None:
+        return await self.store.get_serving(region, endpoint)
+
+    async def set_serving(self, record: ServingRecord) -> None:
+        await self.store.set_serving(record)
+
+    async def check_health(self) -> str | None:
+        return await self.store.check_health()
+
+    # --- internals -----------------------------------------------------------------------
+
+    async def _index(self, before: Rollout | None, after: Rollout) -> None:
+        if after.target is None:
+            return
+        summary = summarize(after)
+        if (
+            before is not None
+            and before.target is not None
+            and before.target.endpoint == after.target.endpoint
+            and summarize(before) == summary
+        ):
+            return
+        await self.store.upsert_endpoint_entry(
+            after.target.endpoint, after.id, summary_to_entry(summary)
+        )
+
+    def _stored(self, rollout: Rollout, base: StoredRollout | None = None) -> StoredRollout:
+        now = self._clock()
+        fields = {
+            "id": rollout.id,
+            "registry": rollout.registry,
+            "repository": rollout.repository,
+            "digest": rollout.digest,
+            "state": rollout.state.value,
+            "created_at": rollout.created_at,
+            "next_due_at": next_due_at(rollout, now, self._policy, self._poll),
+            "active": is_active(rollout),
+            "record": rollout_to_record(rollout),
+        }
+        if base is None:
+            return StoredRollout(**fields)  # type: ignore[arg-type]
+        return dataclasses.replace(base, **fields)  # type: ignore[arg-type]

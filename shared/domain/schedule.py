@@ -1,0 +1,73 @@
+"""When a rollout needs the timer again: pure scheduling from its recorded state.
+
+The store keeps one due-queue entry per active rollout at `next_due_at`; the
+timer reconciles what is due. Events only make a step happen sooner.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from shared.domain.model import DeployStep, RegionProgress, RegionState, Rollout
+from shared.domain.rollout import RolloutPolicy, give_up_deadline, replication_deadline
+
+# Steps that still need a call to Azure ML after the region's state settled.
+PENDING_STEPS = frozenset({DeployStep.CLEANING_UP, DeployStep.DISCARDING})
+_PROBED = frozenset({RegionState.AWAITING_REPLICATION, RegionState.TIMED_OUT})
+_DEPLOYING = frozenset({RegionState.REPLICATED, RegionState.DEPLOYING})
+
+
+def _housekeeping(rollout: Rollout) -> bool:
+    """Work left whatever the rollout's fate: events to send, deployments to delete, leases."""
+    return bool(rollout.outbox) or any(
+        r.deploy_step in PENDING_STEPS or r.lease_until is not None for r in rollout.regions
+    )
+
+
+def _probing(region: RegionProgress) -> bool:
+    return region.state in _PROBED and not region.gave_up
+
+
+def is_active(rollout: Rollout) -> bool:
+    """True while a step still has something to do: moving regions, clean-up, a lease to give
+    back, a tag to confirm, or unsent events."""
+    if _housekeeping(rollout):
+        return True
+    if rollout.pending_tags and rollout.ignored_reason is None and rollout.deployable is not False:
+        return True  # a claimed tag to check, also for a replaced rollout (a re-push?)
+    if rollout.ignored_reason is not None or rollout.superseded_by is not None:
+        return False
+    if rollout.deployable is None:
+        return True
+    # Timed-out regions are still probed (slowly) until the give-up time: late images count.
+    return any(_probing(r) or r.state in _DEPLOYING for r in rollout.regions)
+
+
+def next_due_at(
+    rollout: Rollout, now: datetime, policy: RolloutPolicy, poll: timedelta
+) -> datetime | None:
+    """When the timer should next look at this rollout (None: never again by itself);
+    never before `retry_after` when its last steps crashed."""
+    due = _next_due_at(rollout, now, policy, poll)
+    if due is not None and rollout.retry_after is not None:
+        return max(due, rollout.retry_after)
+    return due
+
+
+def _next_due_at(
+    rollout: Rollout, now: datetime, policy: RolloutPolicy, poll: timedelta
+) -> datetime | None:
+    if not is_active(rollout):
+        return None
+    moments: list[datetime] = [now + poll] if _housekeeping(rollout) else []
+    for region in rollout.regions:
+        if _probing(region):
+            moments.append(region.next_probe_at or now)
+        elif region.state in _DEPLOYING:
+            # Deployments are long-running operations: look again after the poll interval.
+            moments.append(now + poll)
+    if any(r.state is RegionState.AWAITING_REPLICATION for r in rollout.regions):
+        moments.append(replication_deadline(rollout, policy))
+    if any(r.state is RegionState.TIMED_OUT and not r.gave_up for r in rollout.regions):
+        moments.append(give_up_deadline(rollout, policy))
+    return min(moments) if moments else now + poll

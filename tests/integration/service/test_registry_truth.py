@@ -1,0 +1,270 @@
+"""The registry decides, never a payload: signatures, index children, platforms, forged
+times, endpoints shared across repositories, and a supersession racing a deployment."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from devenv.images import (
+    build_cosign_signature,
+    build_image,
+    build_index,
+    cosign_signature_tag,
+    push_image,
+)
+from shared.domain.model import DeployStep, RegionState, RolloutState, rollout_id
+from shared.domain.push import PushNotice
+from shared.domain.rollout import UNTAGGED_REASON
+from shared.service.intake import record_notices
+from shared.service.reconcile import reconcile
+from tests.integration.service.arm_audit import records_for
+from tests.integration.service.conftest import PRIMARY
+from tests.integration.service.driving import is_live, reconcile_until, stored, tick_until
+from tests.integration.service.pushing import Pushed, notice_of, push
+from tests.integration.service.service_stack import ServiceStack
+
+pytestmark = pytest.mark.integration
+
+
+def _untagged(pushed: Pushed, digest: str) -> PushNotice:
+    return replace(notice_of(pushed), digest=digest, tag=None)
+
+
+def test_a_cosign_signature_pushed_after_its_image_is_ignored_and_the_image_goes_live(
+    stack: ServiceStack,
+) -> None:
+    image = push(stack.env, stack.tls, "truth/signed", "v1", seed="signed-v1")
+    signature = build_cosign_signature(image.digest, repository="truth/signed")
+    tag = cosign_signature_tag(image.digest)
+    signed = push(stack.env, stack.tls, "truth/signed", tag, seed="", artifact=signature)
+
+    async def scenario() -> None:
+        async with stack.services() as services:
+            await record_notices(services, [notice_of(image)])
+            await record_notices(services, [notice_of(signed)])
+            found = await tick_until(
+                services,
+                [image.rollout_id, signed.rollout_id],
+                lambda r: is_live(r[image.rollout_id]),
+                what="the signed image live",
+            )
+            sig = found[signed.rollout_id]
+            assert sig.state is RolloutState.IGNORED
+            assert sig.ignored_reason is not None and "signature" in sig.ignored_reason
+            assert found[image.rollout_id].superseded_by is None
+
+    asyncio.run(scenario())
+    assert records_for(stack.env, stack.tls, signed.digest) == []
+
+
+def test_a_multi_platform_push_deploys_its_amd64_image_and_its_children_are_no_rollouts(
+    stack: ServiceStack,
+) -> None:
+    repository = "truth/multi"
+    previous = push(stack.env, stack.tls, repository, "stable", seed="multi-prev")
+    amd64 = build_image(size_bytes=4096, seed="multi-amd64")
+    arm64 = build_image(size_bytes=4096, seed="multi-arm64", architecture="arm64")
+    index = build_index((arm64, amd64))
+
+    async def scenario() -> None:
+        async with stack.services() as services:
+            await record_notices(services, [notice_of(previous)])
+            await tick_until(
+                services,
+                [previous.rollout_id],
+                lambda r: is_live(r[previous.rollout_id]),
+                what="the previous version live",
+            )
+            # As `skopeo copy --all` does: each platform untagged first, then the tagged index.
+            digest = push_image(
+                stack.env.primary.registry_url,
+                repository,
+                "stable",
+                index,
+                ca_path=stack.tls.ca_pem,
+            )
+            pushed = replace(previous, digest=digest, pushed_at=datetime.now(UTC))
+            for child in (arm64, amd64):
+                await record_notices(services, [_untagged(pushed, child.digest)])
+            children = [rollout_id(pushed.registry, repository, c.digest) for c in (arm64, amd64)]
+            for child_id in children:
+                await reconcile(services, child_id)
+            # The previous version is untouched by the children.
+            assert (await stored(services, previous.rollout_id)).state is RolloutState.LIVE
+            await record_notices(services, [notice_of(pushed)])
+            found = await tick_until(
+                services,
+                [pushed.rollout_id, *children],
+                lambda r: is_live(r[pushed.rollout_id]),
+                what="the index live",
+            )
+            assert found[pushed.rollout_id].platform_digest == amd64.digest
+            for child_id in children:
+                part = found[child_id]
+                assert part.state is RolloutState.IGNORED
+                assert part.ignored_reason is not None
+                assert "platform manifest" in part.ignored_reason or (
+                    part.ignored_reason == UNTAGGED_REASON
+                )
+            replaced = await stored(services, previous.rollout_id)
+            assert replaced.state is RolloutState.SUPERSEDED
+            assert {r.state for r in replaced.regions} == {RegionState.SUPERSEDED}
+
+    asyncio.run(scenario())
+    # What Azure ML was asked to run is the amd64 manifest, by digest; no child got its own.
+    assert records_for(stack.env, stack.tls, amd64.digest) != []
+    assert records_for(stack.env, stack.tls, arm64.digest) == []
+
+
+def test_an_arm64_only_image_is_refused_with_the_reason(stack: ServiceStack) -> None:
+    image = build_image(size_bytes=4096, seed="arm-only", architecture="arm64")
+    pushed = push(stack.env, stack.tls, "truth/arm", "v1", seed="", artifact=image)
+
+    async def scenario() -> None:
+        async with stack.services() as services:
+            await record_notices(services, [notice_of(pushed)])
+            rollout = await reconcile_until(
+                services,
+                pushed.rollout_id,
+                lambda r: r.deployable is not None,
+                what="the manifest inspected",
+            )
+            assert rollout.state is RolloutState.IGNORED
+            assert rollout.ignored_reason is not None
+            assert "linux/arm64" in rollout.ignored_reason
+            assert "linux/amd64" in rollout.ignored_reason
+
+    asyncio.run(scenario())
+    assert records_for(stack.env, stack.tls, pushed.digest) == []
+
+
+def test_a_forged_future_time_for_an_older_digest_rolls_nothing_back(stack: ServiceStack) -> None:
+    older = push(stack.env, stack.tls, "truth/forged", "v1", seed="forged-a")
+
+    async def scenario() -> None:
+        async with stack.services() as services:
+            await record_notices(services, [notice_of(older)])
+            await tick_until(
+                services, [older.rollout_id], lambda r: is_live(r[older.rollout_id]), what="v1 live"
+            )
+            newer = push(stack.env, stack.tls, "truth/forged", "v1", seed="forged-b")
+            await record_notices(services, [notice_of(newer)])
+            await tick_until(
+                services, [newer.rollout_id], lambda r: is_live(r[newer.rollout_id]), what="v2 live"
+            )
+            # A delivery for the older digest stamped 2099, and a push notice for a digest no
+            # registry holds, stamped now: neither moves anything.
+            forged = replace(notice_of(older), pushed_at=datetime(2099, 1, 1, tzinfo=UTC))
+            ghost = replace(notice_of(newer), digest="sha256:" + "e" * 64)
+            await record_notices(services, [forged, ghost])
+            found = await tick_until(
+                services,
+                [older.rollout_id, newer.rollout_id],
+                lambda r: not r[older.rollout_id].pending_tags,
+                what="the forged claim checked against the registry",
+            )
+            assert is_live(found[newer.rollout_id])
+            assert found[newer.rollout_id].superseded_by is None
+            assert found[older.rollout_id].generation == 1
+            assert found[older.rollout_id].state is RolloutState.SUPERSEDED
+            ghost_rollout = await stored(
+                services, rollout_id(newer.registry, newer.repository, ghost.digest)
+            )
+            assert ghost_rollout.confirmed_at is None
+            assert all(r.deployment is None for r in ghost_rollout.regions)
+            return None
+
+    asyncio.run(scenario())
+    creates = [
+        r
+        for r in records_for(stack.env, stack.tls, older.digest)
+        if r["action"] == "deployment_create"
+    ]
+    assert len(creates) == 3, creates  # its own rollout, once per region, never again
+
+
+def test_rollouts_of_two_repositories_on_one_endpoint_are_ordered_together(
+    stack: ServiceStack,
+) -> None:
+    rules = json.dumps(
+        [{"repository": "truth/shared-*", "tag": "*", "endpoint": "shared-{instance}"}]
+    )
+    first = push(stack.env, stack.tls, "truth/shared-a", "v1", seed="shared-a")
+
+    async def scenario() -> None:
+        async with stack.services(GEOROLLOUT_TARGETS=rules) as services:
+            await record_notices(services, [notice_of(first)])
+            await reconcile_until(
+                services,
+                first.rollout_id,
+                lambda r: r.confirmed_at is not None,
+                what="the first push confirmed",
+            )
+            second = push(stack.env, stack.tls, "truth/shared-b", "v1", seed="shared-b")
+            await record_notices(services, [notice_of(second)])
+            found = await tick_until(
+                services,
+                [first.rollout_id, second.rollout_id],
+                lambda r: is_live(r[second.rollout_id]),
+                what="the second repository's push live",
+            )
+            assert found[first.rollout_id].superseded_by == second.rollout_id
+            assert found[first.rollout_id].target == found[second.rollout_id].target
+
+    asyncio.run(scenario())
+
+
+def test_a_supersession_between_the_deployment_put_and_its_save_leaves_no_orphan(
+    stack: ServiceStack,
+) -> None:
+    older = push(stack.env, stack.tls, "truth/orphan", "v1", seed="orphan-a")
+
+    async def scenario() -> None:
+        async with stack.services() as services:
+            state: dict[str, Pushed] = {}
+            real_create = services.deployer.begin_create_deployment
+
+            async def newer_push() -> None:
+                state["newer"] = push(stack.env, stack.tls, "truth/orphan", "v1", seed="orphan-b")
+                await record_notices(services, [notice_of(state["newer"])])
+
+            pending: list[Callable[[], Awaitable[None]]] = [newer_push]
+
+            async def create_then_newer_push(*args: Any, **kwargs: Any) -> str | None:
+                # The real create reaches Azure; before its step can save, a newer push lands.
+                operation = await real_create(*args, **kwargs)
+                while pending:
+                    await pending.pop()()
+                return operation
+
+            services.deployer.begin_create_deployment = create_then_newer_push  # type: ignore[method-assign]
+            await record_notices(services, [notice_of(older)])
+            await reconcile_until(
+                services,
+                older.rollout_id,
+                lambda r: r.region(PRIMARY).deploy_step is DeployStep.DISCARDED,
+                what="the older deployment discarded",
+            )
+            newer = state["newer"]
+            found = await tick_until(
+                services,
+                [newer.rollout_id],
+                lambda r: is_live(r[newer.rollout_id]),
+                what="the newer push live",
+            )
+            live = found[newer.rollout_id]
+            deployment = live.region(PRIMARY).deployment
+            assert live.target is not None and deployment is not None
+            status = await services.deployer.endpoint_status(PRIMARY, live.target.endpoint)
+            assert list(status.deployments) == [deployment.name]
+
+    asyncio.run(scenario())
+    actions = [r["action"] for r in records_for(stack.env, stack.tls, older.digest)]
+    assert "deployment_create" in actions and "deployment_deleted" in actions, actions
