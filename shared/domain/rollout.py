@@ -360,8 +360,16 @@ def record_tags_resolved(
     if mine:
         seen = _capped((*rollout.tags_seen, *mine))
         if _replaced(rollout) and (
-            rollout.confirmed_at is None or _moved_back(rollout, mine, peers)
+            rollout.confirmed_at is None
+            or _moved_back(rollout, mine, peers)
+            or any(t not in rollout.tags_seen for t in mine)
         ):
+            if any(
+                r.deploy_step in (DeployStep.DISCARDING, DeployStep.CLEANING_UP)
+                for r in rollout.regions
+            ):
+                keep = tuple(dict.fromkeys((*pending, *mine)))
+                return _commit(rollout, replace(rollout, pending_tags=keep), now)
             updated = replace(
                 updated,
                 generation=rollout.generation + 1,
@@ -381,7 +389,7 @@ def record_tags_resolved(
         # Every tag it claimed already names another image: the registry says that one is
         # current, so this (older, or forged) push is superseded by it and never deploys.
         newer = rollout_id(rollout.registry, rollout.repository, elsewhere[-1])
-        stopped = tuple(_stop(progress) for progress in updated.regions)
+        stopped = tuple(_stop(progress, now) for progress in updated.regions)
         updated = replace(updated, superseded_by=newer, regions=stopped)
     return _commit(rollout, updated, now)
 
@@ -711,7 +719,8 @@ def record_replaced(rollout: Rollout, region: str, by: str, now: datetime) -> Ro
     )
     updated = _with_region(rollout, replaced)
     if updated.superseded_by is None:
-        updated = replace(updated, superseded_by=by)
+        stopped = tuple(_stop(r, now) for r in updated.regions)
+        updated = replace(updated, superseded_by=by, regions=stopped)
     return _commit(rollout, updated, now)
 
 
@@ -754,7 +763,7 @@ def supersede(older: Rollout, *, by: str, now: datetime) -> Rollout:
     re-push starts a new generation."""
     if older.superseded_by == by:
         return older
-    regions = tuple(_stop(progress) for progress in older.regions)
+    regions = tuple(_stop(progress, now) for progress in older.regions)
     return _commit(older, replace(older, superseded_by=by, regions=regions), now)
 
 
@@ -819,6 +828,13 @@ def next_actions(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> list
         if due or rollout.superseded_by is not None:
             actions.insert(0, ReadPrimary(manifest=rollout.deployable is None, tags=tags))
     if rollout.ignored_reason is not None or rollout.superseded_by is not None:
+        for progress in rollout.regions:
+            if (
+                progress.state is RegionState.DEPLOYING
+                and progress.deploy_step is DeployStep.SHIFTING_TRAFFIC
+                and progress.deployment is not None
+            ):
+                actions.append(ShiftTraffic(progress.region, progress.deployment))
         return actions
     primary = rollout.primary
     primary_live = primary is not None and primary.state is RegionState.LIVE
@@ -951,8 +967,15 @@ def _probe_error(outcome: ProbeOutcome, previous: str | None) -> str | None:
     return f"{text} (status {status})" if status is not None else text
 
 
-def _stop(progress: RegionProgress) -> RegionProgress:
+def _stop(progress: RegionProgress, now: datetime) -> RegionProgress:
     if progress.state not in UNFINISHED_REGION_STATES:
+        return progress
+    if (
+        progress.state is RegionState.DEPLOYING
+        and progress.deploy_step is DeployStep.SHIFTING_TRAFFIC
+    ):
+        # Traffic may be moving to it: the shift finishes, and the newer rollout replaces
+        # it as the serving deployment (deleting it then), so nothing is left behind.
         return progress
     step = progress.deploy_step
     if step in (DeployStep.REQUESTED, DeployStep.CREATING, DeployStep.VERIFYING):
@@ -963,7 +986,7 @@ def _stop(progress: RegionProgress) -> RegionProgress:
         state=RegionState.SUPERSEDED,
         next_probe_at=None,
         deploy_step=step,
-        step_started_at=None,
+        step_started_at=now if step is DeployStep.DISCARDING else None,
         waiting_for=None,
     )
 
@@ -994,7 +1017,11 @@ def _apply_timeouts(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> R
             and progress.step_started_at is not None
             and now - progress.step_started_at >= timedelta(seconds=step_limit)
         )
-        if stopped and progress.deploy_step not in (DeployStep.DISCARDING, DeployStep.CLEANING_UP):
+        if stopped and progress.deploy_step not in (
+            DeployStep.DISCARDING,
+            DeployStep.CLEANING_UP,
+            DeployStep.SHIFTING_TRAFFIC,
+        ):
             regions.append(progress)
             continue
         if progress.state is RegionState.AWAITING_REPLICATION and now >= deadline:
@@ -1009,7 +1036,15 @@ def _apply_timeouts(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> R
                     now + timedelta(seconds=policy.timed_out_probe_interval_s),
                 ),
             )
-        if progress.state is RegionState.TIMED_OUT and not progress.gave_up and now >= give_up:
+        last_probe_due = (
+            progress.next_probe_at is not None and give_up <= progress.next_probe_at <= now
+        )
+        if (
+            progress.state is RegionState.TIMED_OUT
+            and not progress.gave_up
+            and now >= give_up
+            and not last_probe_due
+        ):
             hours = policy.give_up_after_s / 3600
             progress = replace(
                 progress,

@@ -28,19 +28,38 @@ def _probing(region: RegionProgress) -> bool:
     return region.state in _PROBED and not region.gave_up
 
 
+def _primary_readable(rollout: Rollout) -> bool:
+    primary = rollout.primary
+    return primary is None or not (primary.state in _PROBED and primary.gave_up)
+
+
+def _can_move(rollout: Rollout, region: RegionProgress) -> bool:
+    if _probing(region):
+        return True
+    if region.state not in _DEPLOYING:
+        return False
+    return region.primary or _primary_readable(rollout)
+
+
 def is_active(rollout: Rollout) -> bool:
     """True while a step still has something to do: moving regions, clean-up, a lease to give
     back, a tag to confirm, or unsent events."""
     if _housekeeping(rollout):
         return True
-    if rollout.pending_tags and rollout.ignored_reason is None and rollout.deployable is not False:
+    readable = _primary_readable(rollout) or rollout.superseded_by is not None
+    if (
+        rollout.pending_tags
+        and rollout.ignored_reason is None
+        and rollout.deployable is not False
+        and readable
+    ):
         return True  # a claimed tag to check, also for a replaced rollout (a re-push?)
     if rollout.ignored_reason is not None or rollout.superseded_by is not None:
         return False
-    if rollout.deployable is None:
+    if rollout.deployable is None and readable:
         return True
     # Timed-out regions are still probed (slowly) until the give-up time: late images count.
-    return any(_probing(r) or r.state in _DEPLOYING for r in rollout.regions)
+    return any(_can_move(rollout, r) for r in rollout.regions)
 
 
 def next_due_at(

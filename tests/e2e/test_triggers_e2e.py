@@ -64,7 +64,8 @@ def test_a_cloudevents_image_pushed_records_a_rollout(app: FunctionApp, stack: S
     assert status == 202, (status, body)
     doc = app.rollout_of(repository, digest)
     assert doc is not None
-    assert doc["tags"] == ["v7"]
+    # The tag is only claimed: no registry holds the digest, so none confirms it.
+    assert doc["tags"] == [] and doc["pending_tags"] == ["v7"], doc
     assert doc["state"] == "replicating"
     # The digest is in no replica: probes answered 404, so nothing is replicated.
     assert all(r["replicated_at"] is None for r in doc["regions"]), doc
@@ -160,7 +161,7 @@ def test_a_distribution_envelope_records_its_push(app: FunctionApp, stack: Stack
     )
     assert status == 200, (status, body)
     doc = app.rollout_of(repository, digest)
-    assert doc is not None and doc["tags"] == ["v2"]
+    assert doc is not None and doc["pending_tags"] == ["v2"] and doc["tags"] == [], doc
 
 
 def test_status_api_errors_and_paging(app: FunctionApp) -> None:

@@ -1,20 +1,32 @@
-"""Endpoint and deployment names obey Azure's grammar for any repository; rules match in order."""
+"""Endpoint and deployment names obey Azure's grammar for any repository, carry this
+deployment's instance name by default; rules match in order."""
 
 from __future__ import annotations
 
+import hashlib
 import random
 import string
 
 import pytest
 
 from shared.domain.names import (
+    DEFAULT_ENDPOINT_TEMPLATE,
     azure_name,
+    bind_instance,
     deployment_name,
+    derive_instance_name,
     endpoint_name,
     is_valid_azure_name,
     validate_endpoint_template,
+    validate_instance_name,
 )
-from shared.domain.targets import CATCH_ALL_RULE, DeploymentSettings, TargetRule, match_target
+from shared.domain.targets import (
+    CATCH_ALL_RULE,
+    DeploymentSettings,
+    TargetRule,
+    catch_all_rule,
+    match_target,
+)
 
 WEIRD = [
     "a",
@@ -115,3 +127,96 @@ def test_catch_all_rule_names_endpoint_after_repository() -> None:
     assert target is not None and target.endpoint == "models-llm"
     with pytest.raises(ValueError):
         TargetRule("*", "*", "{repository}", DeploymentSettings(instance_count=0))
+
+
+# --- the instance name: endpoint names unique to this georollout deployment ---------------
+
+LOGIN = "contoso.azurecr.io"
+WORKSPACE = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-ml/providers/"
+    "Microsoft.MachineLearningServices/workspaces/ws-east"
+)
+
+
+def test_the_instance_name_is_a_short_stable_hash_of_registry_and_primary_workspace() -> None:
+    instance = derive_instance_name(LOGIN, WORKSPACE)
+    assert instance == hashlib.sha256(f"{LOGIN}\n{WORKSPACE}".lower().encode()).hexdigest()[:8]
+    assert validate_instance_name(instance) == instance
+    # Every process derives the same one; ARM ids and host names compare case-insensitively.
+    assert derive_instance_name(LOGIN.upper(), WORKSPACE.upper() + " ") == instance
+    assert derive_instance_name("fabrikam.azurecr.io", WORKSPACE) != instance
+    assert derive_instance_name(LOGIN, WORKSPACE.replace("ws-east", "ws-west")) != instance
+
+
+def test_the_default_template_names_the_endpoint_after_repository_and_instance() -> None:
+    assert DEFAULT_ENDPOINT_TEMPLATE == "{repository}-{instance}"
+    assert endpoint_name(DEFAULT_ENDPOINT_TEMPLATE, "models/llm", instance="1a2b3c4d") == (
+        "models-llm-1a2b3c4d"
+    )
+    assert endpoint_name(DEFAULT_ENDPOINT_TEMPLATE, "9lives", instance="1a2b3c4d") == (
+        "ep-9lives-1a2b3c4d"
+    )
+    assert endpoint_name("{instance}-{name}", "models/llm", instance="7e") == "ep-7e-llm"
+    target = match_target([catch_all_rule("1a2b3c4d")], "models/llm", "v1")
+    assert target is not None and target.endpoint == "models-llm-1a2b3c4d"
+
+
+def test_two_deployments_of_georollout_name_the_same_repository_differently() -> None:
+    first = derive_instance_name(LOGIN, WORKSPACE)
+    second = derive_instance_name("fabrikam.azurecr.io", WORKSPACE)
+    for repository in ["models/llm", "team/" + "x" * 40 + "/a", "a"]:
+        names = {
+            endpoint_name(DEFAULT_ENDPOINT_TEMPLATE, repository, instance=i)
+            for i in (first, second)
+        }
+        assert len(names) == 2, (repository, names)
+    # ... while one deployment always derives the same name.
+    assert endpoint_name(DEFAULT_ENDPOINT_TEMPLATE, "models/llm", instance=first) == (
+        endpoint_name(DEFAULT_ENDPOINT_TEMPLATE, "models/llm", instance=first)
+    )
+
+
+def test_long_names_with_an_instance_are_cut_to_32_with_a_hash() -> None:
+    repository = "team/" + "x" * 40 + "/a"
+    name = endpoint_name(DEFAULT_ENDPOINT_TEMPLATE, repository, instance="1a2b3c4d")
+    assert len(name) == 32 and name.startswith("team-xxxx") and is_valid_azure_name(name)
+    # The hash covers the whole filled template, instance included.
+    assert name != endpoint_name(DEFAULT_ENDPOINT_TEMPLATE, repository, instance="1a2b3c4e")
+    for repository in all_inputs():
+        for instance in ("1a2b3c4d", "prod-weu", "z"):
+            name = endpoint_name(DEFAULT_ENDPOINT_TEMPLATE, repository, instance=instance)
+            assert is_valid_azure_name(name), (repository, instance, name)
+            assert 3 <= len(name) <= 32
+
+
+@pytest.mark.parametrize("instance", ["a", "prod", "prod-weu-2", "0a1b2c3d", "a" * 12])
+def test_valid_instance_names(instance: str) -> None:
+    assert validate_instance_name(instance) == instance
+
+
+@pytest.mark.parametrize("instance", ["", "Prod", "-a", "a-", "a_b", "a" * 13, "a b", "ü"])
+def test_invalid_instance_names(instance: str) -> None:
+    with pytest.raises(ValueError, match="instance name"):
+        validate_instance_name(instance)
+
+
+def test_bind_instance_fills_only_the_instance() -> None:
+    assert bind_instance(DEFAULT_ENDPOINT_TEMPLATE, "1a2b3c4d") == "{repository}-1a2b3c4d"
+    assert bind_instance("{{x}}-{name}-{instance}", "i1") == "{{x}}-{name}-i1"
+    assert bind_instance("{name}", "i1") == "{name}"  # an explicit template keeps working
+    with pytest.raises(ValueError, match="instance name"):
+        bind_instance(DEFAULT_ENDPOINT_TEMPLATE, "Not-Valid")
+
+
+def test_the_instance_placeholder_needs_an_instance() -> None:
+    validate_endpoint_template("{repository}-{instance}")
+    with pytest.raises(ValueError, match="give an instance name"):
+        endpoint_name("{repository}-{instance}", "models/llm")
+    with pytest.raises(ValueError, match="needs an instance name"):
+        TargetRule("*", "*", "{repository}-{instance}")
+    with pytest.raises(ValueError, match="instance name"):
+        TargetRule("*", "*", "{name}", instance="UPPER")
+    with pytest.raises(ValueError, match="takes no format spec"):
+        validate_endpoint_template("{instance:>8}")
+    with pytest.raises(ValueError, match=r"\{instance\}"):
+        validate_endpoint_template("{tag}")

@@ -8,14 +8,14 @@ from datetime import timedelta
 from shared.domain.events import EventType, event_id
 from shared.domain.model import DeployStep, RegionState, Rollout, RolloutState
 from shared.domain.rollout import (
+    ClaimEndpoint,
     DiscardDeployment,
-    is_newer,
+    ReleaseLease,
     mark_published,
     new_rollout,
     next_actions,
-    record_deployable,
-    record_deployment_started,
     record_push,
+    record_tags_resolved,
     supersede,
     supersedes,
 )
@@ -27,23 +27,32 @@ from tests.unit.domain.builders import (
     T0,
     TARGET,
     at,
+    claimed,
     fresh,
     live,
     notice,
     ref,
     replicated,
+    started,
+    summary,
 )
+
+DIGEST_C = "sha256:" + "c" * 64
 
 
 def test_second_tag_is_added_once_and_repeat_delivery_changes_nothing() -> None:
     rollout = fresh()
     assert record_push(rollout, notice(tag="v1"), at(5)) is rollout
-    tagged = record_push(rollout, notice(tag="latest", pushed_at=at(2)), at(5))
+    claimed_tag = record_push(rollout, notice(tag="latest", pushed_at=at(2)), at(5))
+    assert claimed_tag.pending_tags == ("latest",)
+    assert claimed_tag.tags == ("v1",)
+    assert record_push(claimed_tag, notice(tag="latest", pushed_at=at(2)), at(6)) is claimed_tag
+    assert record_push(claimed_tag, notice(tag=None, pushed_at=T0), at(6)) is claimed_tag
+    tagged = record_tags_resolved(claimed_tag, {"latest": DIGEST_A}, (), at(7))
     assert tagged.tags == ("v1", "latest")
     assert tagged.generation == 1
     assert tagged.regions == rollout.regions
-    assert record_push(tagged, notice(tag="latest", pushed_at=at(2)), at(6)) is tagged
-    assert record_push(tagged, notice(tag=None, pushed_at=T0), at(6)) is tagged
+    assert record_push(tagged, notice(tag="latest", pushed_at=at(2)), at(8)) is tagged
 
 
 def test_push_for_another_digest_is_refused() -> None:
@@ -57,10 +66,8 @@ def test_push_for_another_digest_is_refused() -> None:
 
 def test_newer_digest_supersedes_unfinished_older() -> None:
     older = replicated(fresh(), "eastus", at(1))
-    older = record_deployment_started(older, "eastus", ref("eastus"), at(2))
-    newer = record_deployable(
-        new_rollout(notice(DIGEST_B, pushed_at=at(60)), REGIONS, TARGET, at(61)), None, at(61)
-    )
+    older = started(older, "eastus", at(2))
+    newer = fresh(DIGEST_B, tag="v2", at_=at(61))
     assert supersedes(newer, older)
     assert not supersedes(older, newer)
     stopped = supersede(older, by=newer.id, now=at(62))
@@ -68,34 +75,42 @@ def test_newer_digest_supersedes_unfinished_older() -> None:
     assert stopped.superseded_by == newer.id
     assert {r.state for r in stopped.regions} == {RegionState.SUPERSEDED}
     assert stopped.region("eastus").deploy_step is DeployStep.DISCARDING
+    # the lease stays while our deployment is deleted, so it is the only thing to do
     assert next_actions(stopped, at(63), POLICY) == [DiscardDeployment("eastus", ref("eastus"))]
     assert supersede(stopped, by=newer.id, now=at(64)) is stopped
 
 
 def test_late_arrival_of_an_older_push_does_not_supersede_the_newer() -> None:
-    newer = fresh()  # pushed at T0
-    late_old = new_rollout(
-        notice(DIGEST_B, pushed_at=T0 - timedelta(minutes=5)), REGIONS, TARGET, at(30)
-    )
+    newer = fresh(DIGEST_A, at_=T0)
+    # the older image's notice arrives late and its tag was confirmed before: it ranks lower
+    late_old = fresh(DIGEST_B, tag="v0", at_=T0 - timedelta(minutes=5))
     assert not supersedes(late_old, newer)
     assert supersedes(newer, late_old)
-    assert is_newer(at(1), T0) and not is_newer(T0, T0)
+    # a late notice whose registry check has not run yet cannot supersede anything either
+    unconfirmed = new_rollout(notice(DIGEST_C), REGIONS, TARGET, at(30))
+    assert not supersedes(unconfirmed, newer)
 
 
-def test_equal_timestamps_break_ties_by_digest_deterministically() -> None:
-    a = new_rollout(notice(DIGEST_A), REGIONS, TARGET, T0)
-    b = new_rollout(notice(DIGEST_B), REGIONS, TARGET, T0)
+def test_equal_confirmation_times_break_ties_by_digest_deterministically() -> None:
+    a = fresh(DIGEST_A, at_=T0)
+    b = fresh(DIGEST_B, tag="v2", at_=T0)
     assert supersedes(b, a) != supersedes(a, b)
+    assert supersedes(b, a)
+    assert supersedes(summary(b), summary(a)) and not supersedes(summary(a), summary(b))
 
 
-def test_ignored_or_other_endpoint_never_supersedes() -> None:
+def test_ignored_never_supersedes() -> None:
     older = fresh()
     ignored = new_rollout(notice(DIGEST_B, pushed_at=at(9)), REGIONS, None, at(9))
     assert not supersedes(ignored, older)
-    elsewhere = new_rollout(
-        notice(DIGEST_B, pushed_at=at(9)), REGIONS, TARGET.__class__("other-ep"), at(9)
-    )
-    assert not supersedes(elsewhere, older)
+    assert not supersedes(summary(ignored), summary(older))
+
+
+def test_a_superseded_rollout_claims_no_endpoint() -> None:
+    rollout = replicated(fresh(), "eastus", at(1))
+    stopped = supersede(rollout, by="newer", now=at(2))
+    assert not any(isinstance(a, ClaimEndpoint) for a in next_actions(stopped, at(3), POLICY))
+    assert claimed(stopped, "eastus", at(3)) is stopped
 
 
 def test_live_regions_stay_live_when_superseded() -> None:
@@ -106,28 +121,34 @@ def test_live_regions_stay_live_when_superseded() -> None:
     stopped = supersede(rollout, by="newer", now=at(3))
     assert stopped.region("eastus").state is RegionState.LIVE
     assert stopped.region("westus").state is RegionState.SUPERSEDED
+    assert next_actions(stopped, at(4), POLICY) == [ReleaseLease("eastus", TARGET.endpoint)]
 
 
-def test_finished_and_replaced_rollout_repushed_starts_a_new_generation() -> None:
+def test_finished_and_replaced_rollout_retagged_starts_a_new_generation() -> None:
     rollout = fresh()
     for region in REGIONS:
         rollout = replicated(rollout, region, at(1))
         rollout = live(rollout, region, at(2))
-    replaced = supersede(rollout, by="b", now=at(100))
-    assert replaced.state is RolloutState.LIVE and replaced.superseded_by == "b"
-    # redelivery of the original event: nothing happens
-    assert record_push(replaced, notice(pushed_at=T0), at(200)) is replaced
-    # a rollback by re-tagging: a later push of the same digest
-    again = record_push(replaced, notice(tag="stable", pushed_at=at(300)), at(301))
+    b = fresh(DIGEST_B, tag="v1", at_=at(50))  # v1 moved on to b
+    replaced = supersede(rollout, by=b.id, now=at(100))
+    assert replaced.state is RolloutState.LIVE and replaced.superseded_by == b.id
+    # redelivery of the original event: only a claim, which the registry then refuses
+    redelivered = record_push(replaced, notice(pushed_at=T0), at(200))
+    assert redelivered.pending_tags == ("v1",)
+    refused = record_tags_resolved(redelivered, {"v1": DIGEST_B}, (summary(b),), at(200))
+    assert refused.generation == 1 and refused.superseded_by == b.id
+    # a rollback by re-tagging: the registry says v1 names this digest again
+    pushed = record_push(refused, notice(tag="v1", pushed_at=at(300)), at(301))
+    again = record_tags_resolved(pushed, {"v1": DIGEST_A}, (summary(b),), at(302))
     assert again.generation == 2
     assert again.superseded_by is None
-    assert again.tags == ("v1", "stable")
-    assert again.pushed_at == at(300)
+    assert again.tags == ("v1",)
+    assert again.pushed_at == rollout.pushed_at  # the payload's time moves nothing
     assert {r.state for r in again.regions} == {RegionState.AWAITING_REPLICATION}
     assert again.state is RolloutState.REPLICATING
-    assert next_actions(again, at(301), POLICY)  # probes again
+    assert next_actions(again, at(302), POLICY)  # probes again
     # events of generation 2 get new ids
-    again = replicated(again, "eastus", at(302))
+    again = replicated(again, "eastus", at(303))
     gen2 = [
         e for e in again.outbox if e.type is EventType.REPLICA_AVAILABLE and e.region == "eastus"
     ]
@@ -136,10 +157,10 @@ def test_finished_and_replaced_rollout_repushed_starts_a_new_generation() -> Non
         event_id(rollout.id, 2, "eastus", EventType.REPLICA_AVAILABLE),
     }
     # and the generation shows in the deployment name
-    from shared.domain.rollout import StartDeployment
-
-    start = next(a for a in next_actions(again, at(303), POLICY) if isinstance(a, StartDeployment))
-    assert start.deployment_name.endswith("-g2")
+    assert ClaimEndpoint("eastus", TARGET.endpoint) in next_actions(again, at(304), POLICY)
+    requested = claimed(again, "eastus", at(304))
+    deployment = requested.region("eastus").deployment
+    assert deployment is not None and deployment.name.endswith("-g2")
 
 
 def test_event_ids_are_deterministic_and_outbox_deduplicates() -> None:
@@ -156,12 +177,12 @@ def test_event_ids_are_deterministic_and_outbox_deduplicates() -> None:
 
 
 def test_supersession_outcome_is_independent_of_arrival_order() -> None:
-    pushes = {DIGEST_A: T0, DIGEST_B: at(60), "sha256:" + "c" * 64: at(30)}
+    confirmations = {DIGEST_A: T0, DIGEST_B: at(60), DIGEST_C: at(30)}
     outcomes = set()
-    for order in itertools.permutations(pushes):
+    for order in itertools.permutations(confirmations):
         known: dict[str, Rollout] = {}
-        for digest in order:
-            r = new_rollout(notice(digest, pushed_at=pushes[digest]), REGIONS, TARGET, at(100))
+        for number, digest in enumerate(order):
+            r = fresh(digest, tag=f"t{number}", at_=confirmations[digest])
             for other_id, other in list(known.items()):
                 if supersedes(r, other):
                     known[other_id] = supersede(other, by=r.id, now=at(100))
@@ -171,5 +192,24 @@ def test_supersession_outcome_is_independent_of_arrival_order() -> None:
         outcomes.add(tuple(sorted((r.digest, r.state.value) for r in known.values())))
     assert len(outcomes) == 1
     (outcome,) = outcomes
-    assert dict(outcome)[DIGEST_B] == "replicating"
-    assert dict(outcome)[DIGEST_A] == "superseded"
+    assert dict(outcome) == {
+        DIGEST_A: "superseded",
+        DIGEST_B: "replicating",
+        DIGEST_C: "superseded",
+    }
+
+
+def test_a_re_tag_while_the_old_generation_still_discards_forgets_no_deployment() -> None:
+    rollout = fresh()
+    for region in REGIONS:
+        rollout = replicated(rollout, region, at(1))
+    rollout = live(rollout, "eastus", at(2))
+    rollout = started(rollout, "westus", at(3))
+    b = fresh(DIGEST_B, tag="v1", at_=at(50))
+    stopped = supersede(rollout, by=b.id, now=at(51))
+    assert DiscardDeployment("westus", ref("westus")) in next_actions(stopped, at(52), POLICY)
+    # v1 moves back before the discard finished
+    pushed = record_push(stopped, notice(tag="v1", pushed_at=at(60)), at(60))
+    again = record_tags_resolved(pushed, {"v1": DIGEST_A}, (summary(b),), at(61))
+    # generation 1's deployment in westus must still be deleted (now or before generation 2)
+    assert DiscardDeployment("westus", ref("westus")) in next_actions(again, at(62), POLICY)

@@ -14,21 +14,41 @@ from shared.domain.model import (
     parse_rollout_id,
     rollout_id,
 )
-from shared.domain.rollout import new_rollout, record_deployment_started, record_probe, supersede
+from shared.domain.rollout import (
+    EndpointClaim,
+    give_up_deadline,
+    new_rollout,
+    record_deployable,
+    record_deployment_created,
+    record_endpoint_claim,
+    record_probe,
+    record_push,
+    record_smoke_answer,
+    record_step_crashed,
+    record_tags_resolved,
+    record_waiting,
+    supersede,
+    tick,
+)
 from shared.domain.serialization import rollout_from_record, rollout_to_document, rollout_to_record
 from shared.domain.targets import DeploymentSettings, RegionOverride, Target
 from shared.domain.verdicts import ProbeOutcome, ProbeVerdict
 from tests.unit.domain.builders import (
     DIGEST_A,
+    DIGEST_B,
     POLICY,
     REGIONS,
     T0,
+    WORKSPACE,
     at,
+    claimed,
+    confirmed,
     fresh,
     live,
     notice,
-    ref,
     replicated,
+    started,
+    verifying,
 )
 
 CONTRACT_KEYS = {
@@ -74,10 +94,8 @@ def busy_rollout() -> Rollout:
     return rollout
 
 
-def record_deployable_rollout(target: Target):  # type: ignore[no-untyped-def]
-    from shared.domain.rollout import record_deployable
-
-    return record_deployable(new_rollout(notice(), REGIONS, target, T0), 123, T0)
+def record_deployable_rollout(target: Target) -> Rollout:
+    return confirmed(record_deployable(new_rollout(notice(), REGIONS, target, T0), 123, T0), T0)
 
 
 def test_document_has_exactly_the_contract_keys_plus_extras() -> None:
@@ -100,7 +118,7 @@ def test_document_has_exactly_the_contract_keys_plus_extras() -> None:
     assert east["region"] == "eastus" and east["primary"] is True
     assert east["state"] == "live"
     assert east["deployment"] == {
-        "workspace": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws-eastus",
+        "workspace": WORKSPACE,
         "endpoint": "models-llm",
         "name": "sha256-aaaaaaaaaaaa",
     }
@@ -126,15 +144,13 @@ def test_document_states_use_contract_words() -> None:
 @pytest.mark.parametrize(
     "rollout", [fresh(), busy_rollout(), new_rollout(notice(tag=None), REGIONS, None, T0)]
 )
-def test_record_round_trips_through_json(rollout) -> None:  # type: ignore[no-untyped-def]
+def test_record_round_trips_through_json(rollout: Rollout) -> None:
     record = json.loads(json.dumps(rollout_to_record(rollout)))
     assert rollout_from_record(record) == rollout
 
 
 def test_record_with_deploying_region_and_outbox_round_trips() -> None:
-    rollout = record_deployment_started(
-        replicated(fresh(), "eastus", at(1)), "eastus", ref("eastus"), at(2)
-    )
+    rollout = started(replicated(fresh(), "eastus", at(1)), "eastus", at(2))
     assert rollout.outbox
     back = rollout_from_record(json.loads(json.dumps(rollout_to_record(rollout))))
     assert back == rollout
@@ -178,6 +194,99 @@ def test_rollout_id_example_and_bad_ids() -> None:
 
 
 def test_deployment_ref_survives_round_trip() -> None:
-    r = DeploymentRef("ws", "ep", "dep")
-    rollout = record_deployment_started(replicated(fresh(), "eastus", at(1)), "eastus", r, at(2))
+    rollout = claimed(replicated(fresh(), "eastus", at(1)), "eastus", at(2))
+    rollout = record_deployment_created(rollout, "eastus", "https://management/op/1", at(3))
+    r = DeploymentRef(WORKSPACE, "models-llm", "sha256-aaaaaaaaaaaa", "https://management/op/1")
+    assert rollout.region("eastus").deployment == r
     assert rollout_from_record(rollout_to_record(rollout)).region("eastus").deployment == r
+    # the operation URL is storage detail, not part of the contract's document
+    assert rollout_to_document(rollout)["regions"][0]["deployment"] == {
+        "workspace": WORKSPACE,
+        "endpoint": "models-llm",
+        "name": "sha256-aaaaaaaaaaaa",
+    }
+
+
+def every_new_field() -> Rollout:
+    """A rollout with every field of the redesign set to something other than its default."""
+    rollout = new_rollout(notice(), REGIONS, busy_rollout().target, T0)
+    rollout = record_deployable(rollout, 5, T0, platform_digest=DIGEST_B)
+    rollout = record_push(rollout, notice(tag="latest"), at(1))
+    rollout = record_tags_resolved(rollout, {"v1": DIGEST_A}, (), at(2))  # latest: pending
+    later = give_up_deadline(rollout, POLICY)
+    rollout = tick(rollout, later, POLICY)  # every region gave up...
+    rollout = replicated(replicated(rollout, "eastus", later), "westus", later)  # ...two turned up
+    rollout = verifying(rollout, "eastus", later, previous="blue")
+    rollout = record_smoke_answer(rollout, "eastus", 503, "warming up", later)
+    rollout = record_waiting(rollout, "westus", "endpoint models-llm is being changed by x", later)
+    return record_step_crashed(rollout, "TypeError: boom", later, POLICY)
+
+
+def test_every_field_of_the_redesign_round_trips() -> None:
+    rollout = every_new_field()
+    east, west, north = rollout.regions
+    assert rollout.confirmed_at == at(2)
+    assert rollout.pending_tags == ("latest",)
+    assert rollout.tags_seen == ("v1",)
+    assert rollout.platform_digest == DIGEST_B
+    assert east.lease_until is not None and east.previous_rollout == "older"
+    assert east.step_started_at is not None and east.smoke_attempts == 1
+    assert west.waiting_for is not None
+    assert north.gave_up
+    assert (rollout.step_failures, rollout.step_error) == (1, "TypeError: boom")
+    assert rollout.retry_after is not None
+    record = json.loads(json.dumps(rollout_to_record(rollout)))
+    assert rollout_from_record(record) == rollout
+
+
+def test_the_document_shows_what_the_registry_confirmed_and_what_waits() -> None:
+    doc = rollout_to_document(every_new_field())
+    assert doc["tags"] == ["v1"]
+    assert doc["pending_tags"] == ["latest"]
+    assert doc["confirmed_at"] == "2025-03-01T12:00:02Z"
+    assert doc["platform_digest"] == DIGEST_B
+    east, west, north = doc["regions"]
+    assert west["waiting_for"] == "endpoint models-llm is being changed by x"
+    assert west["last_error"] is None
+    assert north["probing_stopped"] is True
+    assert east["probing_stopped"] is False
+    json.dumps(doc)
+
+
+def test_a_record_written_before_the_redesign_still_reads() -> None:
+    rollout = live(replicated(fresh(), "eastus", at(1)), "eastus", at(2), previous="blue")
+    record = json.loads(json.dumps(rollout_to_record(rollout)))
+    for key in ("confirmed_at", "pending_tags", "tags_seen", "platform_digest"):
+        del record[key]
+    for key in ("step_failures", "step_error", "retry_after"):
+        record.pop(key, None)
+    for region in record["regions"]:
+        for key in (
+            "waiting_for",
+            "probing_stopped",
+            "step_started_at",
+            "previous_rollout",
+            "lease_until",
+            "smoke_attempts",
+        ):
+            del region[key]
+    old = rollout_from_record(record)
+    assert old.confirmed_at is None and old.pending_tags == () and old.tags_seen == ()
+    assert old.platform_digest is None
+    assert (old.step_failures, old.step_error, old.retry_after) == (0, None, None)
+    east = old.region("eastus")
+    assert (east.waiting_for, east.gave_up, east.step_started_at) == (None, False, None)
+    assert (east.previous_rollout, east.lease_until, east.smoke_attempts) == (None, None, 0)
+    assert east.previous_deployment == "blue"
+    assert east.state is RegionState.LIVE
+
+
+def test_a_superseded_claim_round_trips() -> None:
+    rollout = record_endpoint_claim(
+        replicated(fresh(), "eastus", at(1)),
+        "eastus",
+        EndpointClaim(workspace=WORKSPACE, held_by="other"),
+        at(2),
+    )
+    rollout = supersede(rollout, by="newer", now=at(3))
+    assert rollout_from_record(json.loads(json.dumps(rollout_to_record(rollout)))) == rollout
