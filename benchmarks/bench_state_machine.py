@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 
 from benchmarks.bench_probe import machine
 from shared.domain import rollout as m
-from shared.domain.model import DeploymentRef
 from shared.domain.push import NoticeSource, PushNotice
 from shared.domain.targets import CATCH_ALL_RULE, match_target
 from shared.domain.verdicts import ProbeOutcome, ProbeVerdict
@@ -25,6 +24,7 @@ def one_rollout(i: int, policy: m.RolloutPolicy) -> int:
     )
     r = m.new_rollout(notice, REGIONS, match_target([CATCH_ALL_RULE], "models/llm", "v1"), now)
     r = m.record_deployable(r, 1000, now)
+    r = m.record_tags_resolved(r, {"v1": digest}, (), now)
     decisions = 0
     for _ in range(50):
         now += timedelta(seconds=10)
@@ -39,18 +39,25 @@ def one_rollout(i: int, policy: m.RolloutPolicy) -> int:
                     r = m.record_probe(
                         r, region, ProbeOutcome(ProbeVerdict.PRESENT), now, policy, jitter=0.5
                     )
-                case m.StartDeployment(region=region, endpoint=endpoint, deployment_name=name):
-                    r = m.record_deployment_started(
-                        r, region, DeploymentRef("ws", endpoint, name), now
+                case m.ClaimEndpoint(region=region):
+                    claim = m.EndpointClaim(
+                        workspace="ws",
+                        lease_until=now + timedelta(hours=2),
+                        serving_deployment="old",
                     )
+                    r = m.record_endpoint_claim(r, region, claim, now)
+                case m.CreateDeployment(region=region):
+                    r = m.record_deployment_created(r, region, None, now)
                 case m.CheckDeployment(region=region):
                     r = m.record_provisioning_succeeded(r, region, now)
                 case m.SmokeTest(region=region):
                     r = m.record_smoke_passed(r, region, now)
                 case m.ShiftTraffic(region=region):
-                    r = m.record_traffic_shifted(r, region, "old", now)
+                    r = m.record_traffic_shifted(r, region, now)
                 case m.DeletePrevious(region=region):
                     r = m.record_previous_deleted(r, region, now)
+                case m.ReleaseLease(region=region):
+                    r = m.record_lease_released(r, region, now)
         r = m.mark_published(r, [e.id for e in r.outbox])
     assert r.state.value == "live", r.state
     return decisions

@@ -26,15 +26,14 @@ from datetime import UTC, datetime
 
 from shared.adapters.event_publisher import EventToPublish, PublishError
 from shared.adapters.foundry_deployer import ProvisioningState
-from shared.adapters.rollout_repository import ServingRecord, StaleRecordError
 from shared.adapters.replica_probe import ManifestRead
+from shared.adapters.rollout_repository import ServingRecord, StaleRecordError
 from shared.domain import rollout as machine
 from shared.domain.model import Rollout, RolloutSummary, rollout_id
 from shared.domain.verdicts import ProbeOutcome, ProbeVerdict
 from shared.errors import RefusedError, TransientError
 from shared.intake.media_types import (
     MANAGED_ONLINE_ENDPOINT_PLATFORM,
-    Deployable,
     NotDeployable,
     is_deployable_manifest,
     pick_platform,

@@ -71,6 +71,20 @@ def test_a_cloudevents_image_pushed_records_a_rollout(app: FunctionApp, stack: S
     assert all(r["replicated_at"] is None for r in doc["regions"]), doc
 
 
+def test_an_image_pushed_from_a_replica_outside_the_regions_is_still_recorded(
+    app: FunctionApp, stack: Stack
+) -> None:
+    repository, digest = "models/other-replica", random_digest()
+    event = cloud_image_pushed(stack.env.primary.registry_host, repository, digest, "v1")
+    # ACR says which replica took the push; georollout deploys to none in brazilsouth.
+    event["data"]["location"] = "brazilsouth"
+    status, body = app.post_json(EVENTGRID_WEBHOOK, event, headers=NOTIFICATION)
+    assert status == 202, (status, body)
+    doc = app.rollout_of(repository, digest)
+    assert doc is not None, "the push was dropped"
+    assert [r["region"] for r in doc["regions"]] == [r.name for r in stack.env.regions]
+
+
 def test_an_invalid_event_is_acknowledged_and_writes_nothing(
     app: FunctionApp, stack: Stack
 ) -> None:
