@@ -44,6 +44,7 @@ Change = Callable[[Rollout], Rollout]
 # The method `RolloutRepository.list` shadows the builtin inside the class body.
 Summaries = list[RolloutSummary]
 RolloutIds = list[str]
+ServingRecords = list[ServingRecord]
 _UPDATE_ATTEMPTS = 6
 
 
@@ -190,6 +191,14 @@ class RolloutRepository:
 
     async def set_serving(self, record: ServingRecord) -> None:
         await self.store.set_serving(record)
+
+    async def mark_serving_deleted(self, rollout_id: str) -> int:
+        """Flag the endpoints `rollout_id` serves: its digest left the registry."""
+        return await self.store.mark_serving_deleted(rollout_id)
+
+    async def serving_deleted_digests(self) -> ServingRecords:
+        """Endpoints (per region) that serve a digest the registry has deleted."""
+        return [r for r in await self.store.serving_records() if r.deleted]
 
     async def check_health(self) -> str | None:
         return await self.store.check_health()

@@ -145,6 +145,8 @@ class ServingRecord:
     endpoint: str
     deployment: str
     rollout_id: str
+    # The registry reported the digest it runs deleted (it keeps running what it pulled).
+    deleted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +163,7 @@ RolloutPage = tuple[list[StoredRollout], str | None]
 # The method `RolloutStore.list` shadows the builtin inside the class body.
 RolloutList = list[StoredRollout]
 Summaries = list[dict[str, Any]]
+ServingRecords = list["ServingRecord"]
 
 # ---------------------------------------------------------------------------------------
 # Layout (docs/table-layout.md)
@@ -687,12 +690,7 @@ class RolloutStore:
                 if _error_code(error) == "TableNotFound":
                     raise
                 return None
-        return ServingRecord(
-            region=region,
-            endpoint=endpoint,
-            deployment=str(entity["Deployment"]),
-            rollout_id=str(entity["Rollout"]),
-        )
+        return _serving_record(entity)
 
     async def set_serving(self, record: ServingRecord) -> None:
         """Written by the endpoint's lease holder only, so a plain upsert cannot race."""
@@ -704,9 +702,50 @@ class RolloutStore:
             "Endpoint": record.endpoint,
             "Deployment": record.deployment,
             "Rollout": record.rollout_id,
+            "Deleted": record.deleted,
         }
         with self._translated(f"recording what serves {record.endpoint!r} in {record.region}"):
             await self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    async def serving_records(self) -> ServingRecords:
+        """Every serving record (one partition: one row per region and endpoint)."""
+        with self._translated("listing what serves each endpoint"):
+            return [
+                _serving_record(entity)
+                async for entity in self._table.query_entities(
+                    "PartitionKey eq @pk", parameters={"pk": _SERVING_PARTITION}
+                )
+            ]
+
+    async def mark_serving_deleted(self, rollout_id: str) -> int:
+        """Flag every serving record of `rollout_id`: its digest left the registry. Returns
+        how many endpoints (regions) still serve it. `If-Match`: a record a newer rollout
+        wrote meanwhile is left alone."""
+        marked = 0
+        with self._translated(f"marking what serves rollout {rollout_id!r} as deleted"):
+            async for entity in self._table.query_entities(
+                "PartitionKey eq @pk and Rollout eq @rollout",
+                parameters={"pk": _SERVING_PARTITION, "rollout": rollout_id},
+            ):
+                if entity.get("Deleted"):
+                    marked += 1
+                    continue
+                patch = {
+                    "PartitionKey": entity["PartitionKey"],
+                    "RowKey": entity["RowKey"],
+                    "Deleted": True,
+                }
+                try:
+                    await self._table.update_entity(
+                        patch,
+                        mode=UpdateMode.MERGE,
+                        etag=entity.metadata["etag"],
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+                    marked += 1
+                except (ResourceModifiedError, ResourceNotFoundError):
+                    continue  # replaced by a newer rollout's record: not this digest any more
+        return marked
 
     # --- endpoint leases ------------------------------------------------------------------
 
@@ -796,6 +835,16 @@ class RolloutStore:
                 except ResourceNotFoundError:
                     return False
         return False
+
+
+def _serving_record(entity: dict[str, Any]) -> ServingRecord:
+    return ServingRecord(
+        region=str(entity["Region"]),
+        endpoint=str(entity["Endpoint"]),
+        deployment=str(entity["Deployment"]),
+        rollout_id=str(entity["Rollout"]),
+        deleted=bool(entity.get("Deleted", False)),
+    )
 
 
 def _partition_digest(partition: str) -> str:

@@ -161,6 +161,8 @@ class Rollout:
     step_failures: int = 0
     step_error: str | None = None
     retry_after: datetime | None = None
+    # When the registry reported this digest deleted (None: not deleted, or pushed again).
+    deleted_at: datetime | None = None
 
     @property
     def state(self) -> RolloutState:

@@ -13,7 +13,6 @@ class NoticeSource(enum.StrEnum):
     EVENTGRID = "eventgrid"
     ACR_WEBHOOK = "acr_webhook"
     DISTRIBUTION = "distribution"
-    API = "api"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,4 +33,19 @@ class PushNotice:
     size: int | None = None
     pushed_at: datetime | None = None
     region_hint: str | None = None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteNotice:
+    """The registry says `repository@digest` was deleted (a manifest delete, not a tag's).
+
+    Like a push it is a hint, but one that only ever marks: a rollout whose digest is
+    gone shows it, and so does health while that digest still serves an endpoint.
+    """
+
+    registry: str
+    repository: str
+    digest: str
+    source: NoticeSource
     event_id: str | None = None

@@ -296,7 +296,24 @@ def record_push(
     )
     if regions != updated.regions:
         updated = replace(updated, regions=regions)
+    if updated.deleted_at is not None:
+        updated = replace(updated, deleted_at=None)  # pushed again: the registry has it
     return _commit(rollout, updated, now)
+
+
+def record_deleted(rollout: Rollout, now: datetime) -> Rollout:
+    """The registry deleted this digest: shown on the rollout; regions still waiting for it
+    stop being probed (it cannot arrive any more). Deployments keep running what they
+    pulled; health says which endpoints still serve a deleted digest."""
+    if rollout.deleted_at is not None:
+        return rollout
+    stopped = tuple(
+        replace(r, next_probe_at=None, gave_up=True, last_error="the image was deleted from the registry")
+        if r.state in PROBED_STATES
+        else r
+        for r in rollout.regions
+    )
+    return _commit(rollout, replace(rollout, deleted_at=now, regions=stopped), now)
 
 
 def record_deployable(

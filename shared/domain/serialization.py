@@ -95,6 +95,7 @@ def rollout_to_document(rollout: Rollout) -> dict[str, Any]:
         "pending_tags": list(rollout.pending_tags),
         "platform_digest": rollout.platform_digest,
         "step_error": rollout.step_error,
+        "deleted_from_registry_at": _ts(rollout.deleted_at),
     }
 
 
@@ -256,6 +257,7 @@ def rollout_to_record(rollout: Rollout) -> dict[str, Any]:
         "step_failures": rollout.step_failures,
         "step_error": rollout.step_error,
         "retry_after": _ts(rollout.retry_after),
+        "deleted_at": _ts(rollout.deleted_at),
         # Derived, stored so a store can filter on it; ignored when reading.
         "state": rollout.state.value,
     }
@@ -292,6 +294,7 @@ def rollout_from_record(record: dict[str, Any]) -> Rollout:
             step_failures=int(record.get("step_failures", 0)),
             step_error=record.get("step_error"),
             retry_after=_parse_ts(record.get("retry_after")),
+            deleted_at=_parse_ts(record.get("deleted_at")),
         )
     except (KeyError, TypeError) as error:
         raise ValueError(f"malformed rollout record: {error!r}") from error

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.domain.push import NoticeSource, PushNotice
+from shared.domain.push import DeleteNotice, NoticeSource, PushNotice
 from shared.intake.notices import Ignored
-from shared.intake.push_record import parse_push_record
+from shared.intake.push_record import parse_delete_record, parse_push_record
 from shared.intake.validation import optional_str, require_mapping, require_str
 
 _IGNORED_ACTIONS = {
@@ -20,7 +20,7 @@ _IGNORED_ACTIONS = {
 
 def parse_acr_webhook(
     obj: Any, *, registry: str | None = None, region: str | None = None
-) -> PushNotice | Ignored:
+) -> PushNotice | DeleteNotice | Ignored:
     """An ACR webhook body -> PushNotice for `push`, Ignored for every other action.
 
     `region` is set for a regional webhook (a hint that the replica has the image).
@@ -28,6 +28,12 @@ def parse_acr_webhook(
     payload = require_mapping(obj, "body")
     action = require_str(payload, "action", "action")
     event_id = optional_str(payload, "id", "id")
+    if action == "delete" and isinstance(payload.get("target"), dict):
+        deleted = parse_delete_record(
+            payload, prefix="", source=NoticeSource.ACR_WEBHOOK, registry=registry
+        )
+        if deleted is not None:
+            return deleted
     if action != "push":
         reason = _IGNORED_ACTIONS.get(action, f"unsupported action {action}")
         return Ignored(reason, kind=action, event_id=event_id)

@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from shared.domain.push import NoticeSource, PushNotice
+from shared.domain.push import DeleteNotice, NoticeSource, PushNotice
 from shared.errors import InvalidInputError
 from shared.intake.media_types import is_manifest_media_type
 from shared.intake.notices import Ignored
-from shared.intake.push_record import parse_push_record
+from shared.intake.push_record import parse_delete_record, parse_push_record
 from shared.intake.validation import (
     check_event_count,
     optional_str,
@@ -34,7 +34,7 @@ def is_distribution_envelope(obj: Any) -> bool:
 
 def parse_distribution_envelope(
     obj: Any, *, registry: str | None = None, region: str | None = None, strict: bool = True
-) -> list[PushNotice | Ignored]:
+) -> list[PushNotice | DeleteNotice | Ignored]:
     """Every event of the envelope, in order.
 
     With `strict`, a malformed push raises InvalidInputError naming it
@@ -47,7 +47,7 @@ def parse_distribution_envelope(
     if not isinstance(events, Sequence) or isinstance(events, str | bytes):
         raise InvalidInputError("events", "must be a JSON array", "invalid_type")
     check_event_count(len(events))
-    parsed: list[PushNotice | Ignored] = []
+    parsed: list[PushNotice | DeleteNotice | Ignored] = []
     for index, raw in enumerate(events):
         prefix = f"events[{index}]."
         try:
@@ -61,10 +61,18 @@ def parse_distribution_envelope(
 
 def _parse_event(
     raw: Any, prefix: str, registry: str | None, region: str | None
-) -> PushNotice | Ignored:
+) -> PushNotice | DeleteNotice | Ignored:
     event = require_mapping(raw, prefix.rstrip("."))
     action = require_str(event, "action", f"{prefix}action")
     event_id = optional_str(event, "id", f"{prefix}id")
+    if action == "delete" and isinstance(event.get("target"), dict):
+        # Distribution reports blob deletes in the same shape; a blob digest names no
+        # rollout, so marking it finds nothing.
+        deleted = parse_delete_record(
+            event, prefix=prefix, source=NoticeSource.DISTRIBUTION, registry=registry
+        )
+        if deleted is not None:
+            return deleted
     if action != "push":
         return Ignored(f"{action} events create no rollout", kind=action, event_id=event_id)
     target = require_mapping(event.get("target"), f"{prefix}target")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.domain.push import NoticeSource, PushNotice
+from shared.domain.push import DeleteNotice, NoticeSource, PushNotice
 from shared.intake.notices import Ignored
-from shared.intake.push_record import parse_push_record
+from shared.intake.push_record import parse_delete_record, parse_push_record
 from shared.intake.validation import optional_str, optional_timestamp, require_mapping, require_str
 
 IMAGE_PUSHED = "Microsoft.ContainerRegistry.ImagePushed"
+IMAGE_DELETED = "Microsoft.ContainerRegistry.ImageDeleted"
 _ACR_PREFIX = "Microsoft.ContainerRegistry."
 _VALIDATION = "Microsoft.EventGrid.SubscriptionValidationEvent"
 
@@ -21,8 +22,9 @@ def is_cloud_event(obj: Any) -> bool:
 
 def parse_eventgrid_event(
     obj: Any, *, registry: str | None = None, region: str | None = None
-) -> PushNotice | Ignored:
-    """One Event Grid event (either schema) -> PushNotice for ImagePushed, Ignored otherwise.
+) -> PushNotice | DeleteNotice | Ignored:
+    """One Event Grid event (either schema) -> PushNotice for ImagePushed, DeleteNotice for
+    the ImageDeleted of a manifest, Ignored otherwise.
 
     Raises InvalidInputError naming the field (e.g. `data.target.digest`) for a malformed
     ImagePushed event. `registry` (the configured login server) wins over `data.request.host`;
@@ -33,6 +35,18 @@ def parse_eventgrid_event(
     type_field, time_field = ("type", "time") if cloud else ("eventType", "eventTime")
     event_type = require_str(event, type_field, type_field)
     event_id = optional_str(event, "id", "id")
+    if event_type == IMAGE_DELETED:
+        deleted = parse_delete_record(
+            require_mapping(event.get("data"), "data"),
+            prefix="data.",
+            source=NoticeSource.EVENTGRID,
+            registry=registry,
+        )
+        if deleted is not None:
+            return deleted
+        return Ignored(
+            f"{event_type} of a tag creates no rollout", kind=event_type, event_id=event_id
+        )
     if event_type != IMAGE_PUSHED:
         if event_type == _VALIDATION:
             reason = "subscription validation (answered by the host)"

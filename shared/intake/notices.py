@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.domain.push import NoticeSource, PushNotice
+from shared.domain.push import DeleteNotice, NoticeSource, PushNotice
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +19,7 @@ class Ignored:
     event_id: str | None = None
 
 
-ParsedDelivery = PushNotice | Ignored
+# What one delivered event turns into.
+ParsedDelivery = PushNotice | DeleteNotice | Ignored
 
-__all__ = ["Ignored", "NoticeSource", "ParsedDelivery", "PushNotice"]
+__all__ = ["DeleteNotice", "Ignored", "NoticeSource", "ParsedDelivery", "PushNotice"]

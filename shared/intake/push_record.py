@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from shared.domain.push import NoticeSource, PushNotice
+from shared.domain.push import DeleteNotice, NoticeSource, PushNotice
 from shared.errors import InvalidInputError
 from shared.intake.validation import (
     optional_size,
@@ -70,5 +70,31 @@ def parse_push_record(
         size=size,
         pushed_at=optional_timestamp(record, "timestamp", f"{prefix}timestamp") or fallback_time,
         region_hint=region,
+        event_id=optional_str(record, "id", f"{prefix}id"),
+    )
+
+
+def parse_delete_record(
+    record: Mapping[str, Any], *, prefix: str, source: NoticeSource, registry: str | None
+) -> DeleteNotice | None:
+    """A manifest delete (`target.digest`), or None for a delete that names no digest
+    (a tag delete, or a repository delete, which ACR reports per manifest anyway)."""
+    target = require_mapping(record.get("target"), f"{prefix}target")
+    digest = optional_str(target, "digest", f"{prefix}target.digest")
+    if digest is None or optional_str(target, "tag", f"{prefix}target.tag") is not None:
+        return None
+    repository = validate_repository(
+        require_str(target, "repository", f"{prefix}target.repository"),
+        f"{prefix}target.repository",
+    )
+    host: str | None = registry
+    if host is None:
+        request = require_mapping(record.get("request"), f"{prefix}request")
+        host = require_str(request, "host", f"{prefix}request.host")
+    return DeleteNotice(
+        registry=validate_registry(host, "registry" if registry else f"{prefix}request.host"),
+        repository=repository,
+        digest=validate_digest(digest, f"{prefix}target.digest"),
+        source=source,
         event_id=optional_str(record, "id", f"{prefix}id"),
     )

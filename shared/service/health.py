@@ -174,10 +174,12 @@ class HealthReport:
     table: Check | None = None
     regions: tuple[tuple[str, RegionChecks], ...] = ()
     webhook_token: Check | None = None
+    # Endpoints serving a digest the registry deleted (a scale-out could not pull it).
+    images: Check | None = None
 
     @property
     def healthy(self) -> bool:
-        checks = [self.configuration, self.table, self.webhook_token]
+        checks = [self.configuration, self.table, self.webhook_token, self.images]
         checks += [c for _, region in self.regions for c in (region.registry, region.workspace)]
         return all(check is None or check.ok for check in checks) and self.table is not None
 
@@ -200,6 +202,8 @@ class HealthReport:
                 name: {"registry": r.registry.public(), "workspace": r.workspace.public()}
                 for name, r in self.regions
             }
+        if self.images is not None:
+            checks["images"] = self.images.public()
         return {"status": self.status, "checks": checks}
 
     def detail_document(self) -> dict[str, Any]:
@@ -216,6 +220,8 @@ class HealthReport:
             }
         if self.webhook_token is not None:
             checks["webhook_token"] = self.webhook_token.detail()
+        if self.images is not None:
+            checks["images"] = self.images.detail()
         return {
             "status": self.status,
             "checked_at": self.checked_at.isoformat().replace("+00:00", "Z"),
@@ -281,12 +287,24 @@ async def health(
             or f"registry answered {outcome.evidence.status if outcome.evidence else 'nothing'}"
         )
 
+    async def serving_deleted() -> str | None:
+        gone = await services.rollouts.serving_deleted_digests()
+        if not gone:
+            return None
+        where = ", ".join(f"{r.region}/{r.endpoint} ({r.deployment})" for r in gone[:20])
+        return (
+            f"{len(gone)} endpoint(s) serve a digest deleted from the registry: {where}; "
+            "a scale-out or a new replica cannot pull it"
+        )
+
     regions = config.region_names
     outcomes = await asyncio.gather(
-        bounded("the table service", services.store.check_health()),
+        bounded("the serving records", serving_deleted()),
+        bounded("the table service", services.rollouts.check_health()),
         *(bounded(f"the {r} registry", registry(r)) for r in regions),
         *(bounded(f"the {r} workspace", services.deployer.check_workspace(r)) for r in regions),
     )
+    images_problem, outcomes = outcomes[0], outcomes[1:]
     table_problem, registry_problems = outcomes[0], outcomes[1 : 1 + len(regions)]
     workspace_problems = outcomes[1 + len(regions) :]
     table_facts = [("table", config.table.table_name)]
@@ -322,6 +340,7 @@ async def health(
         table=_redacted(_problem_check(table_problem, *table_facts), redactor),
         regions=region_checks,
         webhook_token=_redacted(webhook_token_check(config), redactor),
+        images=_problem_check(images_problem),
     )
 
 

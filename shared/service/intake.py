@@ -15,10 +15,10 @@ from dataclasses import dataclass, replace
 from shared.adapters.rollout_repository import RolloutAlreadyExistsError
 from shared.domain import rollout as machine
 from shared.domain.model import Rollout, rollout_id
-from shared.domain.push import PushNotice
+from shared.domain.push import DeleteNotice, PushNotice
 from shared.domain.targets import match_target
 from shared.errors import InvalidInputError
-from shared.intake.notices import Ignored
+from shared.intake.notices import Ignored, ParsedDelivery
 from shared.service.reconcile import Clock, reconcile, utc_now
 from shared.service.runtime import Services
 
@@ -32,15 +32,15 @@ class IntakeResult:
 
 
 def check_regions(
-    services: Services, notices: Sequence[PushNotice | Ignored], *, strict: bool = True
-) -> list[PushNotice | Ignored]:
+    services: Services, notices: Sequence[ParsedDelivery], *, strict: bool = True
+) -> list[ParsedDelivery]:
     """Region hints must name configured regions.
 
     `strict` (a webhook's `?region=`): an unknown region is a 400, a misrouted webhook is
     not guessed at. Not strict (Event Grid's `data.location`): a push that landed in a
     replica georollout does not deploy to is still a push; only the hint is dropped.
     """
-    checked: list[PushNotice | Ignored] = []
+    checked: list[ParsedDelivery] = []
     for notice in notices:
         hint = notice.region_hint if isinstance(notice, PushNotice) else None
         if hint is not None and hint not in services.config.region_names:
@@ -60,7 +60,7 @@ def check_regions(
 
 async def record_notices(
     services: Services,
-    notices: Sequence[PushNotice | Ignored],
+    notices: Sequence[ParsedDelivery],
     *,
     clock: Clock = utc_now,
 ) -> IntakeResult:
@@ -71,6 +71,11 @@ async def record_notices(
     for notice in notices:
         if isinstance(notice, Ignored):
             ignored.append(notice.reason)
+            continue
+        if isinstance(notice, DeleteNotice):
+            deleted = await _record_delete(services, notice, clock)
+            if deleted is not None:
+                recorded.append(deleted)
             continue
         rollout = await _record(services, notice, clock)
         recorded.append(rollout.id)
@@ -107,3 +112,23 @@ async def _record(services: Services, notice: PushNotice, clock: Clock) -> Rollo
         if updated is not None:
             return updated
     raise RuntimeError(f"could not record {notice.repository}@{notice.digest}")
+
+
+async def _record_delete(services: Services, notice: DeleteNotice, clock: Clock) -> str | None:
+    """Mark the rollout of a deleted digest, and the endpoints that still serve it."""
+    identity = rollout_id(notice.registry, notice.repository, notice.digest)
+    updated = await services.rollouts.update(
+        identity, lambda current: machine.record_deleted(current, clock())
+    )
+    if updated is None:
+        return None  # a digest georollout never saw (a blob, a chart...): nothing to mark
+    serving = await services.rollouts.mark_serving_deleted(identity)
+    if serving:
+        log.warning(
+            "%s@%s was deleted from the registry while %d endpoint(s) still serve it; "
+            "a new replica or a scale-out cannot pull it",
+            notice.repository,
+            notice.digest,
+            serving,
+        )
+    return identity

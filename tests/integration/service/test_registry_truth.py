@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -19,15 +20,25 @@ from devenv.images import (
     cosign_signature_tag,
     push_image,
 )
+from shared.adapters.foundry_deployer import ProvisioningState
 from shared.domain.model import DeployStep, RegionState, RolloutState, rollout_id
-from shared.domain.push import PushNotice
+from shared.domain.push import DeleteNotice, NoticeSource, PushNotice
 from shared.domain.rollout import UNTAGGED_REASON
+from shared.service.health import health
 from shared.service.intake import record_notices
 from shared.service.reconcile import reconcile
+from shared.service.runtime import Services
 from tests.integration.service.arm_audit import records_for
 from tests.integration.service.conftest import PRIMARY
-from tests.integration.service.driving import is_live, reconcile_until, stored, tick_until
-from tests.integration.service.pushing import Pushed, notice_of, push
+from tests.integration.service.driving import (
+    DEADLINE_S,
+    POLL_S,
+    is_live,
+    reconcile_until,
+    stored,
+    tick_until,
+)
+from tests.integration.service.pushing import Pushed, delete_manifest, notice_of, push
 from tests.integration.service.service_stack import ServiceStack
 
 pytestmark = pytest.mark.integration
@@ -268,3 +279,79 @@ def test_a_supersession_between_the_deployment_put_and_its_save_leaves_no_orphan
     asyncio.run(scenario())
     actions = [r["action"] for r in records_for(stack.env, stack.tls, older.digest)]
     assert "deployment_create" in actions and "deployment_deleted" in actions, actions
+
+
+def test_a_serving_digest_deleted_from_the_registry_shows_in_the_rollout_and_in_health(
+    stack: ServiceStack,
+) -> None:
+    pushed = push(stack.env, stack.tls, "truth/deleted", "v1", seed="deleted-v1")
+
+    async def scenario() -> None:
+        async with stack.services() as services:
+            await record_notices(services, [notice_of(pushed)])
+            await tick_until(
+                services, [pushed.rollout_id], lambda r: is_live(r[pushed.rollout_id]), what="live"
+            )
+            before = await health(services)
+            assert before.images is not None and before.images.ok
+            delete_manifest(stack.env, stack.tls, PRIMARY, pushed.repository, pushed.digest)
+            # What ACR's ImageDeleted (or Distribution's delete) turns into.
+            deleted = DeleteNotice(
+                pushed.registry, pushed.repository, pushed.digest, NoticeSource.EVENTGRID
+            )
+            result = await record_notices(services, [deleted])
+            assert result.recorded == (pushed.rollout_id,)
+            rollout = await stored(services, pushed.rollout_id)
+            assert rollout.deleted_at is not None
+            assert rollout.state is RolloutState.LIVE  # still serving what it pulled
+            report = await health(services)
+            assert report.status == "degraded"
+            assert report.public_document()["checks"]["images"] == {"status": "error"}
+            detail = report.detail_document()["checks"]["images"]
+            assert detail["status"] == "error" and "deleted from the registry" in detail["message"]
+
+    asyncio.run(scenario())
+
+
+def test_a_deployment_georollout_did_not_create_is_never_deleted(stack: ServiceStack) -> None:
+    pushed = push(stack.env, stack.tls, "truth/foreign", "v1", seed="foreign-v1")
+    foreign = push(stack.env, stack.tls, "truth/foreign-manual", "x", seed="foreign-manual")
+
+    async def scenario() -> None:
+        async with stack.services() as services:
+            endpoint = stack.endpoint_for(services, pushed.repository)
+            deployer = services.deployer
+            # Someone created the endpoint and a deployment of their own by hand.
+            await deployer.begin_create_endpoint(PRIMARY, endpoint, auth_mode="key")
+            await _until_endpoint_ready(services, endpoint)
+            image = f"{foreign.registry}/{foreign.repository}@{foreign.digest}"
+            await deployer.begin_create_deployment(
+                PRIMARY,
+                endpoint,
+                "manual",
+                image=image,
+                instance_type="Standard_DS3_v2",
+                instance_count=1,
+            )
+            await record_notices(services, [notice_of(pushed)])
+            found = await tick_until(
+                services, [pushed.rollout_id], lambda r: is_live(r[pushed.rollout_id]), what="live"
+            )
+            primary = found[pushed.rollout_id].region(PRIMARY)
+            assert primary.previous_deployment is None
+            assert primary.deploy_step is DeployStep.DONE
+            status = await deployer.endpoint_status(PRIMARY, endpoint)
+            assert "manual" in status.deployments
+            assert status.traffic.get(primary.deployment.name if primary.deployment else "") == 100
+
+    asyncio.run(scenario())
+
+
+async def _until_endpoint_ready(services: Services, endpoint: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        status = await services.deployer.endpoint_status(PRIMARY, endpoint, with_deployments=False)
+        if status.state is ProvisioningState.SUCCEEDED:
+            return
+        await asyncio.sleep(POLL_S)
+    raise AssertionError(f"endpoint {endpoint} never provisioned")

@@ -18,6 +18,7 @@ from shared.domain.rollout import (
     mark_index_child,
     new_rollout,
     next_actions,
+    record_deleted,
     record_not_deployable,
     record_probe,
     record_push,
@@ -357,3 +358,17 @@ def test_the_manifest_read_keeps_to_the_primary_probe_backoff() -> None:
     assert nxt is not None
     assert not any(isinstance(a, ReadPrimary) for a in next_actions(rollout, at(1), POLICY))
     assert ReadPrimary(manifest=True, tags=("v1",)) in next_actions(rollout, nxt, POLICY)
+
+
+def test_a_deleted_digest_is_shown_and_its_waiting_regions_stop_probing() -> None:
+    rollout = replicated(fresh(), "eastus", at(1))
+    deleted = record_deleted(rollout, at(2))
+    assert deleted.deleted_at == at(2)
+    waiting = [r for r in deleted.regions if r.state is RegionState.AWAITING_REPLICATION]
+    assert waiting and all(r.gave_up and r.next_probe_at is None for r in waiting)
+    assert not any(isinstance(a, ProbeRegion) for a in next_actions(deleted, at(3), POLICY))
+    assert record_deleted(deleted, at(4)) is deleted
+    # Pushed again: the registry has it, probing resumes.
+    again = record_push(deleted, notice(), at(5))
+    assert again.deleted_at is None
+    assert any(isinstance(a, ProbeRegion) for a in next_actions(again, at(5), POLICY))

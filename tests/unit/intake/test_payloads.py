@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from shared.domain.push import NoticeSource, PushNotice
+from shared.domain.push import DeleteNotice, NoticeSource, PushNotice
 from shared.errors import InvalidInputError
 from shared.intake.acr_webhook import parse_acr_webhook
 from shared.intake.distribution import parse_distribution_envelope
@@ -54,7 +54,6 @@ def test_event_time_is_used_when_data_has_no_timestamp() -> None:
 @pytest.mark.parametrize(
     ("event", "reason"),
     [
-        (samples.cloudevent_image_deleted(), "ImageDeleted creates no rollout"),
         (samples.eventgrid_chart_pushed(), "ChartPushed creates no rollout"),
         (
             {"id": "x", "eventType": "Microsoft.Storage.BlobCreated", "data": {}},
@@ -137,3 +136,44 @@ def test_envelope_strictness() -> None:
         parse_distribution_envelope({"events": "nope"})
     assert caught.value.field == "events"
     assert parse_distribution_envelope({"events": []}) == []
+
+
+def test_a_manifest_delete_becomes_a_delete_notice_in_every_schema() -> None:
+    from_eventgrid = parse_eventgrid_event(samples.cloudevent_image_deleted())
+    assert isinstance(from_eventgrid, DeleteNotice)
+    assert (from_eventgrid.registry, from_eventgrid.repository, from_eventgrid.digest) == (
+        "demo.azurecr.io",
+        "aci-helloworld",
+        samples.DIGEST,
+    )
+    webhook = samples.acr_webhook("delete")
+    del webhook["target"]["tag"]
+    from_webhook = parse_acr_webhook(webhook, registry="contoso.azurecr.io")
+    assert isinstance(from_webhook, DeleteNotice)
+    assert from_webhook.registry == "contoso.azurecr.io"
+    envelope = {
+        "events": [
+            {
+                "id": "d1",
+                "action": "delete",
+                "target": {"digest": samples.DIGEST, "repository": "models/llm"},
+                "request": {"host": "127.0.0.1:5001"},
+            },
+            {
+                "id": "d2",
+                "action": "delete",
+                "target": {"repository": "models/llm", "tag": "v1"},
+                "request": {"host": "127.0.0.1:5001"},
+            },
+        ]
+    }
+    manifest, tag = parse_distribution_envelope(envelope)
+    assert isinstance(manifest, DeleteNotice) and manifest.repository == "models/llm"
+    assert isinstance(tag, Ignored)
+
+
+def test_a_tag_delete_and_an_image_deleted_without_digest_create_nothing() -> None:
+    assert isinstance(parse_acr_webhook(samples.acr_webhook("delete")), Ignored)
+    event = samples.cloudevent_image_deleted()
+    event["data"]["target"] = {"repository": "aci-helloworld", "tag": "v1"}
+    assert isinstance(parse_eventgrid_event(event), Ignored)
