@@ -308,7 +308,12 @@ def record_deleted(rollout: Rollout, now: datetime) -> Rollout:
     if rollout.deleted_at is not None:
         return rollout
     stopped = tuple(
-        replace(r, next_probe_at=None, gave_up=True, last_error="the image was deleted from the registry")
+        replace(
+            r,
+            next_probe_at=None,
+            gave_up=True,
+            last_error="the image was deleted from the registry",
+        )
         if r.state in PROBED_STATES
         else r
         for r in rollout.regions
