@@ -32,6 +32,7 @@ from shared.domain.serialization import rollout_from_record, rollout_to_record
 from shared.domain.timestamps import format_timestamp, parse_timestamp
 
 __all__ = [
+    "Lease",
     "Loaded",
     "RolloutAlreadyExistsError",
     "RolloutRepository",
@@ -50,6 +51,14 @@ _UPDATE_ATTEMPTS = 6
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who holds an endpoint's lease in a region, and since when (its last renewal)."""
+
+    holder_rollout_id: str
+    taken_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +191,24 @@ class RolloutRepository:
             return now + ttl, None
         lease = await self.store.get_endpoint_lease(region, endpoint)
         return None, lease.holder_rollout_id if lease else None
+
+    async def lease(self, region: str, endpoint: str) -> Lease | None:
+        """The lease on `endpoint` in `region` as stored (possibly expired), or None."""
+        found = await self.store.get_endpoint_lease(region, endpoint)
+        if found is None:
+            return None
+        ttl = timedelta(seconds=self._policy.lease_ttl_s)
+        return Lease(found.holder_rollout_id, taken_at=found.expires_at - ttl)
+
+    async def take_over_lease(
+        self, region: str, endpoint: str, abandoned_by: str, holder: str, now: datetime
+    ) -> datetime | None:
+        """Take a lease its holder abandoned; the new expiry, or None when it moved meanwhile."""
+        ttl = timedelta(seconds=self._policy.lease_ttl_s)
+        taken = await self.store.take_over_endpoint_lease(
+            region, endpoint, abandoned_by, holder, now, ttl
+        )
+        return now + ttl if taken else None
 
     async def release_lease(self, region: str, endpoint: str, holder: str) -> None:
         await self.store.release_endpoint_lease(region, endpoint, holder)

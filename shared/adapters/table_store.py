@@ -813,6 +813,40 @@ class RolloutStore:
                     continue  # another taker moved between our read and write: look again
         return False
 
+    async def take_over_endpoint_lease(
+        self,
+        region: str,
+        endpoint: str,
+        abandoned_by: str,
+        holder_rollout_id: str,
+        now: datetime,
+        ttl: timedelta,
+    ) -> bool:
+        """Give the lease to `holder_rollout_id` if `abandoned_by` still holds it (If-Match)."""
+        entity = {
+            "PartitionKey": _LEASE_PARTITION,
+            "RowKey": compose_key(region, endpoint),
+            "Kind": "lease",
+            "Region": region,
+            "Endpoint": endpoint,
+            "Holder": holder_rollout_id,
+            "ExpiresAt": _iso(now + ttl),
+        }
+        with self._translated(f"taking over the lease on {endpoint!r} in {region}"):
+            current = await self._read_lease(region, endpoint)
+            if current is None or current["Holder"] != abandoned_by:
+                return False
+            try:
+                await self._table.update_entity(
+                    entity,
+                    mode=UpdateMode.REPLACE,
+                    etag=current.metadata["etag"],
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except (ResourceModifiedError, ResourceNotFoundError):
+                return False
+        return True
+
     async def release_endpoint_lease(
         self, region: str, endpoint: str, holder_rollout_id: str
     ) -> bool:

@@ -559,6 +559,28 @@ def record_endpoint_claim(
     return _commit(rollout, _with_region(rollout, requested), now)
 
 
+# A lease younger than this may belong to a pass that has not saved yet: never taken over.
+LEASE_SAVE_GRACE = timedelta(minutes=1)
+
+
+def lease_abandoned(
+    holder: Rollout | None,
+    region: str,
+    taken_at: datetime,
+    now: datetime,
+) -> bool:
+    """Whether another rollout's lease will never be given back: its rollout is gone or does
+    not record holding it (its pass took the lease, then lost its save to a concurrent
+    writer, e.g. a supersession). Such a lease would otherwise block the endpoint until
+    it expires."""
+    if now - taken_at < LEASE_SAVE_GRACE:
+        return False
+    if holder is None:
+        return True
+    progress = _find(holder, region)
+    return progress is None or progress.lease_until is None
+
+
 def record_waiting(rollout: Rollout, region: str, why: str, now: datetime) -> Rollout:
     """The region cannot take its next step yet (an endpoint being created or updating...)."""
     progress = _find(rollout, region)

@@ -144,7 +144,9 @@ async def _act(services: Services, work: _Pass, clock: Clock, *, deploy: bool) -
             work.rollout = machine.record_probe(
                 work.rollout, region, outcome, clock(), services.policy, jitter=random.random()
             )
-    for action in actions:
+    # Decide the rest on what the registry just said (a confirmation may have superseded
+    # this rollout): never claim an endpoint on a stale decision.
+    for action in machine.next_actions(work.rollout, clock(), services.policy):
         if isinstance(action, machine.ReadPrimary | machine.ProbeRegion):
             continue
         if not deploy and not isinstance(action, machine.ReleaseLease):
@@ -431,6 +433,11 @@ async def _claim(
         claim = machine.EndpointClaim(workspace=workspace, newer=newer)
         return machine.record_endpoint_claim(rollout, region, claim, clock())
     until, holder = await services.rollouts.take_lease(region, endpoint, rollout.id, clock())
+    if until is None and holder and await _abandoned(services, holder, region, endpoint, clock):
+        log.warning("lease on %s in %s taken over from %s", endpoint, region, holder)
+        until = await services.rollouts.take_over_lease(
+            region, endpoint, holder, rollout.id, clock()
+        )
     if until is None:
         claim = machine.EndpointClaim(workspace=workspace, held_by=holder)
         return machine.record_endpoint_claim(rollout, region, claim, clock())
@@ -442,6 +449,20 @@ async def _claim(
         serving_rollout=serving.rollout_id if serving else None,
     )
     return machine.record_endpoint_claim(rollout, region, claim, clock())
+
+
+async def _abandoned(
+    services: Services, holder: str, region: str, endpoint: str, clock: Clock
+) -> bool:
+    """Whether `holder`'s lease is one no step will ever give back: its rollout does not
+    record it (a pass took the lease, then lost its save to a concurrent writer)."""
+    lease = await services.rollouts.lease(region, endpoint)
+    if lease is None or lease.holder_rollout_id != holder:
+        return False
+    loaded = await services.rollouts.get(holder)
+    return machine.lease_abandoned(
+        loaded.rollout if loaded else None, region, lease.taken_at, clock()
+    )
 
 
 async def _create(

@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ from shared.domain.push import DeleteNotice, NoticeSource, PushNotice
 from shared.domain.rollout import UNTAGGED_REASON
 from shared.service.health import health
 from shared.service.intake import record_notices
-from shared.service.reconcile import reconcile
+from shared.service.reconcile import reconcile, utc_now
 from shared.service.runtime import Services
 from tests.integration.service.arm_audit import records_for
 from tests.integration.service.conftest import PRIMARY
@@ -355,3 +355,27 @@ async def _until_endpoint_ready(services: Services, endpoint: str) -> None:
             return
         await asyncio.sleep(POLL_S)
     raise AssertionError(f"endpoint {endpoint} never provisioned")
+
+
+def test_a_lease_taken_by_a_step_that_lost_its_save_does_not_block_the_endpoint(
+    stack: ServiceStack,
+) -> None:
+    pushed = push(stack.env, stack.tls, "truth/lost-lease", "v1", seed="lost-lease")
+
+    async def scenario() -> None:
+        async with stack.services() as services:
+            endpoint = stack.endpoint_for(services, pushed.repository)
+            # A pass of another rollout took the lease two minutes ago, then lost its save
+            # (e.g. to a supersession): no rollout records holding it.
+            taken = utc_now() - timedelta(minutes=2)
+            ttl = timedelta(seconds=services.policy.lease_ttl_s)
+            abandoned = rollout_id(pushed.registry, pushed.repository, "sha256:" + "f" * 64)
+            assert await services.store.acquire_endpoint_lease(
+                PRIMARY, endpoint, abandoned, taken, ttl
+            )
+            await record_notices(services, [notice_of(pushed)])
+            await tick_until(
+                services, [pushed.rollout_id], lambda r: is_live(r[pushed.rollout_id]), what="live"
+            )
+
+    asyncio.run(scenario())

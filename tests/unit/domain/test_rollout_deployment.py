@@ -12,6 +12,7 @@ import pytest
 from shared.domain.events import EventType
 from shared.domain.model import DeployStep, RegionState, Rollout, RolloutState
 from shared.domain.rollout import (
+    LEASE_SAVE_GRACE,
     Action,
     CheckDeployment,
     ClaimEndpoint,
@@ -24,6 +25,7 @@ from shared.domain.rollout import (
     RenewLease,
     ShiftTraffic,
     SmokeTest,
+    lease_abandoned,
     new_rollout,
     next_actions,
     record_action_error,
@@ -666,3 +668,13 @@ def test_superseding_a_region_that_is_shifting_traffic_leaves_no_deployment_behi
     ]
     assert handled, actions
     assert not of_type(actions, ReleaseLease)
+
+
+def test_a_lease_its_holder_does_not_record_is_abandoned_after_the_grace() -> None:
+    holder = replicated(fresh(), "eastus", at(1))  # never recorded a lease
+    taken = at(2)
+    assert not lease_abandoned(holder, "eastus", taken, taken + LEASE_SAVE_GRACE / 2)
+    assert lease_abandoned(holder, "eastus", taken, taken + LEASE_SAVE_GRACE)
+    assert lease_abandoned(None, "eastus", taken, taken + LEASE_SAVE_GRACE)
+    recorded = claimed(holder, "eastus", at(2))
+    assert not lease_abandoned(recorded, "eastus", taken, at(3600))
