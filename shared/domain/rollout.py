@@ -589,6 +589,33 @@ def record_waiting(rollout: Rollout, region: str, why: str, now: datetime) -> Ro
     return _commit(rollout, _with_region(rollout, replace(progress, waiting_for=why)), now)
 
 
+@dataclass(frozen=True, slots=True)
+class EndpointStep:
+    """What to do about the endpoint before creating a deployment on it: (re)apply its
+    settings, and what the region waits for meanwhile (None: go on and create)."""
+
+    apply_endpoint: bool
+    waiting_for: str | None
+
+
+def endpoint_step(endpoint: str, region: str, state: str) -> EndpointStep:
+    """`state`: the endpoint's provisioning state, `missing`, `in_progress`, `failed` or
+    `succeeded`. A failed endpoint is not a failed region: Azure ML recovers one when its
+    settings are applied again, so that is tried, and the region fails only when its
+    deployment deadline passes, with this reason."""
+    if state == "missing":
+        return EndpointStep(True, f"endpoint {endpoint} is being created")
+    if state == "in_progress":
+        return EndpointStep(False, f"endpoint {endpoint} is updating")
+    if state == "failed":
+        return EndpointStep(
+            True,
+            f"endpoint {endpoint} is in a failed state in {region}; georollout re-applied "
+            "its settings (fix or delete the endpoint if this persists)",
+        )
+    return EndpointStep(False, None)
+
+
 def record_deployment_created(
     rollout: Rollout, region: str, operation: str | None, now: datetime
 ) -> Rollout:
@@ -799,6 +826,52 @@ def newest_above(rollout: Rollout, peers: Iterable[RolloutSummary]) -> RolloutSu
     """The newest rollout among `peers` (same endpoint) that supersedes `rollout`, if any."""
     newer = [p for p in peers if supersedes(p, rollout)]
     return max(newer, key=lambda p: order_key(p) or (p.confirmed_at, p.digest), default=None)
+
+
+def needs_placing(before: Rollout, after: Rollout) -> bool:
+    """Whether a step placed `after` on its endpoint anew (it became deployable and
+    confirmed, or was confirmed for a new generation): then the endpoint's other rollouts
+    must be looked at."""
+    placed = after.deployable is True and after.confirmed_at is not None
+    return placed and (order_key(before) != order_key(after) or before.deployable is not True)
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """What placing a rollout on its endpoint means for the others there: the newer one
+    that supersedes it (if any), the older ones it supersedes, and those that had one of
+    the tags it just took (the registry says those tags moved)."""
+
+    superseded_by: str | None = None
+    supersedes: tuple[str, ...] = ()
+    lost_tags: tuple[str, ...] = ()
+
+
+def place(
+    rollout: Rollout,
+    peers: Iterable[RolloutSummary],
+    *,
+    placed: bool,
+    confirmed: Sequence[str],
+) -> Placement:
+    """Decide the consequences of a placement (`placed`) and of tags just `confirmed`."""
+    peers = [p for p in peers if p.id != rollout.id]
+    newer = newest_above(rollout, peers) if placed else None
+    older = tuple(p.id for p in peers if placed and supersedes(rollout, p))
+    lost = tuple(
+        p.id
+        for p in peers
+        if p.repository == rollout.repository and any(t in p.tags_seen for t in confirmed)
+    )
+    return Placement(newer.id if newer else None, older, lost)
+
+
+def supersede_if_older(older: Rollout, newer: Rollout, now: datetime) -> Rollout:
+    """Supersede `older` by `newer` unless something else already did, or it is not older
+    after all (read fresh: the index that named it may have been behind)."""
+    if older.superseded_by is not None or not supersedes(newer, older):
+        return older
+    return supersede(older, by=newer.id, now=now)
 
 
 def supersede(older: Rollout, *, by: str, now: datetime) -> Rollout:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from shared.domain.manifests import is_manifest_media_type
 from shared.domain.push import DeleteNotice, NoticeSource, PushNotice
 from shared.errors import InvalidInputError
-from shared.intake.media_types import is_manifest_media_type
 from shared.intake.notices import Ignored
 from shared.intake.push_record import parse_delete_record, parse_push_record
 from shared.intake.validation import (

@@ -19,7 +19,7 @@ from shared.domain.push import DeleteNotice, PushNotice
 from shared.domain.targets import match_target
 from shared.errors import InvalidInputError
 from shared.intake.notices import Ignored, ParsedDelivery
-from shared.service.reconcile import Clock, reconcile, utc_now
+from shared.service.reconcile import Clock, postpone_after_crash, reconcile, utc_now
 from shared.service.runtime import Services
 
 log = logging.getLogger("georollout.intake")
@@ -79,9 +79,15 @@ async def record_notices(
             continue
         rollout = await _record(services, notice, clock)
         recorded.append(rollout.id)
-        await reconcile(
-            services, rollout.id, clock=clock, probe_now=notice.region_hint, deploy=False
-        )
+        try:
+            await reconcile(
+                services, rollout.id, clock=clock, probe_now=notice.region_hint, deploy=False
+            )
+        except Exception as error:
+            # The notice is recorded, which is all the answer promises; the step that looks
+            # at the registry comes again with the timer, after a back-off.
+            log.exception("first step of %s failed; the timer carries on", rollout.id)
+            await postpone_after_crash(services, rollout.id, error, clock=clock)
     return IntakeResult(tuple(dict.fromkeys(recorded)), tuple(ignored))
 
 

@@ -28,17 +28,11 @@ from shared.adapters.event_publisher import EventToPublish, PublishError
 from shared.adapters.foundry_deployer import ProvisioningState
 from shared.adapters.replica_probe import ManifestRead
 from shared.adapters.rollout_repository import ServingRecord, StaleRecordError
+from shared.domain import manifests
 from shared.domain import rollout as machine
 from shared.domain.model import Rollout, RolloutSummary, rollout_id
 from shared.domain.verdicts import ProbeOutcome, ProbeVerdict
 from shared.errors import RefusedError, TransientError
-from shared.intake.media_types import (
-    MANAGED_ONLINE_ENDPOINT_PLATFORM,
-    NotDeployable,
-    is_deployable_manifest,
-    pick_platform,
-    platform_of_config,
-)
 from shared.service.runtime import Services
 
 log = logging.getLogger("georollout.reconcile")
@@ -192,76 +186,35 @@ async def _read_primary(
 
 
 async def _classify(services: Services, work: _Pass, read: ManifestRead, clock: Clock) -> None:
-    """Record whether the manifest is a deployable image for the endpoints' platform."""
+    """Judge the manifest (the domain decides; this only makes the reads it asks for)."""
     rollout, primary = work.rollout, services.config.primary_region.name
     assert read.manifest is not None
-    verdict = is_deployable_manifest(read.manifest, read.media_type)
-    want = "/".join(MANAGED_ONLINE_ENDPOINT_PLATFORM)
-    if isinstance(verdict, NotDeployable):
-        work.rollout = machine.record_not_deployable(rollout, verdict.reason, clock())
-        return
-    runs, document = rollout.digest, read.manifest
-    if verdict.kind == "index":
-        child = pick_platform(read.manifest)
-        for other in verdict.platform_manifests:
-            work.followups.append(_mark_child(services, rollout, other, clock))
-        if child is None:
-            work.rollout = machine.record_not_deployable(
-                rollout,
-                f"the multi-platform image has no {want} image: Azure ML online endpoints "
-                f"run {want}",
-                clock(),
-            )
-            return
-        if not _spend(services, primary):
-            return
-        child_read = await services.probe.read_manifest(primary, rollout.repository, child)
-        if child_read.manifest is None:
-            return  # no verdict now: a later step reads it again
-        verdict = is_deployable_manifest(child_read.manifest, child_read.media_type)
-        if isinstance(verdict, NotDeployable):
-            work.rollout = machine.record_not_deployable(
-                rollout, f"its {want} manifest: {verdict.reason}", clock()
-            )
-            return
-        runs, document = child, child_read.manifest
+    first = manifests.inspect_manifest(read.manifest, read.media_type)
+    verdict: manifests.ManifestVerdict | None
+    if isinstance(first, manifests.NotDeployable):
+        verdict, runs = first, rollout.digest
+    elif isinstance(first, manifests.ReadChild):
+        for part in first.parts:
+            work.followups.append(_mark_child(services, rollout, part, clock))
+        verdict, runs = None, first.digest
+        if _spend(services, primary):
+            child = await services.probe.read_manifest(primary, rollout.repository, first.digest)
+            if child.manifest is not None:
+                verdict = manifests.judge_platform_manifest(child.manifest, child.media_type)
     else:
-        reason = await _platform_problem(services, rollout.repository, document, want)
-        if reason is _NO_ANSWER:
-            return
-        if reason is not None:
-            work.rollout = machine.record_not_deployable(rollout, reason, clock())
-            return
-    work.rollout = machine.record_deployable(
-        work.rollout, verdict.image_size_bytes, clock(), platform_digest=runs
-    )
-
-
-_NO_ANSWER = "no answer"
-
-
-async def _platform_problem(
-    services: Services, repository: str, manifest: object, want: str
-) -> str | None:
-    """Why a single-platform image cannot run on the endpoints (None: it can), read from its
-    config blob; `_NO_ANSWER` when the blob cannot be read now."""
-    config = manifest.get("config") if isinstance(manifest, dict) else None
-    digest = config.get("digest") if isinstance(config, dict) else None
-    primary = services.config.primary_region.name
-    if not isinstance(digest, str) or not _spend(services, primary):
-        return _NO_ANSWER if isinstance(digest, str) else "the manifest names no config"
-    blob = await services.probe.read_config(primary, repository, digest)
-    if blob is None:
-        return _NO_ANSWER
-    try:
-        os_name, architecture, _ = platform_of_config(blob)
-    except ValueError as error:
-        return f"the image config does not say its platform: {error}"
-    if (os_name, architecture) != MANAGED_ONLINE_ENDPOINT_PLATFORM:
-        return (
-            f"the image is built for {os_name}/{architecture}; Azure ML online endpoints run {want}"
+        verdict, runs = None, rollout.digest
+        if _spend(services, primary):
+            blob = await services.probe.read_config(primary, rollout.repository, first.digest)
+            if blob is not None:
+                verdict = manifests.judge_config(blob, first.image_size_bytes)
+    if verdict is None:
+        return  # no answer now: a later step reads again
+    if isinstance(verdict, manifests.NotDeployable):
+        work.rollout = machine.record_not_deployable(work.rollout, verdict.reason, clock())
+    else:
+        work.rollout = machine.record_deployable(
+            work.rollout, verdict.image_size_bytes, clock(), platform_digest=runs
         )
-    return None
 
 
 async def _resolve_tags(
@@ -295,27 +248,22 @@ async def _resolve_tags(
 async def _place_on_endpoint(
     services: Services, work: _Pass, before: Rollout, confirmed: list[str], clock: Clock
 ) -> None:
-    """Once the registry has placed the rollout (confirmed, deployable), older rollouts on
-    its endpoint stop and a newer one stops this one; tags it took are dropped elsewhere."""
-    rollout = work.rollout
-    placed = rollout.deployable is True and rollout.confirmed_at is not None
-    moved = machine.order_key(before) != machine.order_key(rollout) or before.deployable is not True
-    if not confirmed and not (placed and moved):
+    """Carry out what the domain decides once the registry placed the rollout."""
+    placed = machine.needs_placing(before, work.rollout)
+    if not confirmed and not placed:
         return
-    peers = await _peers(services, rollout)
-    if placed and moved:
-        newer = machine.newest_above(rollout, peers)
-        if newer is not None:
-            work.rollout = machine.supersede(rollout, by=newer.id, now=clock())
-        for peer in peers:
-            if machine.supersedes(rollout, peer):
-                work.followups.append(_supersede(services, peer.id, rollout, clock))
-    for peer in peers:
-        same_repository = peer.id != rollout.id and peer.repository == rollout.repository
-        if same_repository and any(t in peer.tags_seen for t in confirmed):
-            work.followups.append(
-                _update(services, peer.id, lambda r: machine.drop_tags(r, confirmed, clock()))
-            )
+    rollout = work.rollout
+    decided = machine.place(
+        rollout, await _peers(services, rollout), placed=placed, confirmed=confirmed
+    )
+    if decided.superseded_by is not None:
+        work.rollout = machine.supersede(rollout, by=decided.superseded_by, now=clock())
+    for older in decided.supersedes:
+        work.followups.append(_supersede(services, older, rollout, clock))
+    for other in decided.lost_tags:
+        work.followups.append(
+            _update(services, other, lambda r: machine.drop_tags(r, confirmed, clock()))
+        )
 
 
 async def _peers(services: Services, rollout: Rollout) -> list[RolloutSummary]:
@@ -473,26 +421,13 @@ async def _create(
     region, ref, deployer = action.region, action.deployment, services.deployer
     endpoint = ref.endpoint
     status = await deployer.endpoint_status(region, endpoint, with_deployments=False)
-    if status.state is ProvisioningState.MISSING:
+    step = machine.endpoint_step(endpoint, region, status.state.value)
+    if step.apply_endpoint:
         await deployer.begin_create_endpoint(
             region, endpoint, auth_mode=services.config.endpoint_auth_mode
         )
-        return machine.record_waiting(
-            rollout, region, f"endpoint {endpoint} is being created", clock()
-        )
-    if status.state is ProvisioningState.IN_PROGRESS:
-        return machine.record_waiting(rollout, region, f"endpoint {endpoint} is updating", clock())
-    if status.state is ProvisioningState.FAILED:
-        # Re-applying the endpoint's settings is how Azure ML recovers a failed endpoint;
-        # the region fails only when the deployment deadline passes.
-        await deployer.begin_create_endpoint(
-            region, endpoint, auth_mode=services.config.endpoint_auth_mode
-        )
-        why = (
-            f"endpoint {endpoint} is in a failed state in {region}; georollout re-applied its "
-            "settings (fix or delete the endpoint if this persists)"
-        )
-        return machine.record_waiting(rollout, region, why, clock())
+    if step.waiting_for is not None:
+        return machine.record_waiting(rollout, region, step.waiting_for, clock())
     existing = await deployer.deployment_status(region, endpoint, ref.name, operation_url=None)
     if existing.state is not ProvisioningState.MISSING:
         return machine.record_deployment_created(rollout, region, None, clock())
@@ -536,13 +471,8 @@ def _update(
 def _supersede(
     services: Services, older: str, newer: Rollout, clock: Clock
 ) -> Callable[[], Awaitable[object]]:
-    def change(current: Rollout) -> Rollout:
-        if current.superseded_by is not None or not machine.supersedes(newer, current):
-            return current
-        log.info("rollout %s superseded by %s", current.id, newer.id)
-        return machine.supersede(current, by=newer.id, now=clock())
-
-    return _update(services, older, change)
+    log.info("rollout %s supersedes %s", newer.id, older)
+    return _update(services, older, lambda r: machine.supersede_if_older(r, newer, clock()))
 
 
 def _mark_child(
@@ -550,6 +480,20 @@ def _mark_child(
 ) -> Callable[[], Awaitable[object]]:
     child_id = rollout_id(index.registry, index.repository, child)
     return _update(services, child_id, lambda r: machine.mark_index_child(r, index.digest, clock()))
+
+
+async def postpone_after_crash(
+    services: Services, rollout_id: str, error: BaseException, *, clock: Clock = utc_now
+) -> None:
+    """A step of `rollout_id` raised: record it and try the rollout again later, later each
+    time, so it never holds the head of the due queue. Never raises."""
+    text = f"{type(error).__name__}: {error}"
+    try:
+        await services.rollouts.update(
+            rollout_id, lambda r: machine.record_step_crashed(r, text, clock(), services.policy)
+        )
+    except Exception:
+        log.exception("could not postpone %s; the next tick tries it again", rollout_id)
 
 
 # --- events -------------------------------------------------------------------------------

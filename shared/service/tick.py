@@ -11,8 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from shared.domain import rollout as machine
-from shared.service.reconcile import Clock, reconcile, utc_now
+from shared.service.reconcile import Clock, postpone_after_crash, reconcile, utc_now
 from shared.service.runtime import Services
 
 log = logging.getLogger("georollout.tick")
@@ -50,7 +49,7 @@ async def run_tick(
                 # later each time, so it never holds the head of the due queue.
                 failed += 1
                 log.exception("reconciling %s failed", rollout_id)
-                await _back_off(services, rollout_id, f"{type(error).__name__}: {error}", clock)
+                await postpone_after_crash(services, rollout_id, error, clock=clock)
 
     await asyncio.gather(*(one(rollout_id) for rollout_id in due))
     report = TickReport(len(due), done, skipped, failed)
@@ -60,12 +59,3 @@ async def run_tick(
             *vars(report).values(),
         )
     return report
-
-
-async def _back_off(services: Services, rollout_id: str, error: str, clock: Clock) -> None:
-    try:
-        await services.rollouts.update(
-            rollout_id, lambda r: machine.record_step_crashed(r, error, clock(), services.policy)
-        )
-    except Exception:
-        log.exception("could not postpone %s; the next tick tries it again", rollout_id)

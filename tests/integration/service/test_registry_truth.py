@@ -379,3 +379,38 @@ def test_a_lease_taken_by_a_step_that_lost_its_save_does_not_block_the_endpoint(
             )
 
     asyncio.run(scenario())
+
+
+def test_a_rollout_whose_steps_keep_raising_never_holds_up_the_others(
+    stack: ServiceStack,
+) -> None:
+    poison = push(stack.env, stack.tls, "truth/poison", "v1", seed="poison")
+    healthy = push(stack.env, stack.tls, "truth/healthy", "v1", seed="healthy")
+
+    async def scenario() -> None:
+        async with stack.services() as services:
+            real_probe = services.probe.probe
+
+            async def probe_that_breaks_on_poison(region: str, repository: str, digest: str) -> Any:
+                # A fault no action handles (a bug, a malformed answer): the step raises.
+                if repository == poison.repository:
+                    raise RuntimeError("the replica's answer broke the parser")
+                return await real_probe(region, repository, digest)
+
+            services.probe.probe = probe_that_breaks_on_poison  # type: ignore[method-assign]
+            # One delivery carries both: the poison one's failing step loses the other nothing.
+            result = await record_notices(services, [notice_of(poison), notice_of(healthy)])
+            assert result.recorded == (poison.rollout_id, healthy.rollout_id)
+            await tick_until(
+                services,
+                [healthy.rollout_id],
+                lambda r: is_live(r[healthy.rollout_id]),
+                what="the healthy push live despite the poison one",
+            )
+            broken = await stored(services, poison.rollout_id)
+            assert broken.step_failures >= 1
+            assert broken.step_error is not None and "broke the parser" in broken.step_error
+            assert broken.retry_after is not None and broken.retry_after > utc_now()
+            assert poison.rollout_id not in await services.rollouts.due(utc_now(), limit=100)
+
+    asyncio.run(scenario())

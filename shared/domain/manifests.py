@@ -349,3 +349,71 @@ def _load(manifest: Mapping[str, Any] | bytes | str) -> Mapping[str, Any] | None
     except (ValueError, UnicodeDecodeError):
         return None
     return loaded if isinstance(loaded, Mapping) else None
+
+
+# --- inspecting a pushed manifest, one registry read at a time ----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReadChild:
+    """An index: read its `digest` manifest (the platform Azure ML runs) to judge it.
+    `parts` are every platform manifest of the index: none is a rollout of its own."""
+
+    digest: str
+    parts: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReadConfig:
+    """A single image: read its config blob `digest` to learn its platform."""
+
+    digest: str
+    image_size_bytes: int | None
+
+
+_WANT = "/".join(MANAGED_ONLINE_ENDPOINT_PLATFORM)
+
+
+def inspect_manifest(
+    manifest: Mapping[str, Any], media_type: str | None
+) -> NotDeployable | ReadChild | ReadConfig:
+    """The first judgement of a pushed manifest: not deployable (with the reason), or the
+    one more read that decides (an index's platform manifest, an image's config)."""
+    verdict = is_deployable_manifest(manifest, media_type)
+    if isinstance(verdict, NotDeployable):
+        return verdict
+    if verdict.kind == "index":
+        child = pick_platform(manifest)
+        if child is None:
+            return NotDeployable(
+                f"the multi-platform image has no {_WANT} image: Azure ML online endpoints "
+                f"run {_WANT}"
+            )
+        return ReadChild(child, verdict.platform_manifests)
+    config = manifest.get("config")
+    digest = config.get("digest") if isinstance(config, Mapping) else None
+    if not isinstance(digest, str):
+        return NotDeployable("the manifest names no config")
+    return ReadConfig(digest, verdict.image_size_bytes)
+
+
+def judge_platform_manifest(manifest: Mapping[str, Any], media_type: str | None) -> ManifestVerdict:
+    """An index's platform manifest (its platform already matched in the index)."""
+    verdict = is_deployable_manifest(manifest, media_type)
+    if isinstance(verdict, NotDeployable):
+        return NotDeployable(f"its {_WANT} manifest: {verdict.reason}")
+    return verdict
+
+
+def judge_config(config: Mapping[str, Any], image_size_bytes: int | None) -> ManifestVerdict:
+    """A single image, by its config blob: deployable only for the endpoints' platform."""
+    try:
+        os_name, architecture, _ = platform_of_config(config)
+    except ValueError as error:
+        return NotDeployable(f"the image config does not say its platform: {error}")
+    if (os_name, architecture) != MANAGED_ONLINE_ENDPOINT_PLATFORM:
+        return NotDeployable(
+            f"the image is built for {os_name}/{architecture}; Azure ML online endpoints "
+            f"run {_WANT}"
+        )
+    return Deployable(kind="image", image_size_bytes=image_size_bytes)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from shared.intake.media_types import (
+from shared.domain.manifests import (
     ATTESTATION_LAYER_MEDIA_TYPES,
     COSIGN_SIMPLESIGNING,
     DOCKER_IMAGE_CONFIG,
@@ -25,10 +25,15 @@ from shared.intake.media_types import (
     SUPPLY_CHAIN_LAYER_MEDIA_TYPES,
     Deployable,
     NotDeployable,
+    ReadChild,
+    ReadConfig,
     classify_media_types,
+    inspect_manifest,
     is_deployable_manifest,
     is_manifest_media_type,
     is_signature_tag,
+    judge_config,
+    judge_platform_manifest,
     pick_platform,
     platform_of_config,
     supply_chain_kind,
@@ -440,3 +445,53 @@ def test_pick_platform_prefers_the_baseline_amd64_over_a_microarchitecture_level
 
     assert pick_platform(manifest_list(level_v3, baseline)) == AMD64
     assert pick_platform(manifest_list(level_v3)) == AMD64_V3
+
+
+# --- one read at a time: what to read next, and the verdict ------------------------------
+
+
+def test_a_single_image_is_judged_by_its_config_blob() -> None:
+    first = inspect_manifest(image(), OCI_MANIFEST)
+    assert first == ReadConfig(D, 3100)
+    amd64 = judge_config(config_blob(os="linux", architecture="amd64"), first.image_size_bytes)
+    assert amd64 == Deployable(kind="image", image_size_bytes=3100)
+    arm64 = judge_config(config_blob(os="linux", architecture="arm64"), 3100)
+    assert isinstance(arm64, NotDeployable)
+    assert "linux/arm64" in arm64.reason and "run linux/amd64" in arm64.reason
+    unknown = judge_config(config_blob(), 3100)
+    assert isinstance(unknown, NotDeployable) and "does not say its platform" in unknown.reason
+
+
+def test_an_index_is_judged_by_its_amd64_manifest_and_owns_every_platform() -> None:
+    amd, arm, att = "sha256:" + "a" * 64, "sha256:" + "b" * 64, "sha256:" + "e" * 64
+    index = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            platform_entry(arm, os="linux", architecture="arm64"),
+            platform_entry(amd, os="linux", architecture="amd64"),
+            attestation_entry(att, amd),
+        ],
+    }
+    first = inspect_manifest(index, OCI_INDEX)
+    assert first == ReadChild(amd, (arm, amd))
+    assert judge_platform_manifest(image(), OCI_MANIFEST) == Deployable(
+        kind="image", image_size_bytes=3100
+    )
+    signature = judge_platform_manifest(image(artifactType=NOTARY_SIGNATURE), OCI_MANIFEST)
+    assert isinstance(signature, NotDeployable)
+    assert signature.reason.startswith("its linux/amd64 manifest: ")
+
+
+def test_an_index_without_amd64_or_a_manifest_without_config_is_refused_at_once() -> None:
+    arm_only = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [platform_entry("sha256:" + "b" * 64, os="linux", architecture="arm64")],
+    }
+    refused = inspect_manifest(arm_only, OCI_INDEX)
+    assert isinstance(refused, NotDeployable) and "no linux/amd64 image" in refused.reason
+    no_config = image()
+    no_config["config"] = {"mediaType": OCI_IMAGE_CONFIG, "size": 2}
+    refused = inspect_manifest(no_config, OCI_MANIFEST)
+    assert refused == NotDeployable("the manifest names no config")
