@@ -39,6 +39,8 @@ Beyond the SDK's calls:
   Answers `{deployment, endpoint, workspace, region, image, digest, request_bytes}`; 401 bad key,
   404 no such deployment or no positive weight, 424 deployment not live.
 - GET `/emulator/audit` (bearer needed): `{"records": [...]}`, append-only, also in `<state_dir>/arm/audit.jsonl`.
+- POST `/emulator/endpoints/<workspace name>/<endpoint>/fail` (bearer needed): the endpoint's
+  provisioningState becomes `Failed`, as an Azure endpoint can end; its next PUT provisions it again.
   Actions: deployment_create / deployment_update (with `image_present_at_create`), deployment_provisioned /
   deployment_failed, deployment_deleted, traffic_changed, endpoint_deleted.
 - GET `/emulator/health` (no auth), used by the launcher.

@@ -15,7 +15,7 @@ from devenv.arm.config import ArmConfig
 from devenv.arm.errors import ArmError, arm_error_body, arm_error_response
 from devenv.arm.provisioning import Provisioner
 from devenv.arm.scoring import ScoringRoutes
-from devenv.arm.store import ArmStore
+from devenv.arm.store import ArmStore, endpoint_key
 from devenv.tls import TlsFiles
 
 log = logging.getLogger("devenv.arm")
@@ -68,6 +68,17 @@ def build_app(config: ArmConfig, tls: TlsFiles) -> web.Application:
     async def audit_records(_: web.Request) -> web.Response:
         return web.json_response({"records": audit.records()})
 
+    async def fail_endpoint(request: web.Request) -> web.Response:
+        """Put an endpoint in the `Failed` state an Azure endpoint can end in (e.g. when its
+        identity cannot pull); a later PUT of the endpoint provisions it again, as in Azure."""
+        key = endpoint_key(request.match_info["workspace"], request.match_info["endpoint"])
+        ep = store.endpoints.get(key)
+        if ep is None:
+            return web.json_response({"error": {"code": "NotFound"}}, status=404)
+        ep.update(provisioning_state="Failed", operation_id=None, settles_at=None)
+        store.save()
+        return web.json_response({"provisioningState": "Failed"})
+
     async def clock(_: web.Application) -> AsyncIterator[None]:
         async def tick() -> None:
             while True:
@@ -86,6 +97,7 @@ def build_app(config: ArmConfig, tls: TlsFiles) -> web.Application:
     app = web.Application(middlewares=[arm_errors_and_auth], client_max_size=8 * 1024 * 1024)
     app.router.add_get("/emulator/health", health)
     app.router.add_get("/emulator/audit", audit_records)
+    app.router.add_post("/emulator/endpoints/{workspace}/{endpoint}/fail", fail_endpoint)
     app.router.add_post("/score/{workspace}/{endpoint}", scoring.score)
     app.router.add_route("*", "/subscriptions/{tail:.*}", arm.dispatch)
     app.cleanup_ctx.append(clock)

@@ -46,6 +46,7 @@ Change = Callable[[Rollout], Rollout]
 Summaries = list[RolloutSummary]
 RolloutIds = list[str]
 ServingRecords = list[ServingRecord]
+Endpoints = list[tuple[str, str]]
 _UPDATE_ATTEMPTS = 6
 
 
@@ -226,6 +227,17 @@ class RolloutRepository:
     async def serving_deleted_digests(self) -> ServingRecords:
         """Endpoints (per region) that serve a digest the registry has deleted."""
         return [r for r in await self.store.serving_records() if r.deleted]
+
+    async def set_endpoint_failed(
+        self, region: str, endpoint: str, *, failed: bool, rollout_id: str, now: datetime
+    ) -> None:
+        await self.store.set_endpoint_failed(
+            region, endpoint, failed=failed, rollout_id=rollout_id, now=now
+        )
+
+    async def failed_endpoints(self) -> Endpoints:
+        """(region, endpoint) last seen in a failed state by a rollout that needed it."""
+        return await self.store.failed_endpoints()
 
     async def check_health(self) -> str | None:
         return await self.store.check_health()

@@ -164,6 +164,7 @@ RolloutPage = tuple[list[StoredRollout], str | None]
 RolloutList = list[StoredRollout]
 Summaries = list[dict[str, Any]]
 ServingRecords = list["ServingRecord"]
+RegionEndpoints = list[tuple[str, str]]
 
 # ---------------------------------------------------------------------------------------
 # Layout (docs/table-layout.md)
@@ -173,6 +174,7 @@ _CREATED_PARTITION = "created"
 _DUE_PARTITION = "due"
 _LEASE_PARTITION = "lease"
 _SERVING_PARTITION = "serving"
+_FAILED_ENDPOINT_PARTITION = "failed-endpoint"
 _DOC_FORMAT = "json+zlib"
 # A binary property holds at most 64 KiB; an entity at most 1 MiB with every property.
 _CHUNK_BYTES = 64_000
@@ -746,6 +748,41 @@ class RolloutStore:
                 except (ResourceModifiedError, ResourceNotFoundError):
                     continue  # replaced by a newer rollout's record: not this digest any more
         return marked
+
+    # --- endpoints seen in a failed state ----------------------------------------------------
+
+    async def set_endpoint_failed(
+        self, region: str, endpoint: str, *, failed: bool, rollout_id: str, now: datetime
+    ) -> None:
+        """Remember (or forget) that `endpoint` in `region` was seen in a failed state."""
+        row = compose_key(region, endpoint)
+        with self._translated(f"recording the state of {endpoint!r} in {region}"):
+            if not failed:
+                with suppress(ResourceNotFoundError):
+                    await self._table.delete_entity(_FAILED_ENDPOINT_PARTITION, row)
+                return
+            await self._table.upsert_entity(
+                {
+                    "PartitionKey": _FAILED_ENDPOINT_PARTITION,
+                    "RowKey": row,
+                    "Kind": "failed-endpoint",
+                    "Region": region,
+                    "Endpoint": endpoint,
+                    "Rollout": rollout_id,
+                    "SeenAt": _iso(now),
+                },
+                mode=UpdateMode.REPLACE,
+            )
+
+    async def failed_endpoints(self) -> RegionEndpoints:
+        """(region, endpoint) of every endpoint last seen in a failed state (one query)."""
+        with self._translated("listing failed endpoints"):
+            return [
+                (str(e["Region"]), str(e["Endpoint"]))
+                async for e in self._table.query_entities(
+                    "PartitionKey eq @pk", parameters={"pk": _FAILED_ENDPOINT_PARTITION}
+                )
+            ]
 
     # --- endpoint leases ------------------------------------------------------------------
 

@@ -176,10 +176,13 @@ class HealthReport:
     webhook_token: Check | None = None
     # Endpoints serving a digest the registry deleted (a scale-out could not pull it).
     images: Check | None = None
+    # Online endpoints a rollout found in a failed state (its regions wait on them).
+    endpoints: Check | None = None
 
     @property
     def healthy(self) -> bool:
         checks = [self.configuration, self.table, self.webhook_token, self.images]
+        checks.append(self.endpoints)
         checks += [c for _, region in self.regions for c in (region.registry, region.workspace)]
         return all(check is None or check.ok for check in checks) and self.table is not None
 
@@ -204,6 +207,8 @@ class HealthReport:
             }
         if self.images is not None:
             checks["images"] = self.images.public()
+        if self.endpoints is not None:
+            checks["endpoints"] = self.endpoints.public()
         return {"status": self.status, "checks": checks}
 
     def detail_document(self) -> dict[str, Any]:
@@ -222,6 +227,8 @@ class HealthReport:
             checks["webhook_token"] = self.webhook_token.detail()
         if self.images is not None:
             checks["images"] = self.images.detail()
+        if self.endpoints is not None:
+            checks["endpoints"] = self.endpoints.detail()
         return {
             "status": self.status,
             "checked_at": self.checked_at.isoformat().replace("+00:00", "Z"),
@@ -297,14 +304,25 @@ async def health(
             "a scale-out or a new replica cannot pull it"
         )
 
+    async def failed_endpoints() -> str | None:
+        failed = await services.rollouts.failed_endpoints()
+        if not failed:
+            return None
+        where = ", ".join(f"{region}/{endpoint}" for region, endpoint in failed[:20])
+        return (
+            f"{len(failed)} online endpoint(s) in a failed state: {where}; rollouts wait for "
+            "them until their deployment deadline (fix or delete the endpoint)"
+        )
+
     regions = config.region_names
     outcomes = await asyncio.gather(
+        bounded("the failed endpoints", failed_endpoints()),
         bounded("the serving records", serving_deleted()),
         bounded("the table service", services.rollouts.check_health()),
         *(bounded(f"the {r} registry", registry(r)) for r in regions),
         *(bounded(f"the {r} workspace", services.deployer.check_workspace(r)) for r in regions),
     )
-    images_problem, outcomes = outcomes[0], outcomes[1:]
+    endpoints_problem, images_problem, outcomes = outcomes[0], outcomes[1], outcomes[2:]
     table_problem, registry_problems = outcomes[0], outcomes[1 : 1 + len(regions)]
     workspace_problems = outcomes[1 + len(regions) :]
     table_facts = [("table", config.table.table_name)]
@@ -341,6 +359,7 @@ async def health(
         regions=region_checks,
         webhook_token=_redacted(webhook_token_check(config), redactor),
         images=_problem_check(images_problem),
+        endpoints=_problem_check(endpoints_problem),
     )
 
 

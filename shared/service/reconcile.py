@@ -422,6 +422,15 @@ async def _create(
     endpoint = ref.endpoint
     status = await deployer.endpoint_status(region, endpoint, with_deployments=False)
     step = machine.endpoint_step(endpoint, region, status.state.value)
+    if status.state in (ProvisioningState.FAILED, ProvisioningState.SUCCEEDED):
+        # Kept beside the rollouts so that health can name a failed endpoint in one query.
+        await services.rollouts.set_endpoint_failed(
+            region,
+            endpoint,
+            failed=status.state is ProvisioningState.FAILED,
+            rollout_id=rollout.id,
+            now=clock(),
+        )
     if step.apply_endpoint:
         await deployer.begin_create_endpoint(
             region, endpoint, auth_mode=services.config.endpoint_auth_mode

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -24,7 +25,7 @@ from shared.adapters.foundry_deployer import ProvisioningState
 from shared.domain.model import DeployStep, RegionState, RolloutState, rollout_id
 from shared.domain.push import DeleteNotice, NoticeSource, PushNotice
 from shared.domain.rollout import UNTAGGED_REASON
-from shared.service.health import health
+from shared.service.health import Check, health
 from shared.service.intake import record_notices
 from shared.service.reconcile import reconcile, utc_now
 from shared.service.runtime import Services
@@ -414,3 +415,46 @@ def test_a_rollout_whose_steps_keep_raising_never_holds_up_the_others(
             assert poison.rollout_id not in await services.rollouts.due(utc_now(), limit=100)
 
     asyncio.run(scenario())
+
+
+def test_a_failed_endpoint_is_waited_on_shown_in_health_and_recovered(
+    stack: ServiceStack,
+) -> None:
+    pushed = push(stack.env, stack.tls, "truth/failed-endpoint", "v1", seed="failed-ep")
+
+    async def scenario() -> None:
+        async with stack.services() as services:
+            endpoint = stack.endpoint_for(services, pushed.repository)
+            await services.deployer.begin_create_endpoint(PRIMARY, endpoint, auth_mode="key")
+            await _until_endpoint_ready(services, endpoint)
+            workspace = services.config.region(PRIMARY).workspace.name
+            _fail_endpoint(stack, workspace, endpoint)
+            await record_notices(services, [notice_of(pushed)])
+            waiting = await reconcile_until(
+                services,
+                pushed.rollout_id,
+                lambda r: (r.region(PRIMARY).waiting_for or "").find("failed state") >= 0,
+                what="the primary waiting on its failed endpoint",
+            )
+            assert waiting.region(PRIMARY).state is RegionState.DEPLOYING  # not failed at once
+            report = await health(services)
+            assert report.public_document()["checks"]["endpoints"] == {"status": "error"}
+            detail = report.detail_document()["checks"]["endpoints"]
+            assert f"{PRIMARY}/{endpoint}" in detail["message"]
+            # georollout re-applied the endpoint's settings: it recovers and the push goes live.
+            await tick_until(
+                services, [pushed.rollout_id], lambda r: is_live(r[pushed.rollout_id]), what="live"
+            )
+            assert (await health(services)).endpoints == Check(ok=True)
+
+    asyncio.run(scenario())
+
+
+def _fail_endpoint(stack: ServiceStack, workspace: str, endpoint: str) -> None:
+    request = urllib.request.Request(
+        f"{stack.env.arm_url}/emulator/endpoints/{workspace}/{endpoint}/fail",
+        method="POST",
+        headers={"Authorization": "Bearer local-test-token"},
+    )
+    with urllib.request.urlopen(request, context=stack.tls.client_context(), timeout=10) as answer:
+        assert answer.status == 200
