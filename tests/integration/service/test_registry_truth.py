@@ -430,13 +430,16 @@ def test_a_failed_endpoint_is_waited_on_shown_in_health_and_recovered(
             workspace = services.config.region(PRIMARY).workspace.name
             _fail_endpoint(stack, workspace, endpoint)
             await record_notices(services, [notice_of(pushed)])
-            waiting = await reconcile_until(
-                services,
-                pushed.rollout_id,
-                lambda r: (r.region(PRIMARY).waiting_for or "").find("failed state") >= 0,
-                what="the primary waiting on its failed endpoint",
-            )
-            assert waiting.region(PRIMARY).state is RegionState.DEPLOYING  # not failed at once
+            # The step that would create the deployment finds the endpoint failed: it
+            # re-applies the endpoint's settings and waits; the region does not fail.
+            deadline = time.monotonic() + DEADLINE_S
+            while not await services.rollouts.failed_endpoints():
+                assert time.monotonic() < deadline, "the failed endpoint was never noticed"
+                await reconcile(services, pushed.rollout_id)
+                await asyncio.sleep(POLL_S)
+            waiting = await stored(services, pushed.rollout_id)
+            assert waiting.region(PRIMARY).state is RegionState.DEPLOYING
+            assert waiting.region(PRIMARY).waiting_for is not None
             report = await health(services)
             assert report.public_document()["checks"]["endpoints"] == {"status": "error"}
             detail = report.detail_document()["checks"]["endpoints"]
