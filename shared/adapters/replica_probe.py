@@ -58,6 +58,15 @@ class ManifestRead:
     digest: str | None = None
 
 
+# Failures that give no verdict at all (ValueError: a digest mismatch or a malformed answer).
+_NO_ANSWER = (
+    ServiceRequestError,
+    ServiceResponseError,
+    TimeoutError,
+    aiohttp.ClientError,
+    OSError,
+    ValueError,
+)
 # An image config is a few KiB; anything far larger is not one worth parsing.
 _MAX_CONFIG_BYTES = 1024 * 1024
 
@@ -135,15 +144,7 @@ class ReplicaProbe:
                     data += chunk
                     if len(data) > _MAX_CONFIG_BYTES:
                         return None
-        except (
-            HttpResponseError,
-            ServiceRequestError,
-            ServiceResponseError,
-            TimeoutError,
-            aiohttp.ClientError,
-            OSError,
-            ValueError,
-        ):
+        except (HttpResponseError, *_NO_ANSWER):
             return None  # no verdict: the inspection is tried again on a later step
         try:
             document = json.loads(data)
@@ -192,14 +193,7 @@ class ReplicaProbe:
             status = _status(error, None)
             verdict = ProbeVerdict.CONFIG_ERROR if status == 403 else ProbeVerdict.TRANSIENT
             return ManifestRead(_outcome(verdict, status, seen.get("headers", {}), _message(error)))
-        except (
-            ServiceRequestError,
-            ServiceResponseError,
-            TimeoutError,
-            aiohttp.ClientError,
-            OSError,
-            ValueError,
-        ) as error:
+        except _NO_ANSWER as error:
             # ValueError: a digest mismatch or a malformed answer; no verdict either way.
             return ManifestRead(
                 _outcome(ProbeVerdict.TRANSIENT, None, {}, f"{type(error).__name__}: {error}")

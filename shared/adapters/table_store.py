@@ -820,15 +820,7 @@ class RolloutStore:
         True when `holder_rollout_id` holds it afterwards; False while another rollout's
         unexpired lease stands. ETags make two concurrent takers agree on one winner.
         """
-        entity = {
-            "PartitionKey": _LEASE_PARTITION,
-            "RowKey": compose_key(region, endpoint),
-            "Kind": "lease",
-            "Region": region,
-            "Endpoint": endpoint,
-            "Holder": holder_rollout_id,
-            "ExpiresAt": _iso(now + ttl),
-        }
+        entity = _lease_entity(region, endpoint, holder_rollout_id, now + ttl)
         with self._translated(f"taking the lease on {endpoint!r} in {region}"):
             for _ in range(3):
                 current = await self._read_lease(region, endpoint)
@@ -860,15 +852,7 @@ class RolloutStore:
         ttl: timedelta,
     ) -> bool:
         """Give the lease to `holder_rollout_id` if `abandoned_by` still holds it (If-Match)."""
-        entity = {
-            "PartitionKey": _LEASE_PARTITION,
-            "RowKey": compose_key(region, endpoint),
-            "Kind": "lease",
-            "Region": region,
-            "Endpoint": endpoint,
-            "Holder": holder_rollout_id,
-            "ExpiresAt": _iso(now + ttl),
-        }
+        entity = _lease_entity(region, endpoint, holder_rollout_id, now + ttl)
         with self._translated(f"taking over the lease on {endpoint!r} in {region}"):
             current = await self._read_lease(region, endpoint)
             if current is None or current["Holder"] != abandoned_by:
@@ -906,6 +890,20 @@ class RolloutStore:
                 except ResourceNotFoundError:
                     return False
         return False
+
+
+def _lease_entity(
+    region: str, endpoint: str, holder_rollout_id: str, expires_at: datetime
+) -> dict[str, Any]:
+    return {
+        "PartitionKey": _LEASE_PARTITION,
+        "RowKey": compose_key(region, endpoint),
+        "Kind": "lease",
+        "Region": region,
+        "Endpoint": endpoint,
+        "Holder": holder_rollout_id,
+        "ExpiresAt": _iso(expires_at),
+    }
 
 
 def _serving_record(entity: dict[str, Any]) -> ServingRecord:
