@@ -26,6 +26,12 @@ async def acr_hook(req: func.HttpRequest) -> func.HttpResponse:
     return await http_routes.acr_hook(req)
 
 
+@app.route(route="hooks/build", methods=["POST"])
+async def build_hook(req: func.HttpRequest) -> func.HttpResponse:
+    """Build systems' signed notices (Standard Webhooks) after `docker push`."""
+    return await http_routes.build_hook(req)
+
+
 @app.route(route="rollouts", methods=["GET"])
 async def list_rollouts(req: func.HttpRequest) -> func.HttpResponse:
     return await http_routes.list_rollouts(req)

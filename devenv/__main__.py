@@ -92,6 +92,12 @@ def _up(args: argparse.Namespace) -> int:
         print(f"  {name.ljust(width)}  {url}")
     print("push a new image:  .venv/bin/python -m devenv push models/llm v1")
     print(f"follow rollouts:   curl -s {env.host_url}/api/rollouts")
+    secret_file = env.state_dir / "build-webhook-secret"
+    print(
+        "announce a build:  GEOROLLOUT_BUILD_WEBHOOK_SECRET=$(cat "
+        f"{secret_file.relative_to(Path.cwd()) if secret_file.is_relative_to(Path.cwd()) else secret_file}) "
+        ".venv/bin/georollout notify <registry>/<repo>@sha256:<hex> --tag v1"
+    )
     print("Ctrl-C stops everything.", flush=True)
     code = 0
     try:

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +27,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from devenv.build_secret import build_webhook_secret
 from devenv.config import LocalEnv, default_env
 from devenv.images import build_image, push_image
 from devenv.ports import LOOPBACK
@@ -392,6 +394,7 @@ def push_demo_image(stack: Stack, *, size_bytes: int, console: Console) -> Pushe
     digest = push_image(primary.registry_url, REPOSITORY, TAG, image, ca_path=stack.tls.ca_pem)
     pushed_at = datetime.now(UTC)
     console.print(f"pushed {digest}", highlight=False)
+    announce_build(stack, digest, console)
     return PushedImage(
         repository=REPOSITORY,
         tag=TAG,
@@ -402,9 +405,53 @@ def push_demo_image(stack: Stack, *, size_bytes: int, console: Console) -> Pushe
     )
 
 
+DEMO_BUILD = {
+    "system": "make-demo",
+    "id": "1",
+    "url": "https://ci.example/georollout/demo/1",
+    "commit": "0" * 40,
+    "source": "https://github.example/georollout/demo-llm",
+}
+
+
+def announce_build(stack: Stack, digest: str, console: Console) -> None:
+    """Say "I pushed this" as a pipeline would: a signed notice to POST /api/hooks/build."""
+    from shared.intake.webhook_signature import sign  # what `georollout notify` signs with
+
+    image = f"{stack.env.primary.registry_host}/{REPOSITORY}@{digest}"
+    body = json.dumps({"image": image, "tags": [TAG], "build": DEMO_BUILD}).encode()
+    message_id, timestamp = f"msg_{uuid.uuid4().hex}", int(time.time())
+    headers = {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(
+            build_webhook_secret(stack.env.state_dir), message_id, timestamp, body
+        ),
+        "Content-Type": "application/json",
+    }
+    request = urllib.request.Request(
+        f"{stack.env.host_url}/api/hooks/build", data=body, method="POST", headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            console.print(f"announced build {DEMO_BUILD['id']} ({response.status})")
+    except urllib.error.HTTPError as error:
+        console.print(f"[red]build notice refused[/]: {error.code} {error.read()[:300]!r}")
+
+
+def build_lines(doc: dict[str, Any]) -> list[str]:
+    """The builds that announced the rollout, as the summary shows them."""
+    return [
+        f"build {b.get('system')} #{b.get('id')} commit {str(b.get('commit'))[:12]} {b.get('url')}"
+        for b in doc.get("builds") or []
+    ]
+
+
 def _show_and_check(console: Console, stack: Stack, image: PushedImage) -> bool:
     doc = watch_rollout(console, stack, image)
     console.print(summary_table(doc, image.pushed_at))
+    for line in build_lines(doc):
+        console.print(line, highlight=False)
     passed = doc["state"] == "live" and all(r["state"] == "live" for r in doc["regions"])
     if not passed:
         for region in doc["regions"]:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
+from devenv.build_secret import build_webhook_secret
 from devenv.config import LOCAL_TOPIC_KEY, LocalEnv
 from devenv.tls import TlsFiles
 from shared.config import region_setting_name
@@ -63,6 +64,7 @@ def app_settings(
         "GEOROLLOUT_DEPLOY_POLL_SECONDS": "1",
         "GEOROLLOUT_INSTANCE_TYPE": "Standard_DS3_v2",
         "GEOROLLOUT_INSTANCE_COUNT": "1",
+        "GEOROLLOUT_BUILD_WEBHOOK_SECRETS": build_webhook_secret(env.state_dir),
     }
     for region in env.regions:
         values[region_setting_name(REGISTRY_ENDPOINT, region.name)] = region.registry_url

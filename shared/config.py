@@ -25,6 +25,7 @@ from shared.domain.names import (
     validate_instance_name,
 )
 from shared.errors import ConfigurationError
+from shared.intake.webhook_signature import InvalidSecretError, secret_key
 
 REGION_PLACEHOLDER = "{REGION}"
 _PREFIX = "GEOROLLOUT_"
@@ -208,6 +209,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
         default="10",
     ),
     _spec(
+        "GEOROLLOUT_BUILD_WEBHOOK_SECRETS",
+        "Comma-separated Standard Webhooks secrets (whsec_<base64>) that may sign "
+        "POST /api/hooks/build (several for rotation); unset, every build notice is refused.",
+        secret=True,
+    ),
+    _spec(
         "GEOROLLOUT_REPLICATION_GIVE_UP_HOURS",
         "How long after a push a replica still without the image is probed (slowly, once "
         "timed_out); then its region stays timed_out for good, until a new push or regional "
@@ -355,6 +362,8 @@ class Config:
     acr_webhook_token: str | None
     deploy_poll_seconds: float
     smoke_timeout_seconds: float
+    # HMAC keys of the build webhook's secrets (empty: the route refuses every request).
+    build_webhook_keys: tuple[bytes, ...]
     # This deployment's instance name (GEOROLLOUT_INSTANCE_NAME, or derived), the {instance}.
     instance_name: str
     # GEOROLLOUT_* names that are set but not in the catalogue (likely typos); worth showing.
@@ -578,6 +587,17 @@ def _ncrontab(raw: str) -> str:
             if any(not low <= value <= high for value in values):
                 raise ValueError(f"{field} {base!r} in {raw!r} is outside {low}-{high}")
     return raw
+
+
+def _webhook_secrets(raw: str) -> tuple[bytes, ...]:
+    """Comma-separated `whsec_` secrets as HMAC keys; the message never repeats a secret."""
+    keys: list[bytes] = []
+    for position, secret in enumerate((part for part in raw.split(",") if part.strip()), 1):
+        try:
+            keys.append(secret_key(secret))
+        except InvalidSecretError as error:
+            raise ValueError(f"secret #{position}: {error}") from None
+    return tuple(keys)
 
 
 def _positive_int(raw: str) -> int:
@@ -948,6 +968,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     webhook_token = value("GEOROLLOUT_ACR_WEBHOOK_TOKEN")
     deploy_poll = parsed("GEOROLLOUT_DEPLOY_POLL_SECONDS", _positive_number)
     give_up = parsed("GEOROLLOUT_REPLICATION_GIVE_UP_HOURS", _positive_number)
+    build_keys = parsed("GEOROLLOUT_BUILD_WEBHOOK_SECRETS", _webhook_secrets)
     smoke_timeout = parsed("GEOROLLOUT_SMOKE_TIMEOUT_SECONDS", _positive_number)
 
     known = set(setting_names(region_names or ()))
@@ -993,6 +1014,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         acr_webhook_token=webhook_token,
         deploy_poll_seconds=deploy_poll,
         smoke_timeout_seconds=smoke_timeout,
+        build_webhook_keys=build_keys or (),
         instance_name=instance_name,
         unknown_settings=unknown,
     )

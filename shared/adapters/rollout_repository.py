@@ -239,6 +239,18 @@ class RolloutRepository:
         """(region, endpoint) last seen in a failed state by a rollout that needed it."""
         return await self.store.failed_endpoints()
 
+    async def build_message_answer(self, message_id: str, now: datetime) -> dict[str, Any] | None:
+        """What a build message was answered, while it is remembered (replays answer so)."""
+        return await self.store.build_message_answer(message_id, now)
+
+    async def remember_build_message(
+        self, message_id: str, answer: dict[str, Any], now: datetime, *, keep: timedelta
+    ) -> dict[str, Any]:
+        return await self.store.remember_build_message(message_id, answer, now, now + keep)
+
+    async def purge_build_messages(self, now: datetime) -> int:
+        return await self.store.purge_build_messages(now)
+
     async def check_health(self) -> str | None:
         return await self.store.check_health()
 

@@ -175,6 +175,7 @@ _DUE_PARTITION = "due"
 _LEASE_PARTITION = "lease"
 _SERVING_PARTITION = "serving"
 _FAILED_ENDPOINT_PARTITION = "failed-endpoint"
+_BUILD_MESSAGE_PARTITION = "build-message"
 _DOC_FORMAT = "json+zlib"
 # A binary property holds at most 64 KiB; an entity at most 1 MiB with every property.
 _CHUNK_BYTES = 64_000
@@ -748,6 +749,63 @@ class RolloutStore:
                 except (ResourceModifiedError, ResourceNotFoundError):
                     continue  # replaced by a newer rollout's record: not this digest any more
         return marked
+
+    # --- build webhook messages already answered ------------------------------------------
+
+    async def build_message_answer(self, message_id: str, now: datetime) -> dict[str, Any] | None:
+        """The answer given to build message `message_id`, while it is remembered."""
+        with self._translated("reading a build message"):
+            try:
+                entity = await self._table.get_entity(
+                    _BUILD_MESSAGE_PARTITION, compose_key(message_id)
+                )
+            except ResourceNotFoundError as error:
+                if _error_code(error) == "TableNotFound":
+                    raise
+                return None
+        if _parse_iso(str(entity["ExpiresAt"])) <= now:
+            return None
+        answer = json.loads(str(entity["Answer"]))
+        return answer if isinstance(answer, dict) else None
+
+    async def remember_build_message(
+        self, message_id: str, answer: dict[str, Any], now: datetime, expires_at: datetime
+    ) -> dict[str, Any]:
+        """Keep the answer to `message_id` until `expires_at`; when a concurrent delivery of
+        the same message got there first, its answer is the one returned (and kept)."""
+        entity = {
+            "PartitionKey": _BUILD_MESSAGE_PARTITION,
+            "RowKey": compose_key(message_id),
+            "Kind": "build-message",
+            "Answer": json.dumps(answer, separators=(",", ":")),
+            "ExpiresAt": _iso(expires_at),
+        }
+        with self._translated("remembering a build message"):
+            try:
+                await self._table.create_entity(entity)
+                return answer
+            except ResourceExistsError:
+                earlier = await self.build_message_answer(message_id, now)
+                if earlier is not None:
+                    return earlier
+                await self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)  # expired
+                return answer
+
+    async def purge_build_messages(self, now: datetime, *, limit: int = 200) -> int:
+        """Forget answered build messages past their expiry; how many were forgotten."""
+        purged = 0
+        with self._translated("purging build messages"):
+            async for entity in self._table.query_entities(
+                "PartitionKey eq @pk and ExpiresAt lt @now",
+                parameters={"pk": _BUILD_MESSAGE_PARTITION, "now": _iso(now)},
+            ):
+                await self._quietly(
+                    self._table.delete_entity(_BUILD_MESSAGE_PARTITION, entity["RowKey"])
+                )
+                purged += 1
+                if purged >= limit:
+                    break
+        return purged
 
     # --- endpoints seen in a failed state ----------------------------------------------------
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from shared.domain.events import OutgoingEvent
+from shared.domain.push import Build
 from shared.domain.targets import Target
 
 
@@ -163,6 +164,8 @@ class Rollout:
     retry_after: datetime | None = None
     # When the registry reported this digest deleted (None: not deleted, or pushed again).
     deleted_at: datetime | None = None
+    # The builds that announced this digest (newest last, bounded).
+    builds: tuple[Build, ...] = ()
 
     @property
     def state(self) -> RolloutState:

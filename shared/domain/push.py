@@ -13,6 +13,26 @@ class NoticeSource(enum.StrEnum):
     EVENTGRID = "eventgrid"
     ACR_WEBHOOK = "acr_webhook"
     DISTRIBUTION = "distribution"
+    BUILD_WEBHOOK = "build_webhook"
+
+
+@dataclass(frozen=True, slots=True)
+class Build:
+    """A build system's word that it built and pushed the image: which pipeline run, from
+    which commit. Shown with the rollout and carried in its events; never trusted for
+    anything the registry can say."""
+
+    system: str | None = None
+    id: str | None = None
+    url: str | None = None
+    commit: str | None = None
+    source: str | None = None
+    received_at: datetime | None = None
+
+    @property
+    def identity(self) -> tuple[str | None, ...]:
+        """The same build announced twice (a retried notify) counts once."""
+        return (self.system, self.id, self.url, self.commit, self.source)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +54,7 @@ class PushNotice:
     pushed_at: datetime | None = None
     region_hint: str | None = None
     event_id: str | None = None
+    build: Build | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from shared.domain.model import (
     rollout_id,
 )
 from shared.domain.names import deployment_name
-from shared.domain.push import PushNotice
+from shared.domain.push import Build, PushNotice
 from shared.domain.targets import DeploymentSettings, Target
 from shared.domain.timestamps import format_timestamp
 from shared.domain.verdicts import ProbeOutcome, ProbeVerdict
@@ -214,6 +214,9 @@ class EndpointClaim:
 # grow its document, and its events, without bound.
 MAX_TAGS = 32
 MAX_PENDING_TAGS = 16
+# Builds kept per rollout (the newest win): a digest announced by every retry of a pipeline
+# must not grow its document without bound.
+MAX_BUILDS = 16
 UNTAGGED_REASON = (
     "no tag in the registry points at this digest (pushed by digest, or its tags moved on): "
     "georollout deploys an image only when a tag names it; push a tag to roll it out"
@@ -258,6 +261,7 @@ def new_rollout(
         target=target,
         regions=_fresh_regions(regions),
         ignored_reason=None if target else _no_target_reason(notice),
+        builds=_with_build((), notice, now),
     )
 
 
@@ -298,6 +302,9 @@ def record_push(
         updated = replace(updated, regions=regions)
     if updated.deleted_at is not None:
         updated = replace(updated, deleted_at=None)  # pushed again: the registry has it
+    builds = _with_build(updated.builds, notice, now)
+    if builds != updated.builds:
+        updated = replace(updated, builds=builds)
     return _commit(rollout, updated, now)
 
 
@@ -1020,6 +1027,13 @@ PROBED_STATES = frozenset({RegionState.AWAITING_REPLICATION, RegionState.TIMED_O
 _TERMINAL_ROLLOUT_STATES = frozenset({RolloutState.LIVE, RolloutState.FAILED})
 
 
+def _with_build(builds: tuple[Build, ...], notice: PushNotice, now: datetime) -> tuple[Build, ...]:
+    """`builds` with the notice's build added once (stamped when received), newest kept."""
+    if notice.build is None or any(b.identity == notice.build.identity for b in builds):
+        return builds
+    return (*builds, replace(notice.build, received_at=now))[-MAX_BUILDS:]
+
+
 def _capped(tags: Iterable[str]) -> tuple[str, ...]:
     """Unique tags in order, the newest `MAX_TAGS` kept."""
     return tuple(dict.fromkeys(reversed(tuple(tags))))[:MAX_TAGS][::-1]
@@ -1313,6 +1327,8 @@ def _event(
         "tags": list(rollout.tags),
         "generation": rollout.generation,
         "endpoint": rollout.target.endpoint if rollout.target else None,
+        # Which pipeline runs and commits announced what this region now serves.
+        "builds": [build_to_document(b) for b in rollout.builds],
     }
     if progress is None:
         data["state"] = rollout.state.value
@@ -1335,6 +1351,18 @@ def _event(
         region=region,
         data=data,
     )
+
+
+def build_to_document(build: Build) -> dict[str, str | None]:
+    """A build as the rollout document and the events show it."""
+    return {
+        "system": build.system,
+        "id": build.id,
+        "url": build.url,
+        "commit": build.commit,
+        "source": build.source,
+        "received_at": _iso(build.received_at),
+    }
 
 
 def _iso(value: datetime | None) -> str | None:

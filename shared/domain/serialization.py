@@ -18,6 +18,8 @@ from shared.domain.model import (
     RegionState,
     Rollout,
 )
+from shared.domain.push import Build
+from shared.domain.rollout import build_to_document
 from shared.domain.targets import DeploymentSettings, RegionOverride, Target
 from shared.domain.timestamps import format_timestamp, parse_timestamp
 
@@ -96,6 +98,7 @@ def rollout_to_document(rollout: Rollout) -> dict[str, Any]:
         "platform_digest": rollout.platform_digest,
         "step_error": rollout.step_error,
         "deleted_from_registry_at": _ts(rollout.deleted_at),
+        "builds": [build_to_document(b) for b in rollout.builds],
     }
 
 
@@ -205,6 +208,17 @@ def _region_from(record: dict[str, Any]) -> RegionProgress:
     )
 
 
+def _build_from(record: dict[str, Any]) -> Build:
+    return Build(
+        system=record.get("system"),
+        id=record.get("id"),
+        url=record.get("url"),
+        commit=record.get("commit"),
+        source=record.get("source"),
+        received_at=_parse_ts(record.get("received_at")),
+    )
+
+
 def event_to_record(event: OutgoingEvent) -> dict[str, Any]:
     """An outbox event as a JSON-safe dict."""
     return {
@@ -258,6 +272,7 @@ def rollout_to_record(rollout: Rollout) -> dict[str, Any]:
         "step_error": rollout.step_error,
         "retry_after": _ts(rollout.retry_after),
         "deleted_at": _ts(rollout.deleted_at),
+        "builds": [build_to_document(b) for b in rollout.builds],
         # Derived, stored so a store can filter on it; ignored when reading.
         "state": rollout.state.value,
     }
@@ -295,6 +310,7 @@ def rollout_from_record(record: dict[str, Any]) -> Rollout:
             step_error=record.get("step_error"),
             retry_after=_parse_ts(record.get("retry_after")),
             deleted_at=_parse_ts(record.get("deleted_at")),
+            builds=tuple(_build_from(b) for b in record.get("builds", ())),
         )
     except (KeyError, TypeError) as error:
         raise ValueError(f"malformed rollout record: {error!r}") from error

@@ -13,8 +13,8 @@ import azure.functions as func
 from shared.errors import GeorolloutError, InvalidInputError, UnauthorizedError
 from shared.intake.hooks import parse_hook_payload
 from shared.intake.validation import parse_json_body
+from shared.service import builds, status
 from shared.service import health as health_service
-from shared.service import status
 from shared.service.intake import check_regions, record_notices
 from shared.service.runtime import Services, services
 
@@ -104,6 +104,17 @@ def check_list_parameters(params: Mapping[str, str]) -> None:
             f"{', '.join(LIST_PARAMETERS)}",
             code="unknown_parameter",
         )
+
+
+async def build_hook(req: func.HttpRequest) -> func.HttpResponse:
+    """Build systems' signed notices (Standard Webhooks): 202 with the rollout's id."""
+
+    async def work() -> func.HttpResponse:
+        app = await services()
+        answer = await builds.record_build_notice(app, dict(req.headers), req.get_body())
+        return json_response(answer, 202)
+
+    return await _answer(work)
 
 
 async def list_rollouts(req: func.HttpRequest) -> func.HttpResponse:

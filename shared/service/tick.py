@@ -31,6 +31,11 @@ async def run_tick(
     """Reconcile due rollouts with at most `probe.concurrency` at once; start none after
     `time_budget_s` (so a tick ends before the timer's next run is due)."""
     started = time.monotonic()
+    try:
+        # Housekeeping first, bounded: answered build messages past their replay window.
+        await services.rollouts.purge_build_messages(clock())
+    except Exception:
+        log.exception("purging build messages failed; the next tick tries again")
     due = await services.rollouts.due(clock(), limit=limit)
     gate = asyncio.Semaphore(services.config.probe.concurrency)
     done = skipped = failed = 0

@@ -33,6 +33,9 @@ def test_the_demo_rolls_out_everywhere_and_stops_what_it_started(tmp_path: Path)
     assert code == 0, text
     assert "demo passed" in text
     assert "audit ok" in text
+    # Its push was announced through the signed build webhook, and the summary shows it.
+    assert "announced build 1 (202)" in text
+    assert "build make-demo #1 commit 000000000000 https://ci.example/georollout/demo/1" in text
     for region in env.regions:
         assert f"smoke ok {region.name}:" in text
     # Everything the demo started is stopped: none of its ports still answers.

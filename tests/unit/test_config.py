@@ -80,6 +80,7 @@ def test_catalogue_flags_secrets_and_local_only_settings() -> None:
         "GEOROLLOUT_TABLE_CONNECTION_STRING",
         "GEOROLLOUT_EVENTS_TOPIC_KEY",
         "GEOROLLOUT_ACR_WEBHOOK_TOKEN",
+        "GEOROLLOUT_BUILD_WEBHOOK_SECRETS",
     }
     assert local_only == {"GEOROLLOUT_TABLE_CONNECTION_STRING", "GEOROLLOUT_EVENTS_TOPIC_KEY"}
     # A required setting with a default would be a contradiction in the catalogue.

@@ -3,10 +3,13 @@ comes from the registry's confirmation, and only a tagged, deployable image roll
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from shared.domain.model import RegionState, Rollout, RolloutState, rollout_id
+from shared.domain.push import Build
 from shared.domain.rollout import (
+    MAX_BUILDS,
     MAX_PENDING_TAGS,
     MAX_TAGS,
     UNTAGGED_REASON,
@@ -360,3 +363,22 @@ def test_the_same_tag_confirmed_twice_is_kept_once() -> None:
     assert sorted(again.tags) == ["latest", "v1"]
     assert sorted(again.tags_seen) == ["latest", "v1"]
     assert again.confirmed_at == T0
+
+
+def test_each_build_that_announced_a_digest_is_kept_once_and_travels_with_its_events() -> None:
+    first = Build(system="github-actions", id="1", commit="abc")
+    announced = new_rollout(replace(notice(), build=first), REGIONS, TARGET, at(0))
+    assert announced.builds == (replace(first, received_at=at(0)),)
+    again = record_push(announced, replace(notice(), build=first), at(5))
+    assert again.builds == announced.builds  # a retried notify counts once
+    second = record_push(again, replace(notice(), build=Build(system="jenkins", id="2")), at(6))
+    assert [b.id for b in second.builds] == ["1", "2"]
+    many = second
+    for i in range(3, 3 + MAX_BUILDS):
+        many = record_push(many, replace(notice(), build=Build(id=str(i))), at(i))
+    assert len(many.builds) == MAX_BUILDS and many.builds[-1].id == str(2 + MAX_BUILDS)
+    live_everywhere = many
+    for region in REGIONS:
+        live_everywhere = live(replicated(live_everywhere, region, at(100)), region, at(101))
+    events = [e for e in live_everywhere.outbox if e.region == "eastus"]
+    assert events and all(e.data["builds"][-1]["id"] == str(2 + MAX_BUILDS) for e in events)
