@@ -15,6 +15,7 @@ from shared.intake.build_hook import (
     check_build_body_size,
     parse_build_notice,
 )
+from shared.intake.webhook_signature import SignatureRefused, secret_key, sign, verify
 
 REGISTRY = "contoso.azurecr.io"
 DIGEST = "sha256:" + "a" * 64
@@ -85,3 +86,16 @@ def test_a_body_over_64_kib_is_a_413_before_anything_else() -> None:
     check_build_body_size(MAX_BUILD_BODY_BYTES)
     with pytest.raises(PayloadTooLargeError):
         check_build_body_size(MAX_BUILD_BODY_BYTES + 1)
+
+
+def test_with_no_secret_configured_every_request_is_refused() -> None:
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    payload = body()
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": "1700000000",
+        "webhook-signature": sign(secret, "msg_1", 1700000000, payload),
+    }
+    assert verify([secret_key(secret)], headers, payload, now=1700000000).message_id == "msg_1"
+    with pytest.raises(SignatureRefused, match="no build webhook secret is configured"):
+        verify([], headers, payload, now=1700000000)
