@@ -16,12 +16,13 @@ app-setup: $(STATE)/.setup-done
 
 # The stamp depends on the files that say what to install, so editing one
 # re-runs set-up, and nothing else does.
-$(STATE)/.setup-done: requirements.txt requirements-dev.txt package.json
+$(STATE)/.setup-done: requirements.txt requirements-dev.txt package.json pyproject.toml
 	@mkdir -p $(STATE)
 	@command -v docker-registry >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq docker-registry; }
 	@command -v shellcheck >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq shellcheck; }
 	@[ -x $(PY) ] || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@[ -x node_modules/.bin/azurite ] || npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
@@ -52,7 +53,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 
 typecheck: setup
-	$(VENV)/bin/mypy shared function_app.py devenv benchmarks tests
+	$(VENV)/bin/mypy shared function_app.py devenv benchmarks tests georollout_cli
 
 unit: setup
 	$(PY) -m pytest tests/unit -q

@@ -1,0 +1,225 @@
+"""The `georollout` command as a pipeline runs it: the installed console script, in a
+subprocess whose stdout is a pipe (so the plain output, as a CI log gets it), against the
+whole local environment.
+
+The command is the one `pip install -e .` put beside this interpreter (`make` does that);
+a missing script fails here rather than being skipped: installing it is part of the job.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from devenv.build_secret import build_webhook_secret
+from devenv.stack import Stack
+from shared.domain.model import rollout_id
+from tests.e2e.conftest import REGIONS, Pushed
+from tests.e2e.local_api import FunctionApp, poll
+
+pytestmark = pytest.mark.e2e
+
+PushFn = Callable[[str, str], Pushed]
+LIVE_TIMEOUT = "3m"
+# Any escape sequence: colour (CSI), cursor movement, window titles (OSC); or a bare CR.
+ESCAPES = re.compile(r"\x1b|\r")
+SCRIPT = Path(sys.executable).with_name("georollout")
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="module")
+def secret(stack: Stack) -> str:
+    return build_webhook_secret(stack.env.state_dir)
+
+
+@pytest.fixture(scope="module")
+def georollout(stack: Stack, secret: str) -> Callable[..., Run]:
+    assert SCRIPT.exists(), f"{SCRIPT} is missing: install the project with `pip install -e .`"
+    # Only what the command reads from outside: a GEOROLLOUT_* of the shell running the
+    # tests must not point it elsewhere.
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GEOROLLOUT_")}
+    base["GEOROLLOUT_URL"] = stack.env.host_url
+
+    def run(*args: str, secret_value: str | None = secret, timeout: float = 240) -> Run:
+        env = dict(base)
+        if secret_value is not None:
+            env["GEOROLLOUT_BUILD_WEBHOOK_SECRET"] = secret_value
+        done = subprocess.run(
+            [str(SCRIPT), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+        result = Run(done.returncode, done.stdout, done.stderr)
+        # Every command, every time: the output is a pipe, so it is plain.
+        assert not ESCAPES.search(result.stdout + result.stderr), result
+        # The secret is read from the environment and never shown, whatever happened.
+        assert secret not in result.stdout + result.stderr
+        return result
+
+    return run
+
+
+def image_of(stack: Stack, pushed: Pushed) -> str:
+    return f"{stack.env.primary.registry_host}/{pushed.repository}@{pushed.digest}"
+
+
+def recorded(app: FunctionApp, pushed: Pushed) -> None:
+    poll(
+        lambda: app.rollout_of(pushed.repository, pushed.digest),
+        lambda doc: doc is not None,
+        timeout=30,
+        what=f"{pushed.repository} recorded",
+    )
+
+
+def test_notify_records_a_signed_notice_and_wait_follows_it_to_live(
+    georollout: Callable[..., Run], app: FunctionApp, stack: Stack, push: PushFn
+) -> None:
+    pushed = push("cli/notified", "v1")
+    build_id = uuid.uuid4().hex[:8]
+    notified = georollout(
+        "notify",
+        image_of(stack, pushed),
+        "--tag",
+        "v1",
+        "--system",
+        "e2e",
+        "--id",
+        build_id,
+        "--build-url",
+        f"https://ci.example/runs/{build_id}",
+        "--commit",
+        "9fceb02d0ae598e95dc970b74767f19372d61af8",
+        "--source",
+        "https://git.example/models",
+    )
+    expected_id = rollout_id(stack.env.primary.registry_host, pushed.repository, pushed.digest)
+    assert (notified.code, notified.stdout) == (0, expected_id + "\n"), notified
+
+    waited = georollout(
+        "wait", image_of(stack, pushed), "--timeout", LIVE_TIMEOUT, "--interval", "1s"
+    )
+    assert waited.code == 0, waited
+    lines = waited.stdout.splitlines()
+    assert lines[-1] == f"live: {expected_id}"
+    # Progress lines as a log shows them: stamped, one event each, each region reaching live.
+    assert all(re.match(r"\[\+[0-9.hms]+\] \S", line) for line in lines[:-1]), lines
+    for region in REGIONS:
+        assert any(line.endswith(f"] {region}: live") for line in lines), (region, lines)
+
+    shown = georollout("status", expected_id)
+    assert shown.code == 0, shown
+    builds = shown.stdout[shown.stdout.index("builds:") :].splitlines()
+    assert builds[2].split()[:4] == [
+        "e2e",
+        build_id,
+        "9fceb02d0ae598e95dc970b74767f19372d61af8",
+        f"https://ci.example/runs/{build_id}",
+    ]
+
+
+def test_notify_with_a_wrong_secret_is_refused_with_the_apps_error(
+    georollout: Callable[..., Run], app: FunctionApp, stack: Stack
+) -> None:
+    repository, digest = "cli/refused", "sha256:" + uuid.uuid4().hex * 2
+    other = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk="
+    refused = georollout(
+        "notify", f"{stack.env.primary.registry_host}/{repository}@{digest}", secret_value=other
+    )
+    assert refused.code == 3 and refused.stdout == "", refused
+    assert "answered 401" in refused.stderr and '"code": "unauthorized"' in refused.stderr
+    assert other not in refused.stderr
+    assert app.rollouts(repository=repository) == []
+
+
+def test_status_lists_a_pushed_rollout(
+    georollout: Callable[..., Run], app: FunctionApp, push: PushFn
+) -> None:
+    pushed = push("cli/listed", "v7")
+    recorded(app, pushed)
+    listed = georollout("status", "--repository", pushed.repository)
+    assert listed.code == 0, listed
+    header, *rows = listed.stdout.splitlines()
+    assert header.split() == ["ID", "REPOSITORY", "DIGEST", "TAGS", "STATE", "UPDATED"]
+    [row] = rows
+    assert row.split()[:3] == [
+        rollout_id(app.env.primary.registry_host, pushed.repository, pushed.digest)[: -(64 - 12)],
+        pushed.repository,
+        pushed.digest[: len("sha256:") + 12],
+    ]
+    assert "v7" in row
+
+    as_json = georollout("status", "--repository", pushed.repository, "--json")
+    assert as_json.code == 0 and f'"digest": "{pushed.digest}"' in as_json.stdout
+
+
+def test_status_shows_one_rollout_region_by_region_with_timings(
+    georollout: Callable[..., Run], app: FunctionApp, stack: Stack, push: PushFn
+) -> None:
+    pushed = push("cli/detailed", "v1")
+    # By tag: the newest rollout the tag names, through the listing.
+    waited = georollout(
+        "wait",
+        f"{stack.env.primary.registry_host}/{pushed.repository}:v1",
+        "--timeout",
+        LIVE_TIMEOUT,
+        "--interval",
+        "1s",
+    )
+    assert waited.code == 0, waited
+    shown = georollout("status", image_of(stack, pushed))
+    assert shown.code == 0, shown
+    rows = {
+        line.split()[0]: line.split()
+        for line in shown.stdout.splitlines()
+        if line.split() and line.split()[0] in REGIONS
+    }
+    assert list(rows) == list(REGIONS)
+    for region, cells in rows.items():
+        state_at = 2 if region == REGIONS[0] else 1  # the primary's name is followed by "(primary)"
+        assert cells[state_at] == "live", cells
+        # replicated, deploy started and live, each "+<duration>" after the rollout's creation
+        timings = [c for c in cells if c.startswith("+")]
+        assert len(timings) == 3, cells
+
+
+def test_wait_for_a_digest_that_never_arrives_times_out_with_124(
+    georollout: Callable[..., Run], stack: Stack
+) -> None:
+    ghost = f"{stack.env.primary.registry_host}/cli/ghost@sha256:{uuid.uuid4().hex * 2}"
+    waited = georollout("wait", ghost, "--timeout", "5s", "--interval", "1s", timeout=60)
+    assert waited.code == 124, waited
+    assert "never recorded after 5s" in waited.stderr
+    assert "recorded yet" in waited.stdout  # said once while waiting, as a log line
+
+
+def test_wait_for_a_notified_digest_the_registry_lacks_times_out_while_it_replicates(
+    georollout: Callable[..., Run], stack: Stack
+) -> None:
+    ghost = f"{stack.env.primary.registry_host}/cli/announced-ghost@sha256:{uuid.uuid4().hex * 2}"
+    notified = georollout("notify", ghost, "--tag", "v1")
+    assert notified.code == 0, notified
+    waited = georollout(
+        "wait", notified.stdout.strip(), "--timeout", "5s", "--interval", "1s", timeout=60
+    )
+    assert waited.code == 124, waited
+    assert "still replicating after 5s" in waited.stderr
+    assert "] rollout replicating" in waited.stdout

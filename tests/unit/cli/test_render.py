@@ -1,0 +1,159 @@
+"""Plain output for logs: aligned text, one event per line, no escape codes; rich for terminals."""
+
+from __future__ import annotations
+
+import io
+import re
+
+from georollout_cli.render import PlainRenderer, RichRenderer, renderer_for
+from georollout_cli.waiting import WaitOutcome, WaitResult
+from tests.unit.cli.fake_api import digest_of, document, region
+
+ANSI = re.compile(r"\x1b\[|\x1b\]|\r")
+
+
+def rollout(**extra: object) -> dict[str, object]:
+    return document(
+        digest_of("3"),
+        "deploying",
+        [
+            region(
+                "eastus",
+                "live",
+                replicated_at="2026-11-24T07:10:00.400000Z",
+                deploy_started_at="2026-11-24T07:10:01Z",
+                live_at="2026-11-24T07:11:05Z",
+                deploy_step="done",
+            ),
+            region(
+                "westus",
+                "awaiting_replication",
+                probe_attempts=3,
+                waiting_for="the image in the replica",
+                last_error="replica answered 404\nmanifest unknown",
+            ),
+        ],
+        tags=["v2"],
+        pending_tags=["stable"],
+        updated_at="2026-11-24T07:11:05.999Z",
+        **extra,
+    )
+
+
+def plain() -> tuple[PlainRenderer, io.StringIO, io.StringIO]:
+    out, err = io.StringIO(), io.StringIO()
+    return PlainRenderer(out, err), out, err
+
+
+def test_a_log_gets_the_plain_renderer_and_a_terminal_the_rich_one() -> None:
+    assert isinstance(renderer_for(io.StringIO(), io.StringIO()), PlainRenderer)
+    assert isinstance(renderer_for(io.StringIO(), io.StringIO(), terminal=True), RichRenderer)
+
+
+def test_the_list_is_an_aligned_table_of_short_ids_and_digests() -> None:
+    renderer, out, _ = plain()
+    older = document(digest_of("f"), "live", [region("eastus", "live")], tags=["v1"])
+    renderer.rollout_list([rollout(), older])
+    lines = out.getvalue().splitlines()
+    assert lines[0].split() == ["ID", "REPOSITORY", "DIGEST", "TAGS", "STATE", "UPDATED"]
+    assert lines[1].split("  ")[0] == "127.0.0.1_5001~models~llm~sha256-333333333333"
+    assert "sha256:333333333333 " in lines[1] and "v2, stable (pending)" in lines[1]
+    assert lines[1].rstrip().endswith("deploying  2026-11-24 07:11:05Z")
+    # Aligned: every row's STATE column starts where the header's does.
+    column = lines[0].index("STATE")
+    assert lines[1][column:].startswith("deploying") and lines[2][column:].startswith("live")
+    assert not ANSI.search(out.getvalue())
+
+
+def test_an_empty_list_says_so() -> None:
+    renderer, out, _ = plain()
+    renderer.rollout_list([])
+    assert out.getvalue() == "no rollouts\n"
+
+
+def test_the_detail_shows_regions_with_timings_since_creation() -> None:
+    renderer, out, _ = plain()
+    renderer.rollout_detail(rollout(superseded_by="newer-id"))
+    text = out.getvalue()
+    assert "superseded by  newer-id" in text
+    [eastus] = [line for line in text.splitlines() if line.startswith("eastus")]
+    assert eastus.split() == [
+        "eastus",
+        "(primary)",
+        "live",
+        "done",
+        "+400ms",
+        "+1s",
+        "+1m05s",
+        "1",
+        "-",
+    ]
+    [westus] = [line for line in text.splitlines() if line.startswith("westus")]
+    assert (
+        "waiting for: the image in the replica; error: replica answered 404 manifest unknown"
+        in westus
+    )
+    assert "builds:" not in text
+    assert not ANSI.search(text)
+
+
+def test_the_detail_lists_the_builds_when_the_document_has_them() -> None:
+    renderer, out, _ = plain()
+    build = {
+        "system": "github-actions",
+        "id": "7421",
+        "url": "https://ci/runs/7421",
+        "commit": "9fceb02",
+        "source": None,
+        "received_at": "2026-11-24T07:10:00Z",
+    }
+    renderer.rollout_detail(rollout(builds=[build]))
+    lines = out.getvalue().splitlines()
+    at = lines.index("builds:")
+    assert lines[at + 1].split() == ["SYSTEM", "ID", "COMMIT", "URL", "SOURCE", "RECEIVED"]
+    assert lines[at + 2].split() == [
+        "github-actions",
+        "7421",
+        "9fceb02",
+        "https://ci/runs/7421",
+        "-",
+        "2026-11-24",
+        "07:10:00Z",
+    ]
+
+
+def test_progress_is_one_stamped_event_per_line() -> None:
+    ticks = iter([100.0, 100.0, 112.4, 130.0])
+    out, err = io.StringIO(), io.StringIO()
+    renderer = PlainRenderer(out, err, monotonic=lambda: next(ticks))
+    with renderer.waiting() as sink:
+        sink.note("no rollout recorded yet")
+        sink.changed(rollout(), ["rollout deploying", "eastus: live"])
+    assert out.getvalue().splitlines() == [
+        "[+0ms] no rollout recorded yet",
+        "[+12s] rollout deploying",
+        "[+12s] eastus: live",
+    ]
+
+
+def test_live_goes_to_stdout_and_a_failure_or_timeout_to_stderr() -> None:
+    renderer, out, err = plain()
+    live = document(digest_of("a"), "live", [region("eastus", "live")])
+    renderer.wait_result(WaitResult(WaitOutcome.LIVE, "live in every region", live))
+    failed = document(digest_of("a"), "failed", [region("eastus", "failed")])
+    renderer.wait_result(WaitResult(WaitOutcome.ENDED, "eastus (failed): boom", failed))
+    renderer.wait_result(WaitResult(WaitOutcome.TIMED_OUT, "x: never recorded after 5s", None))
+    assert out.getvalue() == f"live: {live['id']}\n"
+    assert err.getvalue().splitlines() == [
+        "failed: eastus (failed): boom",
+        "timed out: x: never recorded after 5s",
+    ]
+
+
+def test_rich_shows_the_same_rows_and_keeps_brackets_in_error_texts() -> None:
+    out = io.StringIO()
+    renderer = RichRenderer(out, io.StringIO())
+    renderer.rollout_detail(rollout(step_error="[bold]not markup[/bold]"))
+    text = out.getvalue()
+    assert "[bold]not markup[/bold]" in text
+    assert "westus" in text and "+1m05s" in text
