@@ -20,6 +20,7 @@ $(STATE)/.setup-done: requirements.txt requirements-dev.txt package.json pyproje
 	@mkdir -p $(STATE)
 	@command -v docker-registry >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq docker-registry; }
 	@command -v shellcheck >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq shellcheck; }
+	@command -v jq >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq jq; }
 	@[ -x $(PY) ] || python3 -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .

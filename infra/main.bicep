@@ -30,6 +30,14 @@ param workspaceIds string
 @description('The ACR webhook token. main.parameters.json has azd generate it once and read it back from Key Vault.')
 param acrWebhookToken string
 
+@secure()
+@description('The build webhook\'s signing secrets (comma-separated whsec_ values). main.parameters.json has azd read them back from Key Vault; before the secret exists, a random password that the Key Vault module turns into a whsec_ secret.')
+param buildWebhookSecrets string
+
+@secure()
+@description('A random azd password drawn on every provision; only the first provision uses it, as the second half of the generated build webhook secret.')
+param buildWebhookSecretEntropy string
+
 @description('Object id of the person running azd (azd fills it in); lets azd read the webhook token back on the next provision.')
 param deployerPrincipalId string = ''
 
@@ -103,6 +111,8 @@ var functionAppName = '${abbrs.functionApp}${resourceToken}'
 var deploymentContainerName = 'app-package-${resourceToken}'
 var deadLetterContainerName = 'eventgrid-deadletter'
 var webhookTokenSecretName = 'acr-webhook-token'
+// main.parameters.json reads this secret back by the same name.
+var buildWebhookSecretsName = 'build-webhook-secrets'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: empty(resourceGroupName) ? '${abbrs.resourceGroup}${environmentName}' : resourceGroupName
@@ -171,6 +181,9 @@ module keyVault 'core/security/key-vault.bicep' = {
     tags: tags
     webhookTokenSecretName: webhookTokenSecretName
     webhookToken: acrWebhookToken
+    buildWebhookSecretsName: buildWebhookSecretsName
+    buildWebhookSecrets: buildWebhookSecrets
+    buildWebhookSecretEntropy: buildWebhookSecretEntropy
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsWorkspaceId
   }
 }
@@ -206,6 +219,7 @@ module functionApp 'app/function-app.bicep' = {
     tableName: storage.outputs.tableName
     eventsTopicEndpoint: events.outputs.eventsTopicEndpoint
     webhookTokenSecretUri: keyVault.outputs.webhookTokenSecretUri
+    buildWebhookSecretsUri: keyVault.outputs.buildWebhookSecretsUri
     caBundle: caBundle
     probeSchedule: probeSchedule
     probeBudgetPerMinute: probeBudgetPerMinute
@@ -290,6 +304,17 @@ module functionWebhookTokenReader 'core/security/key-vault-secret-role.bicep' = 
   }
 }
 
+module functionBuildWebhookSecretsReader 'core/security/key-vault-secret-role.bicep' = {
+  name: 'function-build-webhook-secrets-reader'
+  scope: rg
+  params: {
+    keyVaultName: keyVault.outputs.name
+    secretName: keyVault.outputs.buildWebhookSecretsName
+    principalId: functionApp.outputs.principalId
+    roleDefinitionId: '4633458b-17de-408a-b874-0445c86b69e6'
+  }
+}
+
 module functionTelemetry 'core/security/app-insights-role.bicep' = {
   name: 'function-telemetry'
   scope: rg
@@ -330,6 +355,19 @@ module deployerWebhookTokenReader 'core/security/key-vault-secret-role.bicep' = 
   params: {
     keyVaultName: keyVault.outputs.name
     secretName: keyVault.outputs.webhookTokenSecretName
+    principalId: deployerPrincipalId
+    roleDefinitionId: '4633458b-17de-408a-b874-0445c86b69e6'
+    principalType: 'User'
+  }
+}
+
+// Likewise for the build webhook's secrets: azd reads them back so a provision keeps them.
+module deployerBuildWebhookSecretsReader 'core/security/key-vault-secret-role.bicep' = if (!empty(deployerPrincipalId)) {
+  name: 'deployer-build-webhook-secrets-reader'
+  scope: rg
+  params: {
+    keyVaultName: keyVault.outputs.name
+    secretName: keyVault.outputs.buildWebhookSecretsName
     principalId: deployerPrincipalId
     roleDefinitionId: '4633458b-17de-408a-b874-0445c86b69e6'
     principalType: 'User'
@@ -383,3 +421,4 @@ output GEOROLLOUT_EVENTS_TOPIC_NAME string = events.outputs.eventsTopicName
 output GEOROLLOUT_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output GEOROLLOUT_DEAD_LETTER_CONTAINER string = deadLetterContainerName
 output GEOROLLOUT_WEBHOOK_TOKEN_SECRET_NAME string = webhookTokenSecretName
+output GEOROLLOUT_BUILD_WEBHOOK_SECRETS_NAME string = buildWebhookSecretsName

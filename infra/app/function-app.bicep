@@ -1,6 +1,7 @@
 // The georollout function app: Flex Consumption, Python 3.11, system-assigned identity, and
 // every setting georollout reads. Storage, the table, the topic and Key Vault are reached with
-// the managed identity; the only secret (the webhook token) is a Key Vault reference.
+// the managed identity; the secrets (the ACR webhook token, the build webhook's signing secrets)
+// are Key Vault references.
 
 param name string
 param planName string
@@ -30,6 +31,8 @@ param tableEndpoint string
 param tableName string
 param eventsTopicEndpoint string
 param webhookTokenSecretUri string
+@description('Key Vault URI (versionless) of the build webhook\'s signing secrets.')
+param buildWebhookSecretsUri string
 
 param caBundle string
 param probeSchedule string
@@ -208,6 +211,12 @@ var georolloutSettings = [
   {
     name: 'GEOROLLOUT_ACR_WEBHOOK_TOKEN'
     value: '@Microsoft.KeyVault(SecretUri=${webhookTokenSecretUri})'
+  }
+  // Versionless: a rotation's new value reaches the app on the next restart or reference
+  // refresh (infra/README.md), without a deployment.
+  {
+    name: 'GEOROLLOUT_BUILD_WEBHOOK_SECRETS'
+    value: '@Microsoft.KeyVault(SecretUri=${buildWebhookSecretsUri})'
   }
 ]
 

@@ -7,8 +7,10 @@ strings. `body` strips loops and conditions; `expression_text` renders an expres
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,3 +107,109 @@ def decorator(parameter: dict[str, Any], kind: str) -> Any:
         if entry["type"] == kind:
             return entry.get("argument", True)
     return None
+
+
+class UnsupportedExpression(ValueError):
+    """An expression outside the small subset `evaluate` knows (it never guesses)."""
+
+
+def evaluate(node: Any, scope: dict[str, str], variables: dict[str, Any]) -> Any:
+    """Evaluate a pycep expression as ARM would, for the subset the secret templates use:
+    parameters (their values in `scope`), the file's `variables`, `startsWith`, the ternary
+    operator, and strings with `${...}` parts calling `base64()` or `concat()`. Anything else
+    raises UnsupportedExpression, so a template that outgrows the subset fails loudly."""
+    if isinstance(node, str):
+        if node in scope:
+            return scope[node]
+        if node in variables:
+            return evaluate(variables[node]["value"], scope, variables)
+        # pycep keeps an interpolated string as its raw body (without the quotes).
+        return _StringParser(node, scope, variables).string_body(closing=None)
+    if isinstance(node, dict) and node.get("operator", {}).get("type") == "conditional":
+        operands = node["operator"]["operands"]
+        taken = evaluate(operands["condition"], scope, variables)
+        return evaluate(operands["true_value" if taken else "false_value"], scope, variables)
+    if isinstance(node, dict) and node.get("function", {}).get("type") == "starts_with":
+        parameters = node["function"]["parameters"]
+        text = evaluate(parameters["string_to_search"], scope, variables)
+        return text.startswith(evaluate(parameters["string_to_find"], scope, variables))
+    raise UnsupportedExpression(json.dumps(node))
+
+
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t"}
+# ARM's base64() encodes the string's UTF-8 bytes, standard alphabet, with padding.
+_FUNCTIONS: dict[str, Callable[..., str]] = {
+    "base64": lambda value: base64.b64encode(value.encode()).decode("ascii"),
+    "concat": lambda *values: "".join(values),
+}
+
+
+class _StringParser:
+    """Recursive descent over a Bicep string body and the expressions inside `${...}`."""
+
+    def __init__(self, text: str, scope: dict[str, str], variables: dict[str, Any]) -> None:
+        self.text, self.position = text, 0
+        self.scope, self.variables = scope, variables
+
+    def string_body(self, *, closing: str | None) -> str:
+        """Literal text and `${...}` parts up to `closing` (a quote) or the end of the text."""
+        out: list[str] = []
+        while self.position < len(self.text):
+            char = self.text[self.position]
+            if char == closing:
+                return "".join(out)
+            if char == "\\" and self.position + 1 < len(self.text):
+                escaped = self.text[self.position + 1]
+                out.append(_ESCAPES.get(escaped, escaped))
+                self.position += 2
+            elif self.text.startswith("${", self.position):
+                self.position += 2
+                out.append(str(self.expression()))
+                self._expect("}")
+            else:
+                out.append(char)
+                self.position += 1
+        if closing is not None:
+            raise UnsupportedExpression(f"unterminated string in {self.text!r}")
+        return "".join(out)
+
+    def expression(self) -> Any:
+        self._skip_spaces()
+        if self.text.startswith("'", self.position):
+            self.position += 1
+            value = self.string_body(closing="'")
+            self._expect("'")
+            return value
+        start = self.position
+        while self.position < len(self.text) and (
+            self.text[self.position].isalnum() or self.text[self.position] == "_"
+        ):
+            self.position += 1
+        name = self.text[start : self.position]
+        if not name:
+            raise UnsupportedExpression(f"expected an expression at {self.text[start:]!r}")
+        self._skip_spaces()
+        if not self.text.startswith("(", self.position):
+            return evaluate(name, self.scope, self.variables)
+        self.position += 1
+        arguments: list[Any] = []
+        self._skip_spaces()
+        while not self.text.startswith(")", self.position):
+            arguments.append(self.expression())
+            self._skip_spaces()
+            if self.text.startswith(",", self.position):
+                self.position += 1
+        self._expect(")")
+        if name not in _FUNCTIONS:
+            raise UnsupportedExpression(f"function {name}()")
+        return _FUNCTIONS[name](*arguments)
+
+    def _skip_spaces(self) -> None:
+        while self.position < len(self.text) and self.text[self.position].isspace():
+            self.position += 1
+
+    def _expect(self, token: str) -> None:
+        self._skip_spaces()
+        if not self.text.startswith(token, self.position):
+            raise UnsupportedExpression(f"expected {token!r} at {self.text[self.position :]!r}")
+        self.position += len(token)

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
+import string
 from typing import Any
 
 import pytest
 
 from shared.config import REGION_PLACEHOLDER, SETTINGS
+from shared.intake.webhook_signature import secret_key
 from tests.infra.templates import (
     INFRA_DIR,
     Templates,
     bicep_files,
     body,
     decorator,
+    evaluate,
     expression_text,
     loop_of,
 )
@@ -72,6 +76,12 @@ EXPECTED_ROLE_ASSIGNMENTS: dict[str, tuple[str, str, str, str | None]] = {
         None,
     ),
     "functionWebhookTokenReader": (
+        "core/security/key-vault-secret-role.bicep",
+        KEY_VAULT_SECRETS_USER,
+        FUNCTION_PRINCIPAL,
+        None,
+    ),
+    "functionBuildWebhookSecretsReader": (
         "core/security/key-vault-secret-role.bicep",
         KEY_VAULT_SECRETS_USER,
         FUNCTION_PRINCIPAL,
@@ -140,6 +150,8 @@ NON_SECRET_PARAMETERS = {"applicationInsightsConnectionString"}
 MAIN = "main.bicep"
 FUNCTION_APP = "app/function-app.bicep"
 POSTDEPLOY = "postdeploy/main.bicep"
+KEY_VAULT = "core/security/key-vault.bicep"
+BUILD_SECRETS_SETTING = "GEOROLLOUT_BUILD_WEBHOOK_SECRETS"
 
 
 def app_settings(templates: Templates) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -526,3 +538,126 @@ def test_setting_defaults_match_the_configuration_catalogue(templates: Templates
             assert main_parameters[source]["default"] == spec.default, spec.name
             compared += 1
     assert compared >= 10
+
+
+def azd_random_password() -> str:
+    """What azd's secretOrRandomPassword draws when it finds no secret (azure-dev,
+    pkg/cmdsubst/secretOrRandomPassword.go): 5 lowercase, 5 uppercase and 5 digits, shuffled.
+    Its alphabet has no `_`, so such a password never starts with `whsec_`."""
+    chars = [secrets.choice(string.ascii_lowercase) for _ in range(5)]
+    chars += [secrets.choice(string.ascii_uppercase) for _ in range(5)]
+    chars += [secrets.choice(string.digits) for _ in range(5)]
+    secrets.SystemRandom().shuffle(chars)
+    return "".join(chars)
+
+
+def stored_build_secrets(templates: Templates, *, read_back: str, entropy: str) -> str:
+    """The value the template writes into the build webhook secret, given what azd read back
+    from Key Vault (or drew at random) and the fresh entropy password."""
+    key_vault = templates.file(KEY_VAULT)
+    secret = body(key_vault["resources"]["buildWebhookSecretsSecret"])
+    scope = {"buildWebhookSecrets": read_back, "buildWebhookSecretEntropy": entropy}
+    value = evaluate(secret["properties"]["value"], scope, key_vault["variables"])
+    assert isinstance(value, str)
+    return value
+
+
+def test_build_webhook_secrets_are_a_key_vault_reference_to_their_own_secret(
+    templates: Templates,
+) -> None:
+    static, _ = app_settings(templates)
+    assert (
+        static[BUILD_SECRETS_SETTING] == "@Microsoft.KeyVault(SecretUri=${buildWebhookSecretsUri})"
+    )
+    params = body(templates.module(MAIN, "functionApp"))["params"]
+    assert expression_text(params["buildWebhookSecretsUri"]) == (
+        "keyVault.outputs.buildWebhookSecretsUri"
+    )
+
+    key_vault = templates.file(KEY_VAULT)
+    secret = key_vault["resources"]["buildWebhookSecretsSecret"]
+    assert secret["type"] == "Microsoft.KeyVault/vaults/secrets"
+    assert body(secret)["parent"] == "vault"
+    assert body(secret)["name"] == "buildWebhookSecretsName"
+    outputs = key_vault["outputs"]
+    assert expression_text(outputs["buildWebhookSecretsUri"]["value"]) == (
+        "buildWebhookSecretsSecret.properties.secretUri"
+    )
+    assert expression_text(outputs["buildWebhookSecretsName"]["value"]) == (
+        "buildWebhookSecretsSecret.name"
+    )
+    for name in ("buildWebhookSecrets", "buildWebhookSecretEntropy"):
+        parameter = key_vault["parameters"][name]
+        assert decorator(parameter, "secure") and parameter["default"] is None, name
+
+    # A secret of its own (not the ACR token's), which the function may read and nothing else.
+    main = templates.file(MAIN)
+    names = main["variables"]
+    assert names["buildWebhookSecretsName"]["value"] != names["webhookTokenSecretName"]["value"]
+    vault_params = body(templates.module(MAIN, "keyVault"))["params"]
+    assert vault_params["buildWebhookSecretsName"] == "buildWebhookSecretsName"
+    reader = body(templates.module(MAIN, "functionBuildWebhookSecretsReader"))["params"]
+    assert expression_text(reader["secretName"]) == "keyVault.outputs.buildWebhookSecretsName"
+
+
+def test_azd_reads_the_build_webhook_secrets_back_and_draws_fresh_entropy(
+    templates: Templates,
+) -> None:
+    main = templates.file(MAIN)
+    secret_name = main["variables"]["buildWebhookSecretsName"]["value"]
+    parameters = json.loads((INFRA_DIR / "main.parameters.json").read_text())["parameters"]
+    assert parameters["buildWebhookSecrets"]["value"] == (
+        f"$(secretOrRandomPassword ${{AZURE_KEY_VAULT_NAME}} {secret_name})"
+    )
+    # The README's commands find the secret by this azd output.
+    assert main["outputs"]["GEOROLLOUT_BUILD_WEBHOOK_SECRETS_NAME"]["value"] == (
+        "buildWebhookSecretsName"
+    )
+    # No vault and secret name: azd draws a new password every time and never reads one back.
+    assert parameters["buildWebhookSecretEntropy"]["value"] == "$(secretOrRandomPassword)"
+    for name in ("buildWebhookSecrets", "buildWebhookSecretEntropy"):
+        parameter = main["parameters"][name]
+        assert decorator(parameter, "secure") and parameter["default"] is None, name
+    vault_params = body(templates.module(MAIN, "keyVault"))["params"]
+    assert vault_params["buildWebhookSecrets"] == "buildWebhookSecrets"
+    assert vault_params["buildWebhookSecretEntropy"] == "buildWebhookSecretEntropy"
+
+    # azd reads the secret back with the deployer's identity, so the deployer may read it.
+    deployer = templates.module(MAIN, "deployerBuildWebhookSecretsReader")
+    assert deployer["detail"]["path"] == "core/security/key-vault-secret-role.bicep"
+    assert expression_text(deployer["config"]["condition"]) == "not(empty(deployerPrincipalId))"
+    params = body(deployer)["params"]
+    assert params["principalId"] == "deployerPrincipalId"
+    assert params["principalType"] == "User"
+    assert params["roleDefinitionId"] == KEY_VAULT_SECRETS_USER
+    assert expression_text(params["secretName"]) == "keyVault.outputs.buildWebhookSecretsName"
+
+
+def test_the_first_provision_stores_a_whsec_secret_from_two_random_passwords(
+    templates: Templates,
+) -> None:
+    first, entropy = azd_random_password(), azd_random_password()
+    stored = stored_build_secrets(templates, read_back=first, entropy=entropy)
+    assert stored.startswith("whsec_")
+    # The app's own parser accepts it (shared.config splits on commas, then this per secret),
+    # and its HMAC key is all 30 random characters, not just the first password's 15.
+    assert secret_key(stored) == (first + entropy).encode()
+    assert len(secret_key(stored)) == 30
+    other = stored_build_secrets(templates, read_back=first, entropy=azd_random_password())
+    assert other != stored, "the entropy password must reach the generated secret"
+
+
+@pytest.mark.parametrize(
+    "kept",
+    [
+        "whsec_" + "MDEyMzQ1Njc4OWFiY2RlZmdoaWprbG1ub3BxcnN0dXY=",
+        # During a rotation: the new secret and the old one, as the operator stored them.
+        "whsec_bmV3LXNlY3JldC0wMTIzNDU2Nzg5YWJjZGVm,whsec_b2xkLXNlY3JldC0wMTIzNDU2Nzg5YWJjZGVm",
+    ],
+)
+def test_a_later_provision_writes_the_stored_secrets_back_unchanged(
+    templates: Templates, kept: str
+) -> None:
+    stored = stored_build_secrets(templates, read_back=kept, entropy=azd_random_password())
+    assert stored == kept
+    assert all(len(secret_key(part)) >= 16 for part in stored.split(","))
