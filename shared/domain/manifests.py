@@ -9,7 +9,6 @@ types. Also the platform knowledge needed to pick what Azure ML can run.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -79,11 +78,6 @@ SBOM_LAYER_MEDIA_TYPES: Final = frozenset(
 SUPPLY_CHAIN_LAYER_MEDIA_TYPES: Final = (
     SIGNATURE_LAYER_MEDIA_TYPES | ATTESTATION_LAYER_MEDIA_TYPES | SBOM_LAYER_MEDIA_TYPES
 )
-
-# cosign's tag-based discovery (SIGNATURE_SPEC.md, "Tag-based Discovery"): the signed
-# digest with ':' replaced by '-' and a suffix, .sig (signature), .att (attestation) or
-# .sbom (SBOM).
-SIGNATURE_TAG = re.compile(r"sha256-[0-9a-f]{64}\.(?:sig|att|sbom)")
 
 # The platform Azure ML managed online endpoints run: every VM size they accept is
 # x86-64 (learn.microsoft.com/azure/machine-learning/reference-managed-online-endpoints-vm-sku-list
@@ -164,11 +158,6 @@ def supply_chain_kind(media_type: str) -> str | None:
     if base in SBOM_LAYER_MEDIA_TYPES:
         return "an SBOM"
     return None
-
-
-def is_signature_tag(tag: str) -> bool:
-    """True for cosign's tag-based discovery tags: `sha256-<64 hex>.sig`, `.att` or `.sbom`."""
-    return SIGNATURE_TAG.fullmatch(tag) is not None
 
 
 def is_deployable_manifest(

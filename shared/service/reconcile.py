@@ -179,9 +179,10 @@ async def _read_primary(
             return {primary}  # not there yet: decided on a later read, no tag checked either
         await _classify(services, work, read, clock)
     confirmed: list[str] = []
+    peers: list[RolloutSummary] | None = None
     if action.tags and work.rollout.deployable is not False:
-        confirmed = await _resolve_tags(services, work, action.tags, clock)
-    await _place_on_endpoint(services, work, before, confirmed, clock)
+        confirmed, peers = await _resolve_tags(services, work, action.tags, clock)
+    await _place_on_endpoint(services, work, before, confirmed, peers, clock)
     return {primary} if action.manifest else set()
 
 
@@ -219,8 +220,9 @@ async def _classify(services: Services, work: _Pass, read: ManifestRead, clock: 
 
 async def _resolve_tags(
     services: Services, work: _Pass, tags: tuple[str, ...], clock: Clock
-) -> list[str]:
-    """Where each claimed tag points in the primary now; returns the tags it confirmed."""
+) -> tuple[list[str], list[RolloutSummary] | None]:
+    """Where each claimed tag points in the primary now; returns the tags it confirmed and
+    the endpoint's rollouts when it had to read them (None when it did not)."""
     rollout, primary = work.rollout, services.config.primary_region.name
     resolved: dict[str, str | None] = {}
     for tag in tags:
@@ -240,22 +242,28 @@ async def _resolve_tags(
             rollout.digest,
         )
     confirmed = [t for t, d in resolved.items() if d == rollout.digest]
-    peers = await _peers(services, rollout) if confirmed else []
-    work.rollout = machine.record_tags_resolved(rollout, resolved, peers, clock())
-    return confirmed
+    peers = await _peers(services, rollout) if confirmed else None
+    work.rollout = machine.record_tags_resolved(rollout, resolved, peers or [], clock())
+    return confirmed, peers
 
 
 async def _place_on_endpoint(
-    services: Services, work: _Pass, before: Rollout, confirmed: list[str], clock: Clock
+    services: Services,
+    work: _Pass,
+    before: Rollout,
+    confirmed: list[str],
+    peers: list[RolloutSummary] | None,
+    clock: Clock,
 ) -> None:
-    """Carry out what the domain decides once the registry placed the rollout."""
+    """Carry out what the domain decides once the registry placed the rollout (`peers`:
+    the endpoint's rollouts if this read already has them; one query otherwise)."""
     placed = machine.needs_placing(before, work.rollout)
     if not confirmed and not placed:
         return
     rollout = work.rollout
-    decided = machine.place(
-        rollout, await _peers(services, rollout), placed=placed, confirmed=confirmed
-    )
+    if peers is None:
+        peers = await _peers(services, rollout)
+    decided = machine.place(rollout, peers, placed=placed, confirmed=confirmed)
     if decided.superseded_by is not None:
         work.rollout = machine.supersede(rollout, by=decided.superseded_by, now=clock())
     for older in decided.supersedes:

@@ -31,7 +31,6 @@ from shared.domain.manifests import (
     inspect_manifest,
     is_deployable_manifest,
     is_manifest_media_type,
-    is_signature_tag,
     judge_config,
     judge_platform_manifest,
     pick_platform,
@@ -316,25 +315,6 @@ def test_media_type_sets_hold_the_documented_types() -> None:
         "application/vnd.docker.image.rootfs.diff.tar.gzip",
     ):
         assert supply_chain_kind(layer) is None
-
-
-@pytest.mark.parametrize(
-    ("tag", "expected"),
-    [
-        ("sha256-" + "0a" * 32 + ".sig", True),
-        ("sha256-" + "0a" * 32 + ".att", True),
-        ("sha256-" + "0a" * 32 + ".sbom", True),
-        ("sha256-" + "0a" * 32, False),  # the OCI 1.1 referrers fallback tag: no suffix
-        ("sha256-" + "0A" * 32 + ".sig", False),
-        ("sha256-" + "0a" * 31 + ".sig", False),
-        ("sha512-" + "0a" * 64 + ".sig", False),
-        ("sha256-" + "0a" * 32 + ".sig2", False),
-        ("v1.sig", False),
-        ("latest", False),
-    ],
-)
-def test_signature_tags(tag: str, expected: bool) -> None:
-    assert is_signature_tag(tag) is expected
 
 
 # --- platforms -----------------------------------------------------------------------------
