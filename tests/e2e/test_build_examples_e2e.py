@@ -352,12 +352,11 @@ def test_the_script_exits_124_when_the_registry_lacks_the_digest(
 ) -> None:
     registry = stack.env.primary.registry_host
     repository, digest = "examples/absent", "sha256:" + uuid.uuid4().hex * 2
-    started = time.monotonic()
+    # No timing assertion: bash's SECONDS counts whole seconds, so the script's own 4 s can
+    # end after 3.x s of wall time; the exit code and the message are what the job sees.
     completed = run_script(stack, secret, f"{registry}/{repository}@{digest}", timeout_seconds=4)
-    elapsed = time.monotonic() - started
     assert completed.returncode == 124, output_of(completed)
     assert "not live after 4s" in completed.stderr
-    assert 4 <= elapsed < 40, elapsed
     doc = app.rollout(rollout_id(registry, repository, digest))
     assert doc["state"] == "replicating", doc
     assert all(region["deployment"] is None for region in doc["regions"])
