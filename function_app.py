@@ -42,6 +42,12 @@ async def get_rollout(req: func.HttpRequest) -> func.HttpResponse:
     return await http_routes.get_rollout(req)
 
 
+@app.route(route="rollouts/{id}/{action}", methods=["POST"])
+async def rollout_action(req: func.HttpRequest) -> func.HttpResponse:
+    """Operators steer a rollout: approve, hold, resume, retry, rollback."""
+    return await http_routes.rollout_action(req)
+
+
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     """Anonymous: statuses only."""

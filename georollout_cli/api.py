@@ -14,7 +14,7 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,8 @@ DEFAULT_REQUEST_TIMEOUT_S = 30.0
 # The API's own bound on one page of GET /api/rollouts.
 MAX_PAGE = 1000
 USER_AGENT = "georollout-cli/0.1"
+# What an operator may ask of a rollout: `POST /api/rollouts/{id}/{action}`.
+ROLLOUT_ACTIONS = ("approve", "hold", "resume", "retry", "rollback")
 
 
 class ApiConfigError(ValueError):
@@ -49,6 +51,13 @@ class ApiError(Exception):
     @property
     def transient(self) -> bool:
         return is_transient(self.status)
+
+    @property
+    def message(self) -> str:
+        """The `message` of the API's `{"error": {...}}`, else the body as `error_text` has it."""
+        error = self.body.get("error") if isinstance(self.body, dict) else None
+        message = error.get("message") if isinstance(error, dict) else None
+        return message if isinstance(message, str) and message.strip() else error_text(self.body)
 
 
 def is_transient(status: int) -> bool:
@@ -151,12 +160,43 @@ class ApiClient:
         self, rollout_id: str, *, timeout: float | None = None
     ) -> dict[str, Any] | None:
         """`GET /api/rollouts/{id}`: the document, or None on 404."""
-        path = "/api/rollouts/" + urllib.parse.quote(rollout_id, safe="")
+        path = rollout_path(rollout_id)
         response = self.request("GET", path, timeout=timeout)
         if response.status == 404:
             return None
         if response.status != 200 or not isinstance(response.body, dict):
             raise ApiError("GET", path, response.status, response.body)
+        return response.body
+
+    def act_on_rollout(
+        self,
+        rollout_id: str,
+        action: str,
+        *,
+        reason: str | None = None,
+        regions: Sequence[str] = (),
+        actor: str | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """`POST /api/rollouts/{id}/{action}` (one of ROLLOUT_ACTIONS), asked once: the updated
+        document, its `history` ending with this action. `reason`, `regions` and `actor` are
+        sent only when given. ApiError on any other answer: 409 when the action does not fit
+        the rollout's state, 404 for an unknown rollout, 400 for a region or body refused."""
+        if action not in ROLLOUT_ACTIONS:
+            raise ValueError(f"{action!r} is not one of {', '.join(ROLLOUT_ACTIONS)}")
+        body: dict[str, Any] = {}
+        if reason is not None:
+            body["reason"] = reason
+        if regions:
+            body["regions"] = list(regions)
+        if actor is not None:
+            body["actor"] = actor
+        path = f"{rollout_path(rollout_id)}/{action}"
+        response = self.post_json_bytes(
+            path, json.dumps(body).encode(), headers={}, timeout=timeout
+        )
+        if response.status != 200 or not isinstance(response.body, dict):
+            raise ApiError("POST", path, response.status, response.body)
         return response.body
 
     def list_page(
@@ -219,6 +259,11 @@ class ApiClient:
             headers={"Content-Type": "application/json", **headers},
             timeout=timeout,
         )
+
+
+def rollout_path(rollout_id: str) -> str:
+    """`/api/rollouts/{id}`, the id quoted as one path segment."""
+    return "/api/rollouts/" + urllib.parse.quote(rollout_id, safe="")
 
 
 def _decode(raw: bytes) -> Any:

@@ -1,25 +1,35 @@
-"""The `georollout` command (contract: "Command line: georollout"): `notify`, `wait`, `status`.
+"""The `georollout` command (contract: "Command line: georollout"): `notify`, `wait`, `status`
+and the operator actions `approve`, `hold`, `resume`, `retry`, `rollback`.
 
-Exit statuses: 0 done (the notice accepted, the rollout live, the status shown); 1 the
-rollout ended without going live (`wait`); 2 a usage or configuration error (arguments,
-IMAGE_OR_ID, the secret); 3 the API refused the request or could not be reached; 124 the
-`wait` timeout passed first. Errors go to stderr.
+Exit statuses: 0 done (the notice accepted, the rollout live, the status shown, the action
+accepted); 1 the rollout ended without going live (`wait`) or the action does not fit the
+rollout's state (the API's 409); 2 a usage or configuration error (arguments, IMAGE_OR_ID,
+the secret); 3 the API refused the request otherwise or could not be reached; 124 the `wait`
+timeout passed first. Errors go to stderr.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
 
-from georollout_cli.api import ApiClient, ApiConfigError, ApiError, ApiUnreachable, error_text
+from georollout_cli.api import (
+    ROLLOUT_ACTIONS,
+    ApiClient,
+    ApiConfigError,
+    ApiError,
+    ApiUnreachable,
+    error_text,
+)
 from georollout_cli.durations import parse_duration
 from georollout_cli.images import ImageRefError, RolloutRef, parse_image_or_id, parse_pushed_image
-from georollout_cli.lookup import AmbiguousRolloutError, find_rollout
+from georollout_cli.lookup import AmbiguousRolloutError, find_rollout, find_rollout_id
 from georollout_cli.notice import (
     BUILD_HOOK_PATH,
     SECRET_ENV,
@@ -33,10 +43,20 @@ from georollout_cli.waiting import wait_for_rollout
 from shared.intake.validation import TAG
 from shared.intake.webhook_signature import InvalidSecretError
 
+EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_API = 3
 EXIT_INTERRUPTED = 130
 DEFAULT_LIST_LIMIT = 50
+ACTOR_ENV = "GEOROLLOUT_ACTOR"
+# The first sentence of each operator action's help (the rest is shared: `_ACTION_HELP`).
+ACTION_SUMMARIES = {
+    "approve": "Approve the rollout of ID: let it deploy.",
+    "hold": "Hold the rollout of ID: it moves on no further until resumed.",
+    "resume": "Resume the held rollout of ID.",
+    "retry": "Retry what failed in the rollout of ID.",
+    "rollback": "Roll the rollout of ID back.",
+}
 
 
 class UsageProblem(click.ClickException):
@@ -97,8 +117,9 @@ def cli() -> None:
 
     Talks to GEOROLLOUT_URL (default http://127.0.0.1:7071), with GEOROLLOUT_FUNCTION_KEY
     as x-functions-key when set. Exit status: 0 done, 1 the rollout ended without going
-    live, 2 usage or configuration error, 3 the API refused or was unreachable, 124 the
-    wait timed out.
+    live (wait) or the action does not fit the rollout's state (approve, hold, resume,
+    retry, rollback), 2 usage or configuration error, 3 the API refused otherwise or was
+    unreachable, 124 the wait timed out.
     """
 
 
@@ -258,6 +279,108 @@ def status(
         click.echo(json.dumps(found, indent=2))
     else:
         _stdout_renderer().rollout_detail(found)
+
+
+_ACTION_HELP = """
+
+    ID: a rollout id, <login server>/<repository>@sha256:<hex>, or
+    <login server>/<repository>:<tag> (the newest rollout that tag names). Asks the API once
+    and prints "{action} accepted for <id>" and the rollout region by region, as status ID
+    does. The API decides whether the action fits the rollout's state: when it does not,
+    prints "refused: <why>" to stderr and exits 1.
+"""
+
+
+def default_actor(environ: Mapping[str, str] | None = None) -> str | None:
+    """GEOROLLOUT_ACTOR, else the login name (None when the system cannot tell it)."""
+    env = os.environ if environ is None else environ
+    named = env.get(ACTOR_ENV, "").strip()
+    if named:
+        return named
+    try:
+        return getpass.getuser() or None
+    except (OSError, KeyError, ImportError):  # no login name in the environment or passwd
+        return None
+
+
+def _not_blank(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    for each in value if isinstance(value, tuple) else (value,):
+        if each is not None and not each.strip():
+            raise click.BadParameter("must not be blank")
+    return value
+
+
+def _act(
+    action: str,
+    image_or_id: str,
+    regions: Sequence[str],
+    reason: str | None,
+    actor: str | None,
+) -> None:
+    ref = _ref(image_or_id)
+    client = _client()
+    try:
+        rollout_id = find_rollout_id(client, ref)
+    except (ApiError, ApiUnreachable) as error:
+        raise ApiProblem(str(error)) from None
+    except AmbiguousRolloutError as error:
+        raise UsageProblem(str(error)) from None
+    if rollout_id is None:
+        raise ApiProblem(f"no rollout of {ref.describe()}")
+    try:
+        document = client.act_on_rollout(
+            rollout_id,
+            action,
+            reason=reason,
+            regions=regions,
+            actor=actor if actor is not None else default_actor(),
+        )
+    except ApiError as error:
+        if error.status == 409:
+            click.echo(f"refused: {error.message}", err=True)
+            raise click.exceptions.Exit(EXIT_REFUSED) from None
+        raise ApiProblem(str(error)) from None
+    except ApiUnreachable as error:
+        raise ApiProblem(str(error)) from None
+    answered = document.get("id")
+    click.echo(f"{action} accepted for {answered if isinstance(answered, str) else rollout_id}")
+    _stdout_renderer().rollout_detail(document)
+
+
+def _action_command(action: str) -> click.Command:
+    @click.argument("image_or_id", metavar="ID")
+    @click.option(
+        "--region",
+        "regions",
+        multiple=True,
+        metavar="R",
+        callback=_not_blank,
+        help="Only region R (repeatable); without it, the whole rollout.",
+    )
+    @click.option(
+        "--reason",
+        metavar="TEXT",
+        callback=_not_blank,
+        help="Why, recorded in the rollout's history.",
+    )
+    @click.option(
+        "--actor",
+        metavar="NAME",
+        callback=_not_blank,
+        help=f"Who acts, recorded in the history (default: {ACTOR_ENV}, else your login "
+        "name). Unverified unless App Service authentication signs you in.",
+    )
+    def command(
+        image_or_id: str, regions: tuple[str, ...], reason: str | None, actor: str | None
+    ) -> None:
+        _act(action, image_or_id, regions, reason, actor)
+
+    help_text = ACTION_SUMMARIES[action] + _ACTION_HELP.format(action=action)
+    return cli.command(name=action, help=help_text)(command)
+
+
+for _action in ROLLOUT_ACTIONS:
+    _action_command(_action)
 
 
 def main() -> None:

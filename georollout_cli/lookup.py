@@ -36,6 +36,18 @@ def find_rollout(
     return _by_digest_prefix(client, ref, timeout)
 
 
+def find_rollout_id(
+    client: ApiClient, ref: RolloutRef, *, timeout: float | None = None
+) -> str | None:
+    """The id of the rollout `ref` names: without asking when the reference gives it, else
+    through `find_rollout`; None when the API has no such rollout."""
+    known = direct_id(ref)
+    if known is not None:
+        return known
+    found = find_rollout(client, ref, timeout=timeout)
+    return str(found["id"]) if found is not None else None
+
+
 def _same_registry(document: dict[str, Any], registry: str) -> bool:
     return str(document.get("registry", "")).lower() == registry
 

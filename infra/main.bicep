@@ -98,6 +98,11 @@ param deployPollSeconds string = '10'
 param replicationGiveUpHours string = '24'
 @description('Seconds one smoke request may take (Azure ML scores within 5 s by default).')
 param smokeTimeoutSeconds string = '5'
+@description('Minutes the deployment that served before a rollout is kept (0% traffic) after the rollout settled, so a rollback is a traffic change; 0 deletes it at once.')
+param keepPreviousMinutes string = '60'
+
+@description('Application (client) id of the Entra ID app registration operators get tokens for (infra/README.md, "Operator routes behind Entra ID"). Empty: no App Service authentication in front of the function app.')
+param operatorAuthClientId string = ''
 
 var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
@@ -237,6 +242,8 @@ module functionApp 'app/function-app.bicep' = {
     deployPollSeconds: deployPollSeconds
     replicationGiveUpHours: replicationGiveUpHours
     smokeTimeoutSeconds: smokeTimeoutSeconds
+    keepPreviousMinutes: keepPreviousMinutes
+    operatorAuthClientId: operatorAuthClientId
   }
 }
 

@@ -174,8 +174,11 @@ SETTINGS: tuple[SettingSpec, ...] = (
         'JSON list of target rules, first match wins: {"repository": glob, "tag": glob, '
         '"endpoint": template with {repository}, {name} or {instance}, "instance_type", '
         '"instance_count", "smoke_request", "regions": {region: {"instance_type", '
-        '"instance_count", "smoke_request"}}}. A rule without "endpoint", and the default '
-        "catch-all rule, name the endpoint {repository}-{instance}.",
+        '"instance_count", "smoke_request"}}, "approval": "none" | "before_secondaries" | '
+        '"before_each_wave", "approval_timeout_hours": number (default 24)}. A rule without '
+        '"endpoint", and the default catch-all rule, name the endpoint {repository}-{instance}. '
+        "With an approval, secondaries wait in awaiting_approval once the primary is live "
+        "until POST /api/rollouts/{id}/approve; not approved in time, the rollout fails.",
         default=DEFAULT_TARGETS_JSON,
     ),
     _spec(
@@ -226,6 +229,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "How long one smoke request may take (Azure ML's scoring timeout defaults to 5 s). "
         "No answer, 408, 429 and 502-504 are tried again until the verification deadline.",
         default="5",
+    ),
+    _spec(
+        "GEOROLLOUT_KEEP_PREVIOUS_MINUTES",
+        "How long the deployment that served before a rollout is kept (0% traffic) after "
+        "the rollout settled in every region, so that an operator's rollback is a traffic "
+        "change rather than a redeploy. 0 deletes it as soon as the rollout settled.",
+        default="60",
     ),
 )
 
@@ -340,6 +350,8 @@ class TargetRuleConfig:
     instance_count: int
     smoke_request: str
     region_overrides: Mapping[str, TargetRegionOverride]
+    approval: str = "none"
+    approval_timeout_hours: float = 24.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,6 +380,10 @@ class Config:
     instance_name: str
     # GEOROLLOUT_* names that are set but not in the catalogue (likely typos); worth showing.
     unknown_settings: tuple[str, ...] = ()
+    keep_previous_minutes: float = 60.0
+    # Azure App Service authentication is on (WEBSITE_AUTH_ENABLED): X-MS-CLIENT-PRINCIPAL-NAME
+    # is then set by the platform, never by the caller.
+    app_service_auth: bool = False
 
     @property
     def primary_region(self) -> RegionSettings:
@@ -408,8 +424,19 @@ _INSTANCE_TYPE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{1,63}$")
 _AUTH_MODES = ("key", "aml_token", "aad_token")
 _TEMPLATE_FIELDS = ("repository", "name", "instance")
 _RULE_KEYS = frozenset(
-    {"repository", "tag", "endpoint", "instance_type", "instance_count", "smoke_request", "regions"}
+    {
+        "repository",
+        "tag",
+        "endpoint",
+        "instance_type",
+        "instance_count",
+        "smoke_request",
+        "regions",
+        "approval",
+        "approval_timeout_hours",
+    }
 )
+_APPROVALS = ("none", "before_secondaries", "before_each_wave")
 _OVERRIDE_KEYS = frozenset({"instance_type", "instance_count", "smoke_request"})
 # NCRONTAB: second, minute, hour, day of month, month, day of week.
 _CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
@@ -718,6 +745,18 @@ def _smoke_value(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+def _approval_value(value: Any) -> str:
+    if value not in _APPROVALS:
+        raise ValueError(f"must be one of {', '.join(_APPROVALS)}, got {value!r}")
+    return str(value)
+
+
+def _hours_value(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"must be a positive number of hours, got {value!r}")
+    return float(value)
+
+
 def _override(value: Any, where: str) -> TargetRegionOverride:
     if not isinstance(value, dict):
         raise ValueError(f"{where}: must be an object")
@@ -790,6 +829,10 @@ def _targets(
                         rule, "smoke_request", where, _smoke_value, defaults.smoke_request
                     ),
                     region_overrides=MappingProxyType(overrides),
+                    approval=_rule_field(rule, "approval", where, _approval_value, "none"),
+                    approval_timeout_hours=_rule_field(
+                        rule, "approval_timeout_hours", where, _hours_value, 24.0
+                    ),
                 )
             )
         except ValueError as error:
@@ -970,6 +1013,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     give_up = parsed("GEOROLLOUT_REPLICATION_GIVE_UP_HOURS", _positive_number)
     build_keys = parsed("GEOROLLOUT_BUILD_WEBHOOK_SECRETS", _webhook_secrets)
     smoke_timeout = parsed("GEOROLLOUT_SMOKE_TIMEOUT_SECONDS", _positive_number)
+    keep_previous = parsed("GEOROLLOUT_KEEP_PREVIOUS_MINUTES", _non_negative_number)
 
     known = set(setting_names(region_names or ()))
     unknown = tuple(
@@ -986,7 +1030,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     assert schedule and budget and concurrency and backoff_initial and backoff_max
     assert timeout and timeout_per_gb is not None and targets and auth_mode and deploy_poll
     assert instance_type and instance_count and smoke_request and instance_name
-    assert give_up and smoke_timeout
+    assert give_up and smoke_timeout and keep_previous is not None
     return Config(
         table=TableSettings(
             connection_string=connection_string, endpoint=table_endpoint, table_name=table_name
@@ -1017,4 +1061,8 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         build_webhook_keys=build_keys or (),
         instance_name=instance_name,
         unknown_settings=unknown,
+        keep_previous_minutes=keep_previous,
+        # Set by App Service when its authentication is on: only then is the signed-in
+        # principal's header the platform's and not the caller's.
+        app_service_auth=(source.get("WEBSITE_AUTH_ENABLED") or "").strip().lower() == "true",
     )

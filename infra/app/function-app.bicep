@@ -54,12 +54,17 @@ param deployPollSeconds string
 param replicationGiveUpHours string
 @description('Seconds one smoke request may take.')
 param smokeTimeoutSeconds string
+@description('Minutes the previous deployment is kept (0% traffic) after a rollout settled.')
+param keepPreviousMinutes string
 
 @description('Flex Consumption instance memory (MB).')
 param instanceMemoryMB int = 2048
 
 @description('Flex Consumption scale-out ceiling.')
 param maximumInstanceCount int = 40
+
+@description('Application (client) id of the Entra ID app registration that operators get tokens for. Empty: no App Service authentication (Easy Auth) in front of the app, as before.')
+param operatorAuthClientId string = ''
 
 resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   // checkov:skip=CKV_AZURE_225:Flex Consumption zone redundancy exists only in some regions; the app keeps no state (Table Storage does) and Event Grid retries, so a zone outage only delays work.
@@ -209,6 +214,10 @@ var georolloutSettings = [
     value: smokeTimeoutSeconds
   }
   {
+    name: 'GEOROLLOUT_KEEP_PREVIOUS_MINUTES'
+    value: keepPreviousMinutes
+  }
+  {
     name: 'GEOROLLOUT_ACR_WEBHOOK_TOKEN'
     value: '@Microsoft.KeyVault(SecretUri=${webhookTokenSecretUri})'
   }
@@ -282,6 +291,63 @@ resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2
   name: 'scm'
   properties: {
     allow: false
+  }
+}
+
+// Easy Auth in front of the app (infra/README.md, "Operator routes behind Entra ID"), only
+// when an app registration is given. Callers send a bearer token (no browser sign-in, so no
+// client secret); every route needs one except those below, which their callers cannot
+// present one to. The function keys stay required behind it: Easy Auth only adds a check.
+var unauthenticatedPaths = [
+  '/api/hooks/acr' // ACR webhooks: the acrwebhook function key and the webhook token
+  '/api/hooks/build' // build systems: the function key and the Standard Webhooks signature
+  '/api/health' // anonymous liveness (not /api/health/detail, which stays behind both)
+  '/runtime/webhooks/eventgrid' // Event Grid deliveries: the Event Grid system key
+]
+
+resource authSettings 'Microsoft.Web/sites/config@2024-04-01' = if (!empty(operatorAuthClientId)) {
+  // checkov:skip=CKV_AZURE_13:checkov reads the V1 authsettings schema (properties.enabled); this authsettingsV2 resource turns authentication on with platform.enabled.
+  // checkov:skip=CKV_AZURE_63:HTTP logging is a setting of the site's web config, which checkov applies to every sites/config resource; authsettingsV2 has no such property.
+  // checkov:skip=CKV_AZURE_65:Detailed error messages are a setting of the site's web config, not of authsettingsV2 (checkov applies it to every sites/config resource).
+  // checkov:skip=CKV_AZURE_66:Failed request tracing is a setting of the site's web config, not of authsettingsV2 (checkov applies it to every sites/config resource).
+  // checkov:skip=CKV_AZURE_80:The .NET Framework version is a setting of the site's web config, not of authsettingsV2; the app runs Python anyway.
+  // checkov:skip=CKV_AZURE_88:Azure Files mounts are a setting of the site's azurestorageaccounts config, not of authsettingsV2; the app keeps no files.
+  // checkov:skip=CKV_AZURE_222:Public network access is a property of the site (see its own suppression), not of authsettingsV2.
+  parent: functionApp
+  name: 'authsettingsV2'
+  properties: {
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+      excludedPaths: unauthenticatedPaths
+    }
+    httpSettings: {
+      requireHttps: true
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: operatorAuthClientId
+          openIdIssuer: '${environment().authentication.loginEndpoint}${tenant().tenantId}/v2.0'
+        }
+        validation: {
+          // The client id is always an allowed audience (v2.0 tokens); v1.0 tokens carry the
+          // Application ID URI instead.
+          allowedAudiences: [
+            'api://${operatorAuthClientId}'
+          ]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
   }
 }
 

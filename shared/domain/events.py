@@ -20,7 +20,14 @@ class EventType(enum.StrEnum):
     REPLICATION_TIMED_OUT = "georollout.replication.timedout"
     REGION_LIVE = "georollout.region.live"
     REGION_FAILED = "georollout.region.failed"
+    REGION_ROLLED_BACK = "georollout.region.rolledback"
     ROLLOUT_FINISHED = "georollout.rollout.finished"
+    # An operator's action, accepted or refused (data.outcome says which).
+    OPERATOR_APPROVE = "georollout.operator.approve"
+    OPERATOR_HOLD = "georollout.operator.hold"
+    OPERATOR_RESUME = "georollout.operator.resume"
+    OPERATOR_RETRY = "georollout.operator.retry"
+    OPERATOR_ROLLBACK = "georollout.operator.rollback"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,10 +45,20 @@ class OutgoingEvent:
     data: dict[str, Any]
 
 
-def event_id(rollout_id: str, generation: int, region: str, event_type: EventType) -> str:
-    """Deterministic id: a republished event keeps its id, so subscribers can drop duplicates."""
+def event_id(
+    rollout_id: str, generation: int, region: str, event_type: EventType, attempt: int = 1
+) -> str:
+    """Deterministic id: a republished event keeps its id, so subscribers can drop duplicates.
+    An operator's retry counts as a new `attempt`: its events are new events."""
     name = f"{rollout_id}/{generation}/{region}/{event_type.value}"
+    if attempt > 1:
+        name += f"/a{attempt}"
     return str(uuid.uuid5(_EVENT_ID_NAMESPACE, name))
+
+
+def operator_event_id(rollout_id: str, request_id: str) -> str:
+    """The id of the event that records one operator request."""
+    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{rollout_id}/operator/{request_id}"))
 
 
 def event_subject(repository: str, digest: str) -> str:

@@ -25,8 +25,9 @@ class RegionState(enum.StrEnum):
     FAILED = "failed"
     TIMED_OUT = "timed_out"
     SUPERSEDED = "superseded"
-    HELD = "held"
+    HELD = "held"  # waits for a failed primary (an operator's hold is `operator_hold`)
     ROLLED_BACK = "rolled_back"
+    AWAITING_APPROVAL = "awaiting_approval"  # replicated; its wave's approval gate is closed
 
 
 # States in which a region still moves without outside help.
@@ -34,7 +35,13 @@ MOVING_REGION_STATES = frozenset(
     {RegionState.AWAITING_REPLICATION, RegionState.REPLICATED, RegionState.DEPLOYING}
 )
 # States a supersession stops (TIMED_OUT can still turn up, so it stops too).
-UNFINISHED_REGION_STATES = MOVING_REGION_STATES | {RegionState.TIMED_OUT, RegionState.HELD}
+UNFINISHED_REGION_STATES = MOVING_REGION_STATES | {
+    RegionState.TIMED_OUT,
+    RegionState.HELD,
+    RegionState.AWAITING_APPROVAL,
+}
+# States an operator's hold applies to: the region has not finished.
+HOLDABLE_REGION_STATES = UNFINISHED_REGION_STATES
 
 
 class DeployStep(enum.StrEnum):
@@ -46,18 +53,28 @@ class DeployStep(enum.StrEnum):
     CREATING = "creating"  # deployment created with 0% traffic; provisioning
     VERIFYING = "verifying"  # provisioned; smoke request pending
     SHIFTING_TRAFFIC = "shifting_traffic"  # verified; traffic to move to it
+    # Live; the previous deployment is kept (0% traffic) so that a rollback is a traffic
+    # change, until the rollout settled and the keep time passed.
+    KEEPING_PREVIOUS = "keeping_previous"
     CLEANING_UP = "cleaning_up"  # live; previous deployment to delete
     DONE = "done"
-    DISCARDING = "discarding"  # failed or superseded before live; our deployment to delete
+    DISCARDING = "discarding"  # failed, superseded or rolled back; our deployment to delete
     DISCARDED = "discarded"
+    # An operator's rollback: traffic goes back to `restore_to` (the previous deployment, or
+    # one redeployed from the previous image when that was deleted already).
+    RESTORING = "restoring"
+    REDEPLOYING_PREVIOUS = "redeploying_previous"
 
 
 class RolloutState(enum.StrEnum):
     """A rollout's state, derived from its regions."""
 
     IGNORED = "ignored"
+    ROLLED_BACK = "rolled_back"
     SUPERSEDED = "superseded"
     FAILED = "failed"
+    HELD = "held"
+    AWAITING_APPROVAL = "awaiting_approval"
     LIVE = "live"
     TIMED_OUT = "timed_out"
     DEPLOYING = "deploying"
@@ -117,6 +134,28 @@ class RegionProgress:
     # Until when this rollout holds the endpoint's lease in this region (None: it holds none).
     lease_until: datetime | None = None
     smoke_attempts: int = 0
+    # Operator steering. `attempt` counts tries (a retry starts the next; it is part of the
+    # deployment's name); `attempt_started_at` restarts the replication deadline.
+    attempt: int = 1
+    attempt_started_at: datetime | None = None
+    # An operator's hold: no new deployment step starts here (one in flight finishes).
+    operator_hold: bool = False
+    # When the last hold was lifted: deadlines of a paused step count from then.
+    resumed_at: datetime | None = None
+    # A retry asked for while the failed attempt's deployment is still being deleted.
+    retry_requested: bool = False
+    # A rollback asked for while traffic was moving here: it starts once the region is live.
+    rollback_requested: bool = False
+    # Where a rollback sends traffic, and the image it redeploys when that deployment is gone.
+    restore_to: DeploymentRef | None = None
+    restore_image: str | None = None
+
+    @property
+    def shown_state(self) -> RegionState:
+        """The state operators see: `held` while an operator's hold applies."""
+        if self.operator_hold and self.state in HOLDABLE_REGION_STATES:
+            return RegionState.HELD
+        return self.state
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,17 +205,31 @@ class Rollout:
     deleted_at: datetime | None = None
     # The builds that announced this digest (newest last, bounded).
     builds: tuple[Build, ...] = ()
+    # Operator steering: approval gates opened so far, every action (accepted or refused,
+    # newest last, bounded), and when an operator rolled the rollout back (None: never,
+    # or retried since).
+    gates: tuple[ApprovalGate, ...] = ()
+    history: tuple[HistoryEntry, ...] = ()
+    rolled_back_at: datetime | None = None
 
     @property
     def state(self) -> RolloutState:
         """The rollout's state, following the brief's precedence."""
-        states = [r.state for r in self.regions]
+        states = [r.shown_state for r in self.regions]
         if self.ignored_reason is not None:
             return RolloutState.IGNORED
+        if self.rolled_back_at is not None:
+            return RolloutState.ROLLED_BACK
         if RegionState.SUPERSEDED in states:
             return RolloutState.SUPERSEDED
         if any(s in (RegionState.FAILED, RegionState.ROLLED_BACK) for s in states):
             return RolloutState.FAILED
+        if any(r.operator_hold and r.state in HOLDABLE_REGION_STATES for r in self.regions):
+            return RolloutState.HELD
+        if RegionState.AWAITING_APPROVAL in states or any(
+            g.approved_at is None for g in self.gates
+        ):
+            return RolloutState.AWAITING_APPROVAL
         if states and all(s is RegionState.LIVE for s in states):
             return RolloutState.LIVE
         moving = any(s in MOVING_REGION_STATES for s in states)
@@ -230,6 +283,43 @@ def summarize(rollout: Rollout) -> RolloutSummary:
         deployable=rollout.deployable,
         ignored=rollout.ignored_reason is not None,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalGate:
+    """The approval a wave waits for: opened when the wave before it is live."""
+
+    wave: int
+    opened_at: datetime
+    approved_at: datetime | None = None
+    approved_by: str | None = None
+
+
+class OperatorAction(enum.StrEnum):
+    APPROVE = "approve"
+    HOLD = "hold"
+    RESUME = "resume"
+    RETRY = "retry"
+    ROLLBACK = "rollback"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One operator action, accepted or refused: the rollout's audit trail.
+
+    `actor_verified` is True only when Azure App Service authentication named the caller;
+    otherwise `actor` is what the caller claimed. `request_id` makes re-applying the same
+    request (a retried write) a no-op."""
+
+    at: datetime
+    action: OperatorAction
+    actor: str
+    actor_verified: bool
+    reason: str | None
+    regions: tuple[str, ...]
+    outcome: str  # "accepted" or "refused"
+    message: str | None
+    request_id: str
 
 
 # --- identity -------------------------------------------------------------------------

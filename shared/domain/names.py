@@ -145,13 +145,15 @@ def _placeholders(template: str) -> list[str]:
     return fields
 
 
-def deployment_name(digest: str, *, generation: int = 1) -> str:
+def deployment_name(digest: str, *, generation: int = 1, attempt: int = 1) -> str:
     """The deployment name for `digest` (unique within its endpoint), e.g. `sha256-213bbc182920`.
 
-    A later generation of the same digest (a rollback by re-tagging) gets `-g<n>` so it
-    never collides with the deployment its first generation created.
+    A later generation of the same digest (a rollback by re-tagging) gets `-g<n>`, and an
+    operator's retry `-a<n>`, so neither collides with a deployment an earlier one created
+    (which may still be being deleted).
     """
     algorithm, _, hexpart = digest.partition(":")
     base = azure_name(f"{algorithm}-{hexpart[:12]}", prefix="d")
     name = base if generation <= 1 else f"{base}-g{generation}"
+    name = name if attempt <= 1 else f"{name}-a{attempt}"
     return name if is_valid_azure_name(name) else azure_name(name, prefix="d")

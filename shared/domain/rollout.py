@@ -19,6 +19,7 @@ from typing import Any
 from shared.domain.events import EventType, OutgoingEvent, event_id
 from shared.domain.model import (
     UNFINISHED_REGION_STATES,
+    ApprovalGate,
     DeploymentRef,
     DeployStep,
     RegionProgress,
@@ -30,7 +31,7 @@ from shared.domain.model import (
 )
 from shared.domain.names import deployment_name
 from shared.domain.push import Build, PushNotice
-from shared.domain.targets import DeploymentSettings, Target
+from shared.domain.targets import ApprovalMode, DeploymentSettings, Target
 from shared.domain.timestamps import format_timestamp
 from shared.domain.verdicts import ProbeOutcome, ProbeVerdict
 
@@ -56,6 +57,9 @@ class RolloutPolicy:
     cleanup_timeout_s: float = 3600.0
     # Longer than any one step's deadline; renewed while the region still works.
     lease_ttl_s: float = 7200.0
+    # How long the previous deployment is kept (0% traffic) after the rollout settled, so
+    # that an operator's rollback is a traffic change rather than a redeploy.
+    keep_previous_s: float = 3600.0
 
     def probe_delay(self, attempts: int, jitter: float) -> timedelta:
         """Exponential backoff after `attempts` probes, spread by `jitter` in [0, 1)."""
@@ -163,6 +167,29 @@ class DiscardDeployment:
 
 
 @dataclass(frozen=True, slots=True)
+class RestorePrevious:
+    """An operator's rollback in `region`: take the endpoint's lease, then send the traffic
+    back to `restore_to` (the deployment that served before), learning whether it still
+    exists; `previous_rollout` knows the image to redeploy when it does not."""
+
+    region: str
+    endpoint: str
+    restore_to: DeploymentRef
+    previous_rollout: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RedeployPrevious:
+    """The previous deployment was gone: create it again from the image it ran (0% traffic,
+    adopting one that exists), then traffic goes back to it."""
+
+    region: str
+    deployment: DeploymentRef
+    image: str
+    settings: DeploymentSettings
+
+
+@dataclass(frozen=True, slots=True)
 class RenewLease:
     """Extend this rollout's lease on the endpoint in `region`: the region still works."""
 
@@ -190,6 +217,8 @@ Action = (
     | DiscardDeployment
     | RenewLease
     | ReleaseLease
+    | RestorePrevious
+    | RedeployPrevious
 )
 
 
@@ -512,16 +541,29 @@ def tick(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> Rollout:
     return _commit(rollout, _apply_timeouts(rollout, now, policy), now)
 
 
-def replication_deadline(rollout: Rollout, policy: RolloutPolicy) -> datetime:
-    """When a region still without the image times out (for this generation)."""
-    return rollout.generation_started_at + policy.replication_timeout(rollout.image_size_bytes)
+def _waiting_since(rollout: Rollout, progress: RegionProgress | None) -> datetime:
+    """Since when `progress` waits for the image: this generation, or its latest retry."""
+    started = rollout.generation_started_at
+    if progress is not None and progress.attempt_started_at is not None:
+        return max(started, progress.attempt_started_at)
+    return started
 
 
-def give_up_deadline(rollout: Rollout, policy: RolloutPolicy) -> datetime:
-    """When a region still without the image stops being probed (for this generation)."""
+def replication_deadline(
+    rollout: Rollout, policy: RolloutPolicy, progress: RegionProgress | None = None
+) -> datetime:
+    """When a region still without the image times out (for this generation, or from the
+    region's latest retry)."""
+    return _waiting_since(rollout, progress) + policy.replication_timeout(rollout.image_size_bytes)
+
+
+def give_up_deadline(
+    rollout: Rollout, policy: RolloutPolicy, progress: RegionProgress | None = None
+) -> datetime:
+    """When a region still without the image stops being probed."""
     return max(
-        replication_deadline(rollout, policy),
-        rollout.generation_started_at + timedelta(seconds=policy.give_up_after_s),
+        replication_deadline(rollout, policy, progress),
+        _waiting_since(rollout, progress) + timedelta(seconds=policy.give_up_after_s),
     )
 
 
@@ -547,7 +589,7 @@ def record_endpoint_claim(
         holder = claim.held_by or "another rollout"
         waiting = replace(progress, waiting_for=f"endpoint {endpoint} is being changed by {holder}")
         return _commit(rollout, _with_region(rollout, waiting), now)
-    name = deployment_name(rollout.digest, generation=rollout.generation)
+    name = deployment_name(rollout.digest, generation=rollout.generation, attempt=progress.attempt)
     previous = claim.serving_deployment if claim.serving_deployment != name else None
     requested = replace(
         progress,
@@ -746,14 +788,15 @@ def record_traffic_shifted(rollout: Rollout, region: str, now: datetime) -> Roll
     progress = _at_step(rollout, region, DeployStep.SHIFTING_TRAFFIC)
     if progress is None or progress.deployment is None:
         return rollout
-    cleanup = progress.previous_deployment is not None
+    keep = progress.previous_deployment is not None
     live = replace(
         progress,
         state=RegionState.LIVE,
         live_at=now,
         last_error=None,
         step_started_at=now,
-        deploy_step=DeployStep.CLEANING_UP if cleanup else DeployStep.DONE,
+        # The previous deployment stays (0% traffic) for a cheap rollback; see _apply_timeouts.
+        deploy_step=DeployStep.KEEPING_PREVIOUS if keep else DeployStep.DONE,
     )
     return _commit(rollout, _with_region(rollout, live), now)
 
@@ -793,13 +836,143 @@ def record_replaced(rollout: Rollout, region: str, by: str, now: datetime) -> Ro
     if progress is None or progress.state is not RegionState.LIVE:
         return rollout
     replaced = replace(
-        progress, state=RegionState.SUPERSEDED, last_error=f"replaced by {by}", waiting_for=None
+        progress,
+        state=RegionState.SUPERSEDED,
+        last_error=f"replaced by {by}",
+        waiting_for=None,
+        rollback_requested=False,
     )
+    if replaced.deploy_step in (DeployStep.KEEPING_PREVIOUS, *_ROLLBACK_STEPS):
+        # Nothing can roll back to it through this rollout any more: delete it now. A
+        # rollback still under way stops: the newer rollout's traffic must stay.
+        replaced = replace(
+            replaced,
+            deploy_step=DeployStep.CLEANING_UP if replaced.previous_deployment else DeployStep.DONE,
+            step_started_at=now,
+            restore_to=None,
+            restore_image=None,
+        )
     updated = _with_region(rollout, replaced)
     if updated.superseded_by is None:
         stopped = tuple(_stop(r, now) for r in updated.regions)
         updated = replace(updated, superseded_by=by, regions=stopped)
     return _commit(rollout, updated, now)
+
+
+# --- an operator's rollback ------------------------------------------------------------
+
+
+def _at_rollback_step(rollout: Rollout, region: str, step: DeployStep) -> RegionProgress | None:
+    progress = _find(rollout, region)
+    if progress is None or progress.deploy_step is not step or progress.restore_to is None:
+        return None
+    return progress
+
+
+def record_lease_taken(rollout: Rollout, region: str, until: datetime, now: datetime) -> Rollout:
+    """The endpoint's lease is ours until `until` (taken for a rollback)."""
+    progress = _find(rollout, region)
+    if progress is None or progress.lease_until == until:
+        return rollout
+    taken = replace(progress, lease_until=until, waiting_for=None)
+    return _commit(rollout, _with_region(rollout, taken), now)
+
+
+def record_traffic_restored(rollout: Rollout, region: str, now: datetime) -> Rollout:
+    """All traffic is back on the deployment that served before: the region is rolled back;
+    this rollout's deployment is deleted next (the restored one is never touched)."""
+    progress = _at_rollback_step(rollout, region, DeployStep.RESTORING)
+    if progress is None:
+        return rollout
+    rolled_back = replace(
+        progress,
+        state=RegionState.ROLLED_BACK,
+        deploy_step=DeployStep.DISCARDING if progress.deployment else DeployStep.DISCARDED,
+        step_started_at=now,
+        previous_deployment=None,
+        restore_to=None,
+        restore_image=None,
+        waiting_for=None,
+        last_error=None,
+    )
+    return _commit(rollout, _with_region(rollout, rolled_back), now)
+
+
+def record_previous_gone(
+    rollout: Rollout, region: str, image: str | None, why: str, now: datetime
+) -> Rollout:
+    """The deployment a rollback returns to no longer exists: it is created again from the
+    image it ran (`image`); None when that image is unknown or deleted (`why`): then the
+    rollback fails and traffic stays where it is."""
+    progress = _at_rollback_step(rollout, region, DeployStep.RESTORING)
+    if progress is None:
+        return rollout
+    if image is None:
+        return _rollback_failed(rollout, progress, why, now, previous_exists=False)
+    redeploying = replace(
+        progress,
+        deploy_step=DeployStep.REDEPLOYING_PREVIOUS,
+        restore_image=image,
+        step_started_at=now,
+        waiting_for=None,
+        last_error=None,
+    )
+    return _commit(rollout, _with_region(rollout, redeploying), now)
+
+
+def record_previous_redeployed(rollout: Rollout, region: str, now: datetime) -> Rollout:
+    """The previous image runs again (provisioned, 0% traffic): traffic goes back to it next."""
+    progress = _at_rollback_step(rollout, region, DeployStep.REDEPLOYING_PREVIOUS)
+    if progress is None:
+        return rollout
+    restoring = replace(progress, deploy_step=DeployStep.RESTORING, step_started_at=now)
+    return _commit(rollout, _with_region(rollout, restoring), now)
+
+
+def record_rollback_failed(rollout: Rollout, region: str, why: str, now: datetime) -> Rollout:
+    """The rollback cannot finish (the previous image failed to provision...): traffic stays
+    on this rollout's deployment, which keeps serving; the reason is shown."""
+    progress = _find(rollout, region)
+    if progress is None or progress.deploy_step not in _ROLLBACK_STEPS:
+        return rollout
+    exists = progress.deploy_step is DeployStep.RESTORING
+    return _rollback_failed(rollout, progress, why, now, previous_exists=exists)
+
+
+def _rollback_failed(
+    rollout: Rollout, progress: RegionProgress, why: str, now: datetime, *, previous_exists: bool
+) -> Rollout:
+    kept = previous_exists and progress.previous_deployment is not None
+    failed = replace(
+        progress,
+        deploy_step=DeployStep.KEEPING_PREVIOUS if kept else DeployStep.DONE,
+        previous_deployment=progress.previous_deployment if kept else None,
+        restore_to=None,
+        restore_image=None,
+        step_started_at=now,
+        waiting_for=None,
+        last_error=f"rollback failed: {why}; traffic stays on {_name(progress.deployment)}",
+    )
+    return _commit(rollout, _with_region(rollout, failed), now)
+
+
+def _name(ref: DeploymentRef | None) -> str:
+    return ref.name if ref is not None else "this rollout's deployment"
+
+
+def start_rollback(progress: RegionProgress, now: datetime) -> RegionProgress:
+    """A live region begins going back to the deployment that served before it."""
+    assert progress.deployment is not None and progress.previous_deployment is not None
+    return replace(
+        progress,
+        deploy_step=DeployStep.RESTORING,
+        restore_to=replace(progress.deployment, name=progress.previous_deployment, operation=None),
+        restore_image=None,
+        rollback_requested=False,
+        step_started_at=now,
+        waiting_for=None,
+        last_error=None,
+    )
 
 
 # --- supersession ---------------------------------------------------------------------
@@ -951,7 +1124,8 @@ def next_actions(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> list
         due = primary is None or primary.state not in PROBED_STATES or _probe_due(primary, now)
         if due or rollout.superseded_by is not None:
             actions.insert(0, ReadPrimary(manifest=rollout.deployable is None, tags=tags))
-    if rollout.ignored_reason is not None or rollout.superseded_by is not None:
+    if stopped(rollout):
+        # Only what must finish: a traffic shift under way, and an operator's rollback.
         for progress in rollout.regions:
             if (
                 progress.state is RegionState.DEPLOYING
@@ -959,6 +1133,9 @@ def next_actions(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> list
                 and progress.deployment is not None
             ):
                 actions.append(ShiftTraffic(progress.region, progress.deployment))
+            rollback = _rollback_action(rollout, progress)
+            if rollback is not None:
+                actions.append(rollback)
         return actions
     primary = rollout.primary
     primary_live = primary is not None and primary.state is RegionState.LIVE
@@ -967,6 +1144,29 @@ def next_actions(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> list
         if action is not None:
             actions.append(action)
     return actions
+
+
+def stopped(rollout: Rollout) -> bool:
+    """Whether the rollout ended by a decision (ignored, superseded, rolled back): no new
+    deployment starts, only what must finish does."""
+    return (
+        rollout.ignored_reason is not None
+        or rollout.superseded_by is not None
+        or rollout.rolled_back_at is not None
+    )
+
+
+def _rollback_action(rollout: Rollout, progress: RegionProgress) -> Action | None:
+    ref = progress.restore_to
+    if ref is None or rollout.target is None:
+        return None
+    if progress.deploy_step is DeployStep.RESTORING:
+        return RestorePrevious(progress.region, ref.endpoint, ref, progress.previous_rollout)
+    if progress.deploy_step is DeployStep.REDEPLOYING_PREVIOUS and progress.restore_image:
+        return RedeployPrevious(
+            progress.region, ref, progress.restore_image, _settings(rollout, progress.region)
+        )
+    return None
 
 
 def _probe_due(progress: RegionProgress, now: datetime) -> bool:
@@ -979,7 +1179,11 @@ def _changing(progress: RegionProgress) -> bool:
     """Whether the region may still change its endpoint (and so needs the lease)."""
     if progress.state in (RegionState.REPLICATED, RegionState.DEPLOYING):
         return True
-    return progress.deploy_step in (DeployStep.CLEANING_UP, DeployStep.DISCARDING)
+    return progress.deploy_step in (
+        DeployStep.CLEANING_UP,
+        DeployStep.DISCARDING,
+        *_ROLLBACK_STEPS,
+    )
 
 
 def _region_action(
@@ -990,6 +1194,11 @@ def _region_action(
         if rollout.deployable is False:
             return None
         return ProbeRegion(progress.region) if _probe_due(progress, now) else None
+    rollback = _rollback_action(rollout, progress)
+    if rollback is not None:
+        return rollback
+    if progress.operator_hold and step not in _FINISHING_STEPS:
+        return None  # held: no new step starts; one in flight (below) finishes
     if state is RegionState.REPLICATED:
         if rollout.deployable is not True or rollout.target is None:
             return None
@@ -1024,7 +1233,20 @@ def _region_action(
 # --- internals ------------------------------------------------------------------------
 
 PROBED_STATES = frozenset({RegionState.AWAITING_REPLICATION, RegionState.TIMED_OUT})
-_TERMINAL_ROLLOUT_STATES = frozenset({RolloutState.LIVE, RolloutState.FAILED})
+_TERMINAL_ROLLOUT_STATES = frozenset(
+    {RolloutState.LIVE, RolloutState.FAILED, RolloutState.ROLLED_BACK}
+)
+_ROLLBACK_STEPS = (DeployStep.RESTORING, DeployStep.REDEPLOYING_PREVIOUS)
+# Steps an operator's hold lets finish: Azure is already carrying them out (provisioning, a
+# traffic change that must never stop half-way), or they only delete what serves nothing.
+_FINISHING_STEPS = frozenset(
+    {
+        DeployStep.CREATING,
+        DeployStep.SHIFTING_TRAFFIC,
+        DeployStep.CLEANING_UP,
+        DeployStep.DISCARDING,
+    }
+)
 
 
 def _with_build(builds: tuple[Build, ...], notice: PushNotice, now: datetime) -> tuple[Build, ...]:
@@ -1129,31 +1351,66 @@ def _step_deadline(step: DeployStep | None, policy: RolloutPolicy) -> float | No
             DeployStep.SHIFTING_TRAFFIC: policy.traffic_timeout_s,
             DeployStep.CLEANING_UP: policy.cleanup_timeout_s,
             DeployStep.DISCARDING: policy.cleanup_timeout_s,
+            DeployStep.RESTORING: policy.traffic_timeout_s,
+            DeployStep.REDEPLOYING_PREVIOUS: policy.deployment_timeout_s,
         }.get(step)
         if step is not None
         else None
     )
 
 
+def _since(moment: datetime | None, progress: RegionProgress) -> datetime | None:
+    """A deadline's start: `moment`, or when an operator's hold was lifted, if later."""
+    if moment is None or progress.resumed_at is None:
+        return moment
+    return max(moment, progress.resumed_at)
+
+
+# Deploy steps whose deadlines still run in a stopped rollout (they finish regardless).
+_STOPPED_STEPS = frozenset(
+    {
+        DeployStep.DISCARDING,
+        DeployStep.CLEANING_UP,
+        DeployStep.SHIFTING_TRAFFIC,
+        DeployStep.KEEPING_PREVIOUS,
+        *_ROLLBACK_STEPS,
+    }
+)
+
+
 def _apply_timeouts(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> Rollout:
-    deadline = replication_deadline(rollout, policy)
-    give_up = give_up_deadline(rollout, policy)
     deploy_limit = timedelta(seconds=policy.deployment_timeout_s)
-    stopped = rollout.ignored_reason is not None or rollout.superseded_by is not None
+    ended = stopped(rollout)
+    rollout = _apply_approval_timeouts(rollout, now)
+    cleanup_from = _keep_previous_until(rollout, policy)
     regions = []
     for progress in rollout.regions:
+        deadline = replication_deadline(rollout, policy, progress)
+        give_up = give_up_deadline(rollout, policy, progress)
         step_limit = _step_deadline(progress.deploy_step, policy)
+        # A held region's paused step has no deadline; it starts again on resume.
+        paused = progress.operator_hold and progress.deploy_step not in _FINISHING_STEPS
+        step_since = _since(progress.step_started_at, progress)
         overdue = (
-            step_limit is not None
-            and progress.step_started_at is not None
-            and now - progress.step_started_at >= timedelta(seconds=step_limit)
+            not paused
+            and step_limit is not None
+            and step_since is not None
+            and now - step_since >= timedelta(seconds=step_limit)
         )
-        if stopped and progress.deploy_step not in (
-            DeployStep.DISCARDING,
-            DeployStep.CLEANING_UP,
-            DeployStep.SHIFTING_TRAFFIC,
-        ):
+        if ended and progress.deploy_step not in _STOPPED_STEPS:
             regions.append(progress)
+            continue
+        if (
+            progress.deploy_step is DeployStep.KEEPING_PREVIOUS
+            and cleanup_from is not None
+            and now >= cleanup_from
+        ):
+            progress = replace(progress, deploy_step=DeployStep.CLEANING_UP, step_started_at=now)
+            regions.append(progress)
+            continue
+        if overdue and progress.deploy_step in _ROLLBACK_STEPS:
+            limit = int(step_limit or 0)
+            regions.append(_rollback_timed_out(progress, limit, now))
             continue
         if progress.state is RegionState.AWAITING_REPLICATION and now >= deadline:
             waited = int((now - rollout.generation_started_at).total_seconds())
@@ -1189,8 +1446,9 @@ def _apply_timeouts(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> R
         elif (
             progress.state is RegionState.DEPLOYING
             and progress.deploy_step in (DeployStep.REQUESTED, DeployStep.CREATING)
-            and progress.deploy_started_at is not None
-            and now - progress.deploy_started_at >= deploy_limit
+            and not paused
+            and (started := _since(progress.deploy_started_at, progress)) is not None
+            and now - started >= deploy_limit
         ):
             why = f" (waiting for: {progress.waiting_for})" if progress.waiting_for else ""
             progress = replace(
@@ -1246,13 +1504,174 @@ def _apply_timeouts(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> R
     return replace(rollout, regions=tuple(regions))
 
 
-def _hold_secondaries(rollout: Rollout) -> Rollout:
-    primary = rollout.primary
-    if primary is None or primary.state not in (RegionState.FAILED, RegionState.ROLLED_BACK):
+def _rollback_timed_out(progress: RegionProgress, limit: int, now: datetime) -> RegionProgress:
+    exists = progress.deploy_step is DeployStep.RESTORING
+    kept = exists and progress.previous_deployment is not None
+    return replace(
+        progress,
+        deploy_step=DeployStep.KEEPING_PREVIOUS if kept else DeployStep.DONE,
+        previous_deployment=progress.previous_deployment if kept else None,
+        restore_to=None,
+        restore_image=None,
+        step_started_at=now,
+        last_error=(
+            f"rollback failed: not finished within {limit} s "
+            f"({progress.waiting_for or progress.last_error or 'no answer'}); "
+            f"traffic stays on {_name(progress.deployment)}"
+        ),
+        waiting_for=None,
+    )
+
+
+def _keep_previous_until(rollout: Rollout, policy: RolloutPolicy) -> datetime | None:
+    """When the previous deployments this rollout keeps may go: the keep time after the
+    rollout settled (no region still moving, waiting or rolling back); None: not settled."""
+    waiting = UNFINISHED_REGION_STATES - {RegionState.TIMED_OUT}
+    for progress in rollout.regions:
+        if progress.state in waiting and not stopped(rollout):
+            return None
+        if progress.deploy_step in _ROLLBACK_STEPS or progress.rollback_requested:
+            return None
+    lives = [r.live_at for r in rollout.regions if r.live_at is not None]
+    if not lives:
+        return None
+    return max(lives) + timedelta(seconds=policy.keep_previous_s)
+
+
+def _apply_approval_timeouts(rollout: Rollout, now: datetime) -> Rollout:
+    """An approval gate left closed past the rule's time fails the wave it holds back."""
+    target = rollout.target
+    if target is None or stopped(rollout):
         return rollout
+    expired = {
+        gate.wave
+        for gate in rollout.gates
+        if gate.approved_at is None
+        and now - gate.opened_at >= timedelta(seconds=target.approval_timeout_s)
+    }
+    if not expired:
+        return rollout
+    hours = target.approval_timeout_s / 3600
+    regions = tuple(
+        replace(
+            r,
+            state=RegionState.FAILED,
+            next_probe_at=None,
+            last_error=f"approval not given within {hours:g} h",
+        )
+        if target.wave_of(r.region, r.primary) in expired and r.state in _NOT_YET_DEPLOYING
+        else r
+        for r in rollout.regions
+    )
+    return replace(rollout, regions=regions)
+
+
+_NOT_YET_DEPLOYING = frozenset(
+    {
+        RegionState.AWAITING_REPLICATION,
+        RegionState.REPLICATED,
+        RegionState.TIMED_OUT,
+        RegionState.AWAITING_APPROVAL,
+    }
+)
+
+
+def _hold_secondaries(rollout: Rollout) -> Rollout:
+    """A failed primary holds every secondary ready to deploy; a primary that is no longer
+    failed (an operator retried it) lets them go on."""
+    primary = rollout.primary
+    if primary is None:
+        return rollout
+    failed = primary.state in (RegionState.FAILED, RegionState.ROLLED_BACK)
     regions = tuple(
         replace(r, state=RegionState.HELD, last_error="held: the primary region failed")
-        if not r.primary and r.state is RegionState.REPLICATED
+        if failed and not r.primary and r.state is RegionState.REPLICATED
+        else replace(r, state=RegionState.REPLICATED, last_error=None)
+        if not failed and r.state is RegionState.HELD
+        else r
+        for r in rollout.regions
+    )
+    return replace(rollout, regions=regions)
+
+
+def _gate_waves(rollout: Rollout, now: datetime) -> Rollout:
+    """Approval gates: a gated wave's gate opens once every earlier wave is live; its
+    replicated regions wait in `awaiting_approval` until it is approved."""
+    target = rollout.target
+    if target is None or target.approval is ApprovalMode.NONE or stopped(rollout):
+        return rollout
+    gates = {g.wave: g for g in rollout.gates}
+    waves = {r.region: target.wave_of(r.region, r.primary) for r in rollout.regions}
+    regions = []
+    for progress in rollout.regions:
+        wave = waves[progress.region]
+        gate = gates.get(wave)
+        if target.gated(wave) and (gate is None or gate.approved_at is None):
+            earlier_live = all(
+                r.state is RegionState.LIVE for r in rollout.regions if waves[r.region] < wave
+            )
+            if earlier_live and progress.state in UNFINISHED_REGION_STATES and gate is None:
+                gate = gates[wave] = ApprovalGate(wave=wave, opened_at=now)
+            if gate is not None and progress.state is RegionState.REPLICATED:
+                progress = replace(progress, state=RegionState.AWAITING_APPROVAL)
+        elif progress.state is RegionState.AWAITING_APPROVAL:
+            progress = replace(progress, state=RegionState.REPLICATED)
+        regions.append(progress)
+    opened = tuple(sorted(gates.values(), key=lambda g: g.wave))
+    return replace(rollout, regions=tuple(regions), gates=opened)
+
+
+def _start_retries(rollout: Rollout, now: datetime) -> Rollout:
+    """A retry asked for while the failed attempt's deployment was being deleted starts
+    once it is gone."""
+    if not any(r.retry_requested for r in rollout.regions):
+        return rollout
+    regions = tuple(
+        next_attempt(r, now)
+        if r.retry_requested and r.deploy_step is not DeployStep.DISCARDING
+        else r
+        for r in rollout.regions
+    )
+    return replace(rollout, regions=regions)
+
+
+def next_attempt(progress: RegionProgress, now: datetime) -> RegionProgress:
+    """A fresh attempt in the region: replicated still (the replica had the image) or
+    probed again; a new deployment name follows from `attempt`."""
+    replicated = progress.replicated_at is not None
+    return replace(
+        progress,
+        state=RegionState.REPLICATED if replicated else RegionState.AWAITING_REPLICATION,
+        attempt=progress.attempt + 1,
+        attempt_started_at=now,
+        deploy_started_at=None,
+        live_at=None,
+        deployment=None,
+        deploy_step=None,
+        previous_deployment=None,
+        previous_rollout=None,
+        step_started_at=None,
+        timed_out_at=None,
+        next_probe_at=None if replicated else now,
+        gave_up=False,
+        last_error=None,
+        waiting_for=None,
+        smoke_attempts=0,
+        retry_requested=False,
+        rollback_requested=False,
+        restore_to=None,
+        restore_image=None,
+    )
+
+
+def _start_requested_rollbacks(rollout: Rollout, now: datetime) -> Rollout:
+    """A rollback asked for while traffic was moving to a region starts once it is live."""
+    regions = tuple(
+        start_rollback(r, now)
+        if r.rollback_requested
+        and r.state is RegionState.LIVE
+        and r.deploy_step not in _ROLLBACK_STEPS
+        and r.previous_deployment is not None
         else r
         for r in rollout.regions
     )
@@ -1280,7 +1699,8 @@ def _settle_untagged(rollout: Rollout) -> Rollout:
 
 def _commit(old: Rollout, new: Rollout, now: datetime) -> Rollout:
     """Settle derived rules, append the events the change implies, stamp `updated_at`."""
-    new = _settle_untagged(_hold_secondaries(new))
+    new = _settle_untagged(_hold_secondaries(_start_retries(new, now)))
+    new = _start_requested_rollbacks(_gate_waves(new, now), now)
     if new == old:
         return old
     events = [e for e in _events_for(old, new, now) if e.id not in {o.id for o in new.outbox}]
@@ -1312,6 +1732,7 @@ _REGION_EVENTS = {
     RegionState.TIMED_OUT: EventType.REPLICATION_TIMED_OUT,
     RegionState.LIVE: EventType.REGION_LIVE,
     RegionState.FAILED: EventType.REGION_FAILED,
+    RegionState.ROLLED_BACK: EventType.REGION_ROLLED_BACK,
 }
 
 
@@ -1341,10 +1762,14 @@ def _event(
         data["live_at"] = _iso(progress.live_at)
         data["error"] = progress.last_error
         data["deployment"] = progress.deployment.name if progress.deployment else None
+        data["attempt"] = progress.attempt
         if progress.evidence is not None:
             data["probe_status"] = progress.evidence.status
+    # After an operator's retry the same region (or rollout) may fail or go live again:
+    # those are new events, so the attempt is part of their id.
+    attempt = progress.attempt if progress else sum(r.attempt - 1 for r in rollout.regions) + 1
     return OutgoingEvent(
-        id=event_id(rollout.id, rollout.generation, region, event_type),
+        id=event_id(rollout.id, rollout.generation, region, event_type, attempt),
         type=event_type,
         subject=rollout.subject,
         time=now,
@@ -1367,3 +1792,9 @@ def build_to_document(build: Build) -> dict[str, str | None]:
 
 def _iso(value: datetime | None) -> str | None:
     return format_timestamp(value) if value else None
+
+
+def commit(old: Rollout, new: Rollout, now: datetime) -> Rollout:
+    """`new` as a step of the machine: derived rules settled, events added, `updated_at`
+    stamped (for transitions defined beside this module, e.g. operator actions)."""
+    return _commit(old, new, now)

@@ -12,7 +12,15 @@ from shared.domain.model import DeployStep, RegionProgress, RegionState, Rollout
 from shared.domain.rollout import RolloutPolicy, give_up_deadline, replication_deadline
 
 # Steps that still need a call to Azure ML after the region's state settled.
-PENDING_STEPS = frozenset({DeployStep.CLEANING_UP, DeployStep.DISCARDING})
+PENDING_STEPS = frozenset(
+    {
+        DeployStep.CLEANING_UP,
+        DeployStep.DISCARDING,
+        DeployStep.KEEPING_PREVIOUS,
+        DeployStep.RESTORING,
+        DeployStep.REDEPLOYING_PREVIOUS,
+    }
+)
 _PROBED = frozenset({RegionState.AWAITING_REPLICATION, RegionState.TIMED_OUT})
 _DEPLOYING = frozenset({RegionState.REPLICATED, RegionState.DEPLOYING})
 

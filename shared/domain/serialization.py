@@ -11,8 +11,11 @@ from typing import Any
 
 from shared.domain.events import EventType, OutgoingEvent
 from shared.domain.model import (
+    ApprovalGate,
     DeploymentRef,
     DeployStep,
+    HistoryEntry,
+    OperatorAction,
     ProbeEvidence,
     RegionProgress,
     RegionState,
@@ -20,7 +23,14 @@ from shared.domain.model import (
 )
 from shared.domain.push import Build
 from shared.domain.rollout import build_to_document
-from shared.domain.targets import DeploymentSettings, RegionOverride, Target
+from shared.domain.steering import history_to_document
+from shared.domain.targets import (
+    DEFAULT_APPROVAL_TIMEOUT_S,
+    ApprovalMode,
+    DeploymentSettings,
+    RegionOverride,
+    Target,
+)
 from shared.domain.timestamps import format_timestamp, parse_timestamp
 
 RECORD_VERSION = 1
@@ -58,7 +68,7 @@ def region_to_document(progress: RegionProgress) -> dict[str, Any]:
     return {
         "region": progress.region,
         "primary": progress.primary,
-        "state": progress.state.value,
+        "state": progress.shown_state.value,
         "replicated_at": _ts(progress.replicated_at),
         "deploy_started_at": _ts(progress.deploy_started_at),
         "live_at": _ts(progress.live_at),
@@ -72,6 +82,22 @@ def region_to_document(progress: RegionProgress) -> dict[str, Any]:
         "probe_evidence": _evidence(progress.evidence),
         "waiting_for": progress.waiting_for,
         "probing_stopped": progress.gave_up,
+        "attempt": progress.attempt,
+        # An operator's hold, and the state under it (`state` says `held`).
+        "held": progress.operator_hold,
+        "held_in": progress.state.value if progress.shown_state is not progress.state else None,
+        "retry_requested": progress.retry_requested,
+        "rollback_requested": progress.rollback_requested,
+        "restore_to": _deployment(progress.restore_to),
+    }
+
+
+def _gate(gate: ApprovalGate) -> dict[str, Any]:
+    return {
+        "wave": gate.wave,
+        "opened_at": _ts(gate.opened_at),
+        "approved_at": _ts(gate.approved_at),
+        "approved_by": gate.approved_by,
     }
 
 
@@ -99,6 +125,10 @@ def rollout_to_document(rollout: Rollout) -> dict[str, Any]:
         "step_error": rollout.step_error,
         "deleted_from_registry_at": _ts(rollout.deleted_at),
         "builds": [build_to_document(b) for b in rollout.builds],
+        "approval": rollout.target.approval.value if rollout.target else None,
+        "approvals": [_gate(g) for g in rollout.gates],
+        "rolled_back_at": _ts(rollout.rolled_back_at),
+        "history": [history_to_document(e) for e in rollout.history],
     }
 
 
@@ -118,6 +148,8 @@ def _target_record(target: Target | None) -> dict[str, Any] | None:
         return None
     return {
         "endpoint": target.endpoint,
+        "approval": target.approval.value,
+        "approval_timeout_s": target.approval_timeout_s,
         "settings": _settings_record(target.settings),
         "region_overrides": [
             {
@@ -153,6 +185,8 @@ def _target_from(record: dict[str, Any] | None) -> Target | None:
             )
             for o in record["region_overrides"]
         ),
+        approval=ApprovalMode(record.get("approval", ApprovalMode.NONE.value)),
+        approval_timeout_s=float(record.get("approval_timeout_s", DEFAULT_APPROVAL_TIMEOUT_S)),
     )
 
 
@@ -163,6 +197,10 @@ def _region_record(progress: RegionProgress) -> dict[str, Any]:
     record["step_started_at"] = _ts(progress.step_started_at)
     record["lease_until"] = _ts(progress.lease_until)
     record["smoke_attempts"] = progress.smoke_attempts
+    record["state"] = progress.state.value  # the state under an operator's hold
+    record["attempt_started_at"] = _ts(progress.attempt_started_at)
+    record["resumed_at"] = _ts(progress.resumed_at)
+    record["restore_image"] = progress.restore_image
     if progress.deployment is not None and progress.deployment.operation:
         record["deployment"]["operation"] = progress.deployment.operation
     if progress.evidence is not None:
@@ -205,6 +243,14 @@ def _region_from(record: dict[str, Any]) -> RegionProgress:
         previous_rollout=record.get("previous_rollout"),
         lease_until=_parse_ts(record.get("lease_until")),
         smoke_attempts=int(record.get("smoke_attempts", 0)),
+        attempt=int(record.get("attempt", 1)),
+        attempt_started_at=_parse_ts(record.get("attempt_started_at")),
+        operator_hold=bool(record.get("held", False)),
+        resumed_at=_parse_ts(record.get("resumed_at")),
+        retry_requested=bool(record.get("retry_requested", False)),
+        rollback_requested=bool(record.get("rollback_requested", False)),
+        restore_to=DeploymentRef(**record["restore_to"]) if record.get("restore_to") else None,
+        restore_image=record.get("restore_image"),
     )
 
 
@@ -216,6 +262,29 @@ def _build_from(record: dict[str, Any]) -> Build:
         commit=record.get("commit"),
         source=record.get("source"),
         received_at=_parse_ts(record.get("received_at")),
+    )
+
+
+def _gate_from(record: dict[str, Any]) -> ApprovalGate:
+    return ApprovalGate(
+        wave=int(record["wave"]),
+        opened_at=parse_timestamp(record["opened_at"]),
+        approved_at=_parse_ts(record.get("approved_at")),
+        approved_by=record.get("approved_by"),
+    )
+
+
+def _history_from(record: dict[str, Any]) -> HistoryEntry:
+    return HistoryEntry(
+        at=parse_timestamp(record["at"]),
+        action=OperatorAction(record["action"]),
+        actor=record["actor"],
+        actor_verified=bool(record["actor_verified"]),
+        reason=record.get("reason"),
+        regions=tuple(record.get("regions", ())),
+        outcome=record["outcome"],
+        message=record.get("message"),
+        request_id=record["request_id"],
     )
 
 
@@ -273,6 +342,9 @@ def rollout_to_record(rollout: Rollout) -> dict[str, Any]:
         "retry_after": _ts(rollout.retry_after),
         "deleted_at": _ts(rollout.deleted_at),
         "builds": [build_to_document(b) for b in rollout.builds],
+        "gates": [_gate(g) for g in rollout.gates],
+        "history": [history_to_document(e) for e in rollout.history],
+        "rolled_back_at": _ts(rollout.rolled_back_at),
         # Derived, stored so a store can filter on it; ignored when reading.
         "state": rollout.state.value,
     }
@@ -311,6 +383,9 @@ def rollout_from_record(record: dict[str, Any]) -> Rollout:
             retry_after=_parse_ts(record.get("retry_after")),
             deleted_at=_parse_ts(record.get("deleted_at")),
             builds=tuple(_build_from(b) for b in record.get("builds", ())),
+            gates=tuple(_gate_from(g) for g in record.get("gates", ())),
+            history=tuple(_history_from(e) for e in record.get("history", ())),
+            rolled_back_at=_parse_ts(record.get("rolled_back_at")),
         )
     except (KeyError, TypeError) as error:
         raise ValueError(f"malformed rollout record: {error!r}") from error

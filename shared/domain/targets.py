@@ -6,6 +6,7 @@ the rollout is recorded `ignored`.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
@@ -19,6 +20,16 @@ from shared.domain.names import (
 )
 
 DEFAULT_SMOKE_REQUEST = "{}"
+DEFAULT_APPROVAL_TIMEOUT_S = 24 * 3600.0
+
+
+class ApprovalMode(enum.StrEnum):
+    """When a target rule makes a rollout wait for `POST .../approve`."""
+
+    NONE = "none"
+    BEFORE_SECONDARIES = "before_secondaries"
+    # Waves arrive with progressive rollouts; until then every secondary is wave 1.
+    BEFORE_EACH_WAVE = "before_each_wave"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +68,20 @@ class Target:
     endpoint: str
     settings: DeploymentSettings = field(default_factory=DeploymentSettings)
     region_overrides: tuple[tuple[str, RegionOverride], ...] = ()
+    approval: ApprovalMode = ApprovalMode.NONE
+    approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
+
+    def wave_of(self, region: str, primary: bool) -> int:
+        """The wave `region` deploys in: 0 for the primary, 1 for every secondary."""
+        return 0 if primary else 1
+
+    def gated(self, wave: int) -> bool:
+        """Whether wave `wave` waits for an operator's approval."""
+        if wave < 1:
+            return False
+        if self.approval is ApprovalMode.BEFORE_EACH_WAVE:
+            return True
+        return self.approval is ApprovalMode.BEFORE_SECONDARIES and wave == 1
 
     def settings_for(self, region: str) -> DeploymentSettings:
         """The settings for `region`, with its override applied."""
@@ -80,6 +105,8 @@ class TargetRule:
     settings: DeploymentSettings = field(default_factory=DeploymentSettings)
     region_overrides: tuple[tuple[str, RegionOverride], ...] = ()
     instance: str | None = None
+    approval: ApprovalMode = ApprovalMode.NONE
+    approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
 
     def __post_init__(self) -> None:
         validate_endpoint_template(self.endpoint_template)
@@ -92,6 +119,8 @@ class TargetRule:
             )
         if self.settings.instance_count < 1:
             raise ValueError("instance_count must be at least 1")
+        if not self.approval_timeout_s > 0:
+            raise ValueError("approval_timeout_hours must be positive")
 
     def matches(self, repository: str, tag: str | None) -> bool:
         return fnmatchcase(repository, self.repository_glob) and fnmatchcase(
@@ -103,6 +132,8 @@ class TargetRule:
             endpoint=endpoint_name(self.endpoint_template, repository, instance=self.instance),
             settings=self.settings,
             region_overrides=self.region_overrides,
+            approval=self.approval,
+            approval_timeout_s=self.approval_timeout_s,
         )
 
 

@@ -13,7 +13,7 @@ import azure.functions as func
 from shared.errors import GeorolloutError, InvalidInputError, UnauthorizedError
 from shared.intake.hooks import parse_hook_payload
 from shared.intake.validation import parse_json_body
-from shared.service import builds, status
+from shared.service import builds, status, steering
 from shared.service import health as health_service
 from shared.service.intake import check_regions, record_notices
 from shared.service.runtime import Services, services
@@ -159,5 +159,24 @@ async def health_detail(req: func.HttpRequest) -> func.HttpResponse:
 
     async def work() -> func.HttpResponse:
         return json_response((await _health_report()).detail_document())
+
+    return await _answer(work)
+
+
+async def rollout_action(req: func.HttpRequest) -> func.HttpResponse:
+    """An operator's action on one rollout: 200 with the document, 409 when it does not fit."""
+
+    async def work() -> func.HttpResponse:
+        app = await services()
+        raw = req.get_body()
+        body = _json_body(req) if raw.strip() else None
+        answer = await steering.act(
+            app,
+            req.route_params.get("id", ""),
+            req.route_params.get("action", ""),
+            body,
+            dict(req.headers),
+        )
+        return json_response(answer.document)
 
     return await _answer(work)

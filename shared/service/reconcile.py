@@ -149,6 +149,11 @@ async def _act(services: Services, work: _Pass, clock: Clock, *, deploy: bool) -
         try:
             await _run(services, work, action, clock)
         except RefusedError as error:
+            if isinstance(action, machine.RestorePrevious | machine.RedeployPrevious):
+                work.rollout = machine.record_rollback_failed(
+                    work.rollout, region, error.message, clock()
+                )
+                continue
             work.rollout = machine.record_deployment_failed(
                 work.rollout, region, error.message, clock()
             )
@@ -372,6 +377,26 @@ async def _run(services: Services, work: _Pass, action: machine.Action, clock: C
         case machine.ReleaseLease(region=region, endpoint=endpoint):
             await services.rollouts.release_lease(region, endpoint, rollout.id)
             work.rollout = machine.record_lease_released(rollout, region, clock())
+        case machine.RestorePrevious():
+            work.rollout = await _restore(services, rollout, action, clock)
+        case machine.RedeployPrevious(region=region, deployment=ref):
+            status = await deployer.deployment_status(
+                region, ref.endpoint, ref.name, operation_url=None
+            )
+            if status.state is ProvisioningState.MISSING:
+                await deployer.begin_create_deployment(
+                    region,
+                    ref.endpoint,
+                    ref.name,
+                    image=action.image,
+                    instance_type=action.settings.instance_type,
+                    instance_count=action.settings.instance_count,
+                )
+            elif status.state is ProvisioningState.SUCCEEDED:
+                work.rollout = machine.record_previous_redeployed(rollout, region, clock())
+            elif status.state is ProvisioningState.FAILED:
+                why = f"redeploying {action.image} as {ref.name} failed: {status.error or '?'}"
+                work.rollout = machine.record_rollback_failed(rollout, region, why, clock())
         case _:
             raise AssertionError(f"unhandled action {action!r}")
 
@@ -405,6 +430,67 @@ async def _claim(
         serving_rollout=serving.rollout_id if serving else None,
     )
     return machine.record_endpoint_claim(rollout, region, claim, clock())
+
+
+async def _restore(
+    services: Services, rollout: Rollout, action: machine.RestorePrevious, clock: Clock
+) -> Rollout:
+    """One step of an operator's rollback in a region: the lease first (one rollout changes
+    an endpoint at a time), then traffic back to the deployment that served before; when
+    that is gone, the image it ran is looked up to redeploy it."""
+    region, ref, deployer = action.region, action.restore_to, services.deployer
+    if rollout.region(region).lease_until is None:
+        until, holder = await services.rollouts.take_lease(
+            region, action.endpoint, rollout.id, clock()
+        )
+        if until is None:
+            why = f"endpoint {action.endpoint} is being changed by {holder or 'another rollout'}"
+            return machine.record_waiting(rollout, region, why, clock())
+        rollout = machine.record_lease_taken(rollout, region, until, clock())
+    status = await deployer.deployment_status(region, ref.endpoint, ref.name, operation_url=None)
+    if status.state is ProvisioningState.MISSING:
+        image, why = await _previous_image(services, action.previous_rollout)
+        return machine.record_previous_gone(rollout, region, image, why, clock())
+    if status.state is ProvisioningState.FAILED:
+        why = f"deployment {ref.name} is in a failed state: {status.error or '?'}"
+        return machine.record_rollback_failed(rollout, region, why, clock())
+    if status.state is ProvisioningState.IN_PROGRESS:
+        return machine.record_waiting(
+            rollout, region, f"deployment {ref.name} is updating", clock()
+        )
+    found = await deployer.endpoint_status(region, ref.endpoint, with_deployments=False)
+    if found.state is ProvisioningState.IN_PROGRESS:
+        return machine.record_waiting(
+            rollout, region, f"endpoint {ref.endpoint} is updating", clock()
+        )
+    if found.traffic.get(ref.name) == 100:
+        # Recorded before the region says rolled back: the next rollout on this endpoint
+        # replaces (and later deletes) exactly the restored deployment.
+        await services.rollouts.set_serving(
+            ServingRecord(region, ref.endpoint, ref.name, action.previous_rollout or "")
+        )
+        return machine.record_traffic_restored(rollout, region, clock())
+    await deployer.begin_set_traffic(region, ref.endpoint, {ref.name: 100})
+    return rollout
+
+
+async def _previous_image(
+    services: Services, previous_rollout: str | None
+) -> tuple[str | None, str]:
+    """The image the rollout that served before ran (by digest), or None and why not."""
+    if not previous_rollout:
+        return None, "the previous deployment is gone and georollout did not deploy it"
+    loaded = await services.rollouts.get(previous_rollout)
+    if loaded is None:
+        return (
+            None,
+            f"the previous deployment is gone and its rollout {previous_rollout} is unknown",
+        )
+    previous = loaded.rollout
+    if previous.deleted_at is not None:
+        return None, f"the previous deployment is gone and its image {previous.subject} was deleted"
+    digest = previous.platform_digest or previous.digest
+    return f"{previous.registry}/{previous.repository}@{digest}", ""
 
 
 async def _abandoned(

@@ -22,7 +22,7 @@ from shared.adapters.rollout_repository import RolloutRepository
 from shared.adapters.table_store import RolloutStore
 from shared.config import Config, TargetRuleConfig, load_config
 from shared.domain.rollout import RolloutPolicy
-from shared.domain.targets import DeploymentSettings, RegionOverride, TargetRule
+from shared.domain.targets import ApprovalMode, DeploymentSettings, RegionOverride, TargetRule
 from shared.service.budget import RequestBudget
 
 log = logging.getLogger("georollout")
@@ -44,6 +44,8 @@ def _rule(rule: TargetRuleConfig) -> TargetRule:
         endpoint_template=rule.endpoint_template,
         settings=DeploymentSettings(rule.instance_type, rule.instance_count, rule.smoke_request),
         region_overrides=overrides,
+        approval=ApprovalMode(rule.approval),
+        approval_timeout_s=rule.approval_timeout_hours * 3600,
     )
 
 
@@ -54,6 +56,7 @@ def rollout_policy(config: Config) -> RolloutPolicy:
         replication_timeout_base_s=config.replication.timeout_minutes * 60,
         replication_timeout_per_gb_s=config.replication.timeout_minutes_per_gb * 60,
         give_up_after_s=config.replication.give_up_hours * 3600,
+        keep_previous_s=config.keep_previous_minutes * 60,
     )
 
 

@@ -114,10 +114,11 @@ class UnsupportedExpression(ValueError):
 
 
 def evaluate(node: Any, scope: dict[str, str], variables: dict[str, Any]) -> Any:
-    """Evaluate a pycep expression as ARM would, for the subset the secret templates use:
-    parameters (their values in `scope`), the file's `variables`, `startsWith`, the ternary
-    operator, and strings with `${...}` parts calling `base64()` or `concat()`. Anything else
-    raises UnsupportedExpression, so a template that outgrows the subset fails loudly."""
+    """Evaluate a pycep expression as ARM would, for the subset the secret templates and the
+    resource conditions use: parameters (their values in `scope`), the file's `variables`,
+    `startsWith`, `empty`, `!`, the ternary operator, and strings with `${...}` parts calling
+    `base64()` or `concat()`. Anything else raises UnsupportedExpression, so a template that
+    outgrows the subset fails loudly."""
     if isinstance(node, str):
         if node in scope:
             return scope[node]
@@ -129,6 +130,16 @@ def evaluate(node: Any, scope: dict[str, str], variables: dict[str, Any]) -> Any
         operands = node["operator"]["operands"]
         taken = evaluate(operands["condition"], scope, variables)
         return evaluate(operands["true_value" if taken else "false_value"], scope, variables)
+    if isinstance(node, dict) and node.get("operator", {}).get("type") == "not":
+        operand = evaluate(node["operator"]["operands"]["bool_value"], scope, variables)
+        if not isinstance(operand, bool):
+            raise UnsupportedExpression(f"! applied to {operand!r}")
+        return not operand
+    if isinstance(node, dict) and node.get("function", {}).get("type") == "empty":
+        item = evaluate(node["function"]["parameters"]["item_to_test"], scope, variables)
+        if not isinstance(item, str | list | dict):
+            raise UnsupportedExpression(f"empty() of {item!r}")
+        return len(item) == 0
     if isinstance(node, dict) and node.get("function", {}).get("type") == "starts_with":
         parameters = node["function"]["parameters"]
         text = evaluate(parameters["string_to_search"], scope, variables)

@@ -145,16 +145,26 @@ def test_primary_walks_the_blue_green_steps() -> None:
     east = rollout.region("eastus")
     assert (east.state, east.deploy_step, east.live_at) == (
         RegionState.LIVE,
-        DeployStep.CLEANING_UP,
+        DeployStep.KEEPING_PREVIOUS,
         at(6),
     )
-    blue = replace(operation, name="blue")
-    assert DeletePrevious("eastus", blue) in next_actions(rollout, at(7), POLICY)
     assert (EventType.REGION_LIVE, "eastus") in [(e.type, e.region) for e in rollout.outbox]
+    # The previous deployment stays (a rollback is then a traffic change) until every
+    # region is live and the keep time has passed.
+    assert not of_type(next_actions(rollout, at(7), POLICY), DeletePrevious)
+    for region in ("westus", "northeurope"):
+        rollout = live(replicated(rollout, region, at(7)), region, at(8))
+    kept_until = at(8) + timedelta(seconds=POLICY.keep_previous_s)
+    waiting = tick(rollout, kept_until - timedelta(seconds=1), POLICY)
+    assert waiting.region("eastus").deploy_step is DeployStep.KEEPING_PREVIOUS
+    rollout = tick(rollout, kept_until, POLICY)
+    assert rollout.region("eastus").deploy_step is DeployStep.CLEANING_UP
+    blue = replace(operation, name="blue")
+    assert DeletePrevious("eastus", blue) in next_actions(rollout, kept_until, POLICY)
 
-    rollout = record_previous_deleted(rollout, "eastus", at(8))
+    rollout = record_previous_deleted(rollout, "eastus", kept_until)
     assert rollout.region("eastus").deploy_step is DeployStep.DONE
-    assert not of_type(next_actions(rollout, at(9), POLICY), DeletePrevious)
+    assert not of_type(next_actions(rollout, kept_until, POLICY), DeletePrevious)
 
 
 def test_the_image_deployed_is_the_platform_manifest_that_runs() -> None:
@@ -461,10 +471,17 @@ def test_a_traffic_shift_that_never_finishes_fails_the_region() -> None:
     assert not of_type(next_actions(failed, limit, POLICY), ShiftTraffic)
 
 
+def one_region() -> Rollout:
+    rollout = new_rollout(notice(), ("eastus",), TARGET, T0)
+    return confirmed(record_deployable(rollout, 1, T0), T0)
+
+
 def test_a_previous_deployment_that_cannot_be_deleted_is_left_with_a_clear_error() -> None:
-    rollout = live(replicated(fresh(), "eastus", at(1)), "eastus", at(2), previous="blue")
+    rollout = live(replicated(one_region(), "eastus", at(1)), "eastus", at(2), previous="blue")
+    kept_until = at(2) + timedelta(seconds=POLICY.keep_previous_s)
+    rollout = tick(rollout, kept_until, POLICY)
     assert rollout.region("eastus").deploy_step is DeployStep.CLEANING_UP
-    limit = at(2) + timedelta(seconds=POLICY.cleanup_timeout_s)
+    limit = kept_until + timedelta(seconds=POLICY.cleanup_timeout_s)
     assert tick(rollout, limit - timedelta(seconds=1), POLICY) is rollout
     done = tick(rollout, limit, POLICY)
     east = done.region("eastus")
@@ -530,8 +547,9 @@ def test_a_superseded_discard_that_keeps_failing_is_left_after_the_cleanup_deadl
 
 
 def test_traffic_shifted_deletes_only_the_previous_deployment_recorded_at_the_claim() -> None:
-    rollout = shifting(replicated(fresh(), "eastus", at(1)), "eastus", at(2), previous="blue")
+    rollout = shifting(replicated(one_region(), "eastus", at(1)), "eastus", at(2), previous="blue")
     rollout = record_traffic_shifted(rollout, "eastus", at(3))
+    rollout = tick(rollout, at(3) + timedelta(seconds=POLICY.keep_previous_s), POLICY)
     deletes = of_type(next_actions(rollout, at(4), POLICY), DeletePrevious)
     assert deletes == [DeletePrevious("eastus", ref("eastus", "blue"))]
     assert rollout.region("eastus").previous_rollout == "older"
@@ -572,13 +590,14 @@ def test_a_region_gives_its_lease_back_once_done_changing_the_endpoint() -> None
         lambda r: record_deployment_created(r, "eastus", None, at(3)),
         lambda r: record_provisioning_succeeded(r, "eastus", at(4)),
         lambda r: record_smoke_passed(r, "eastus", at(5)),
-        lambda r: record_traffic_shifted(r, "eastus", at(6)),  # live, deleting "blue"
     ]
     for step in steps:
         rollout = step(rollout)
         assert rollout.region("eastus").lease_until is not None
         assert not of_type(next_actions(rollout, at(7), POLICY), ReleaseLease)
-    rollout = record_previous_deleted(rollout, "eastus", at(8))
+    # Live: "blue" is only kept (0% traffic) for a rollback; nothing changes the endpoint.
+    rollout = record_traffic_shifted(rollout, "eastus", at(6))
+    assert rollout.region("eastus").deploy_step is DeployStep.KEEPING_PREVIOUS
     assert ReleaseLease("eastus", ENDPOINT) in next_actions(rollout, at(9), POLICY)
     released = record_lease_released(rollout, "eastus", at(9))
     assert released.region("eastus").lease_until is None
