@@ -20,6 +20,9 @@ from typing import Any
 
 URL_ENV = "GEOROLLOUT_URL"
 FUNCTION_KEY_ENV = "GEOROLLOUT_FUNCTION_KEY"
+# An Entra ID access token for an app behind App Service authentication (infra/README.md:
+# `az account get-access-token --resource api://<client id> --query accessToken -o tsv`).
+ACCESS_TOKEN_ENV = "GEOROLLOUT_ACCESS_TOKEN"
 DEFAULT_URL = "http://127.0.0.1:7071"
 # Both name a CA bundle that replaces the system's (requests' and OpenSSL's own convention).
 CA_BUNDLE_ENVS = ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
@@ -90,17 +93,20 @@ class ApiClient:
         function_key: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         timeout: float = DEFAULT_REQUEST_TIMEOUT_S,
+        access_token: str | None = None,
     ) -> None:
         parsed = urllib.parse.urlsplit(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ApiConfigError(f"{URL_ENV} must be an http(s) URL, e.g. {DEFAULT_URL}")
-        if function_key and parsed.scheme == "http" and not _is_loopback(parsed.hostname):
-            # The key would cross the network in clear text.
-            raise ApiConfigError(
-                f"{FUNCTION_KEY_ENV} is set but {URL_ENV} is plain http to a remote host: use https"
-            )
+        for secret, name in ((function_key, FUNCTION_KEY_ENV), (access_token, ACCESS_TOKEN_ENV)):
+            if secret and parsed.scheme == "http" and not _is_loopback(parsed.hostname):
+                # The key or token would cross the network in clear text.
+                raise ApiConfigError(
+                    f"{name} is set but {URL_ENV} is plain http to a remote host: use https"
+                )
         self.base_url = base_url.rstrip("/")
         self._function_key = function_key
+        self._access_token = access_token
         self._ssl_context = ssl_context
         self._timeout = timeout
 
@@ -117,7 +123,12 @@ class ApiClient:
             except (OSError, ssl.SSLError) as error:
                 where = f"{named[0]}={named[1]}" if named else "the system CA store"
                 raise ApiConfigError(f"cannot load the CA bundle {where}: {error}") from None
-        return cls(base_url, function_key=env.get(FUNCTION_KEY_ENV) or None, ssl_context=context)
+        return cls(
+            base_url,
+            function_key=env.get(FUNCTION_KEY_ENV) or None,
+            ssl_context=context,
+            access_token=(env.get(ACCESS_TOKEN_ENV) or "").strip() or None,
+        )
 
     @property
     def ssl_context(self) -> ssl.SSLContext | None:
@@ -137,6 +148,8 @@ class ApiClient:
         sent = {"Accept": "application/json", "User-Agent": USER_AGENT, **(headers or {})}
         if self._function_key:
             sent["x-functions-key"] = self._function_key
+        if self._access_token:
+            sent["Authorization"] = f"Bearer {self._access_token}"
         request = urllib.request.Request(self.base_url + path, data=data, method=method)
         for name, value in sent.items():
             request.add_header(name, value)

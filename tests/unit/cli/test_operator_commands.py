@@ -17,6 +17,7 @@ from click.testing import CliRunner, Result
 
 from georollout_cli import app
 from georollout_cli.api import (
+    ACCESS_TOKEN_ENV,
     FUNCTION_KEY_ENV,
     ROLLOUT_ACTIONS,
     URL_ENV,
@@ -234,6 +235,27 @@ def test_without_a_function_key_no_key_header_is_sent(api: ApiServer) -> None:
 
     assert result.exit_code == 0, result.stderr
     assert "x-functions-key" not in api.received[0].headers
+
+
+def test_an_access_token_goes_in_the_authorization_header(api: ApiServer) -> None:
+    # Behind App Service authentication (Entra ID) the app wants a bearer token too.
+    api.answer("POST", action_route(ID, "hold"), 200, accepted("hold", ROLLOUT))
+
+    result = run(api.url, ["hold", ID], env={ACCESS_TOKEN_ENV: " eyJ0eXAi.token "})
+
+    assert result.exit_code == 0, result.stderr
+    headers = api.received[0].headers
+    assert headers["authorization"] == "Bearer eyJ0eXAi.token"
+    assert headers["x-functions-key"] == KEY
+    assert "eyJ0eXAi" not in result.stdout + result.stderr
+
+
+def test_an_access_token_is_refused_over_plain_http_to_a_remote_host() -> None:
+    env = {ACCESS_TOKEN_ENV: "t", FUNCTION_KEY_ENV: None}
+    result = run("http://georollout.example", ["hold", ID], env=env)
+
+    assert result.exit_code == 2
+    assert "GEOROLLOUT_ACCESS_TOKEN is set but GEOROLLOUT_URL is plain http" in result.stderr
 
 
 def test_an_action_that_does_not_fit_the_state_is_refused_with_exit_1(api: ApiServer) -> None:
