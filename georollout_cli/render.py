@@ -17,11 +17,13 @@ from rich.text import Text
 from georollout_cli.durations import format_duration
 from georollout_cli.views import (
     BUILD_COLUMNS,
+    HISTORY_COLUMNS,
     LIST_COLUMNS,
     REGION_COLUMNS,
     Row,
     build_rows,
     detail_fields,
+    history_rows,
     list_rows,
     region_rows,
 )
@@ -102,6 +104,9 @@ class PlainRenderer:
         builds = build_rows(document)
         if builds:
             lines += ["", "builds:", *text_table(BUILD_COLUMNS, builds)]
+        actions = history_rows(document)
+        if actions:
+            lines += ["", "operator actions:", *text_table(HISTORY_COLUMNS, actions)]
         self.write_lines(lines)
 
     @contextmanager
@@ -186,6 +191,13 @@ class RichRenderer:
         builds = build_rows(document)
         if builds:
             parts += [Text(""), Text("builds", style="bold"), _rich_table(BUILD_COLUMNS, builds)]
+        actions = history_rows(document)
+        if actions:
+            parts += [
+                Text(""),
+                Text("operator actions", style="bold"),
+                _rich_table(HISTORY_COLUMNS, actions),
+            ]
         return Group(*parts)
 
     def rollout_detail(self, document: Mapping[str, Any]) -> None:

@@ -23,6 +23,9 @@ REGION_COLUMNS = (
     "NOTE",
 )
 BUILD_COLUMNS = ("SYSTEM", "ID", "COMMIT", "URL", "SOURCE", "RECEIVED")
+HISTORY_COLUMNS = ("AT", "ACTION", "ACTOR", "REGIONS", "OUTCOME", "REASON")
+# Operator actions shown by `status ID` (the newest; the document keeps more).
+HISTORY_SHOWN = 10
 Row = tuple[str, ...]
 
 
@@ -96,8 +99,18 @@ def detail_fields(document: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("superseded by", "superseded_by"),
         ("step error", "step_error"),
         ("deleted from registry", "deleted_from_registry_at"),
+        ("rolled back", "rolled_back_at"),
     )
     fields += [(label, _one_line(document[key])) for label, key in optional if document.get(key)]
+    if document.get("approval") not in (None, "none"):
+        gates = [g for g in document.get("approvals") or [] if isinstance(g, Mapping)]
+        said = "; ".join(
+            f"wave {g.get('wave')} approved by {g.get('approved_by')}"
+            if g.get("approved_at")
+            else f"wave {g.get('wave')} waiting since {clock_time(g.get('opened_at'))}"
+            for g in gates
+        )
+        fields.append(("approval", f"{document['approval']}" + (f" ({said})" if said else "")))
     return fields
 
 
@@ -113,6 +126,10 @@ def region_rows(document: Mapping[str, Any]) -> list[Row]:
             notes.append(f"error: {_one_line(region['last_error'])}")
         if region.get("probing_stopped"):
             notes.append("probing stopped")
+        if region.get("held"):
+            notes.append(f"held by an operator (in {region.get('held_in') or region.get('state')})")
+        if int(region.get("attempt") or 1) > 1:
+            notes.append(f"attempt {region['attempt']}")
         rows.append(
             (
                 str(region.get("region", "")) + (" (primary)" if region.get("primary") else ""),
@@ -138,6 +155,30 @@ def build_rows(document: Mapping[str, Any]) -> list[Row]:
         for build in document.get("builds") or []
         if isinstance(build, Mapping)
     ]
+
+
+def history_rows(document: Mapping[str, Any]) -> list[Row]:
+    """The newest operator actions, accepted or refused (`history`, when the document has it)."""
+    entries = [e for e in document.get("history") or [] if isinstance(e, Mapping)]
+    rows: list[Row] = []
+    for entry in entries[-HISTORY_SHOWN:]:
+        actor = str(entry.get("actor") or "-")
+        if not entry.get("actor_verified"):
+            actor += " (unverified)"
+        outcome = str(entry.get("outcome") or "-")
+        if entry.get("message"):
+            outcome += f": {_one_line(entry['message'])}"
+        rows.append(
+            (
+                clock_time(entry.get("at")),
+                str(entry.get("action") or "-"),
+                actor,
+                ", ".join(str(r) for r in entry.get("regions") or []) or "-",
+                outcome,
+                _one_line(entry.get("reason") or "-"),
+            )
+        )
+    return rows
 
 
 def _one_line(value: Any) -> str:

@@ -122,6 +122,49 @@ def test_the_detail_lists_the_builds_when_the_document_has_them() -> None:
     ]
 
 
+def test_the_detail_shows_operator_actions_holds_attempts_and_gates() -> None:
+    renderer, out, _ = plain()
+    held = region("northeurope", "held", held=True, held_in="replicated", attempt=2)
+    document_ = rollout(
+        history=[
+            {
+                "at": "2026-11-24T07:12:00Z",
+                "action": "hold",
+                "actor": "alice",
+                "actor_verified": False,
+                "reason": "latency\nalarm",
+                "regions": ["northeurope"],
+                "outcome": "accepted",
+                "message": None,
+            },
+            {
+                "at": "2026-11-24T07:13:00Z",
+                "action": "approve",
+                "actor": "bob@contoso.com",
+                "actor_verified": True,
+                "reason": None,
+                "regions": [],
+                "outcome": "refused",
+                "message": "no approval gate is waiting",
+            },
+        ],
+        approval="before_secondaries",
+        approvals=[{"wave": 1, "opened_at": "2026-11-24T07:11:05Z", "approved_at": None}],
+    )
+    document_["regions"] = [*document_["regions"], held]  # type: ignore[list-item]
+    renderer.rollout_detail(document_)
+    text = out.getvalue()
+    lines = text.splitlines()
+    assert "approval  before_secondaries (wave 1 waiting since 2026-11-24 07:11:05Z)" in text
+    assert "held by an operator (in replicated); attempt 2" in text
+    at = lines.index("operator actions:")
+    assert lines[at + 1].split() == ["AT", "ACTION", "ACTOR", "REGIONS", "OUTCOME", "REASON"]
+    assert "hold" in lines[at + 2] and "alice (unverified)" in lines[at + 2]
+    assert lines[at + 2].rstrip().endswith("latency alarm")
+    assert "bob@contoso.com " in lines[at + 3] and "(unverified)" not in lines[at + 3]
+    assert "refused: no approval gate is waiting" in lines[at + 3]
+
+
 def test_progress_is_one_stamped_event_per_line() -> None:
     ticks = iter([100.0, 100.0, 112.4, 130.0])
     out, err = io.StringIO(), io.StringIO()
