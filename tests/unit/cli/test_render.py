@@ -151,7 +151,9 @@ def test_the_detail_shows_operator_actions_holds_attempts_and_gates() -> None:
         approval="before_secondaries",
         approvals=[{"wave": 1, "opened_at": "2026-11-24T07:11:05Z", "approved_at": None}],
     )
-    document_["regions"] = [*document_["regions"], held]  # type: ignore[list-item]
+    regions = document_["regions"]
+    assert isinstance(regions, list)
+    document_["regions"] = [*regions, held]
     renderer.rollout_detail(document_)
     text = out.getvalue()
     lines = text.splitlines()
