@@ -1382,7 +1382,7 @@ def _apply_timeouts(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> R
     deploy_limit = timedelta(seconds=policy.deployment_timeout_s)
     ended = stopped(rollout)
     rollout = _apply_approval_timeouts(rollout, now)
-    cleanup_from = _keep_previous_until(rollout, policy)
+    cleanup_from = keep_previous_until(rollout, policy)
     regions = []
     for progress in rollout.regions:
         deadline = replication_deadline(rollout, policy, progress)
@@ -1523,7 +1523,7 @@ def _rollback_timed_out(progress: RegionProgress, limit: int, now: datetime) -> 
     )
 
 
-def _keep_previous_until(rollout: Rollout, policy: RolloutPolicy) -> datetime | None:
+def keep_previous_until(rollout: Rollout, policy: RolloutPolicy) -> datetime | None:
     """When the previous deployments this rollout keeps may go: the keep time after the
     rollout settled (no region still moving, waiting or rolling back); None: not settled."""
     waiting = UNFINISHED_REGION_STATES - {RegionState.TIMED_OUT}
@@ -1564,6 +1564,23 @@ def _apply_approval_timeouts(rollout: Rollout, now: datetime) -> Rollout:
         for r in rollout.regions
     )
     return replace(rollout, regions=regions)
+
+
+def waiting_gates(rollout: Rollout) -> list[ApprovalGate]:
+    """Approval gates open and not approved whose wave still has a region waiting (one that
+    has not started deploying, failed or stopped)."""
+    target = rollout.target
+    if target is None or stopped(rollout):
+        return []
+    return [
+        gate
+        for gate in rollout.gates
+        if gate.approved_at is None
+        and any(
+            target.wave_of(r.region, r.primary) == gate.wave and r.state in _NOT_YET_DEPLOYING
+            for r in rollout.regions
+        )
+    ]
 
 
 _NOT_YET_DEPLOYING = frozenset(

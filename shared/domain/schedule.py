@@ -9,14 +9,19 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from shared.domain.model import DeployStep, RegionProgress, RegionState, Rollout
-from shared.domain.rollout import RolloutPolicy, give_up_deadline, replication_deadline
+from shared.domain.rollout import (
+    RolloutPolicy,
+    give_up_deadline,
+    keep_previous_until,
+    replication_deadline,
+    waiting_gates,
+)
 
 # Steps that still need a call to Azure ML after the region's state settled.
 PENDING_STEPS = frozenset(
     {
         DeployStep.CLEANING_UP,
         DeployStep.DISCARDING,
-        DeployStep.KEEPING_PREVIOUS,
         DeployStep.RESTORING,
         DeployStep.REDEPLOYING_PREVIOUS,
     }
@@ -49,10 +54,20 @@ def _can_move(rollout: Rollout, region: RegionProgress) -> bool:
     return region.primary or _primary_readable(rollout)
 
 
+def _keeping_previous(rollout: Rollout) -> bool:
+    return any(r.deploy_step is DeployStep.KEEPING_PREVIOUS for r in rollout.regions)
+
+
+def _open_gates(rollout: Rollout) -> list[datetime]:
+    """When each approval gate still waiting was opened (its timeout counts from then)."""
+    return [gate.opened_at for gate in waiting_gates(rollout)]
+
+
 def is_active(rollout: Rollout) -> bool:
     """True while a step still has something to do: moving regions, clean-up, a lease to give
-    back, a tag to confirm, or unsent events."""
-    if _housekeeping(rollout):
+    back, a tag to confirm, a previous deployment kept for a while, an approval that may
+    time out, or unsent events."""
+    if _housekeeping(rollout) or _keeping_previous(rollout) or _open_gates(rollout):
         return True
     readable = _primary_readable(rollout) or rollout.superseded_by is not None
     if (
@@ -93,8 +108,18 @@ def _next_due_at(
         elif region.state in _DEPLOYING:
             # Deployments are long-running operations: look again after the poll interval.
             moments.append(now + poll)
-    if any(r.state is RegionState.AWAITING_REPLICATION for r in rollout.regions):
-        moments.append(replication_deadline(rollout, policy))
-    if any(r.state is RegionState.TIMED_OUT and not r.gave_up for r in rollout.regions):
-        moments.append(give_up_deadline(rollout, policy))
+    for region in rollout.regions:
+        if region.state is RegionState.AWAITING_REPLICATION:
+            moments.append(replication_deadline(rollout, policy, region))
+        if region.state is RegionState.TIMED_OUT and not region.gave_up:
+            moments.append(give_up_deadline(rollout, policy, region))
+    if rollout.target is not None:
+        timeout = timedelta(seconds=rollout.target.approval_timeout_s)
+        moments += [opened + timeout for opened in _open_gates(rollout)]
+    if _keeping_previous(rollout):
+        # Nothing to do until the keep time ends (a settled rollout), or until the regions
+        # still moving (their own moments above) settle it.
+        until = keep_previous_until(rollout, policy)
+        if until is not None:
+            moments.append(until)
     return min(moments) if moments else now + poll

@@ -25,7 +25,7 @@ from shared.domain.model import (
     RegionState,
     Rollout,
 )
-from shared.domain.rollout import commit, next_attempt, start_rollback
+from shared.domain.rollout import commit, next_attempt, start_rollback, waiting_gates
 from shared.domain.timestamps import format_timestamp
 
 # Entries kept per rollout (the newest win): a script looping on `hold` must not grow the
@@ -131,7 +131,7 @@ def _resume(rollout: Rollout, request: OperatorRequest, now: datetime) -> Rollou
 def _approve(rollout: Rollout, request: OperatorRequest, now: datetime) -> Rollout:
     _refuse_if_ended(rollout, "approve")
     target = rollout.target
-    waiting = {g.wave: g for g in rollout.gates if g.approved_at is None}
+    waiting = {g.wave: g for g in waiting_gates(rollout)}
     if target is None or not waiting:
         raise Refused(
             "no approval gate is waiting (the target rule asks for none, it was "

@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
+from shared.domain.model import RegionState
 from shared.domain.rollout import (
     give_up_deadline,
     new_rollout,
+    record_deployable,
     record_deployment_discarded,
     record_lease_released,
     record_not_deployable,
@@ -21,6 +23,7 @@ from shared.domain.rollout import (
     tick,
 )
 from shared.domain.schedule import is_active, next_due_at
+from shared.domain.targets import ApprovalMode
 from tests.unit.domain.builders import (
     ABSENT,
     POLICY,
@@ -28,6 +31,7 @@ from tests.unit.domain.builders import (
     T0,
     TARGET,
     at,
+    confirmed,
     fresh,
     live,
     notice,
@@ -138,7 +142,25 @@ def test_a_previous_deployment_to_delete_keeps_a_live_rollout_due() -> None:
         rollout = record_lease_released(rollout, region, at(2))  # as if given back early
     rollout = published(rollout)
     assert is_active(rollout)
-    assert next_due_at(rollout, at(3), POLICY, POLL) == at(3) + POLL
+    # kept for a rollback until the keep time after the last region went live: due then
+    kept_until = at(2) + timedelta(seconds=POLICY.keep_previous_s)
+    assert next_due_at(rollout, at(3), POLICY, POLL) == kept_until
+    cleaning = tick(rollout, kept_until, POLICY)
+    assert next_due_at(cleaning, kept_until, POLICY, POLL) == kept_until + POLL
+
+
+def test_an_open_approval_gate_keeps_the_rollout_due_for_its_timeout() -> None:
+    target = replace(TARGET, approval=ApprovalMode.BEFORE_SECONDARIES, approval_timeout_s=3600)
+    rollout = confirmed(record_deployable(new_rollout(notice(), REGIONS, target, T0), 1, T0), T0)
+    rollout = live(replicated(rollout, "eastus", at(1)), "eastus", at(2))
+    for region in ("westus", "northeurope"):
+        rollout = replicated(rollout, region, at(2))
+    rollout = published(record_lease_released(rollout, "eastus", at(2)))
+    assert is_active(rollout)
+    assert next_due_at(rollout, at(3), POLICY, POLL) == at(2) + timedelta(hours=1)
+    failed = published(tick(rollout, at(2) + timedelta(hours=1), POLICY))
+    assert failed.region("westus").state is RegionState.FAILED
+    assert next_due_at(failed, at(2) + timedelta(hours=1), POLICY, POLL) is None
 
 
 def test_a_superseded_rollout_is_due_only_while_it_discards_its_deployment() -> None:
