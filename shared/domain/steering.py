@@ -63,6 +63,11 @@ class OperatorRequest:
     request_id: str
 
 
+# A transition's result: the changed rollout and the regions it applies to (what the history
+# names when the request named none).
+Applied = tuple[Rollout, tuple[str, ...]]
+
+
 class Refused(Exception):
     """The action does not fit the rollout's state; the message says why (and what would)."""
 
@@ -72,17 +77,17 @@ def apply_request(rollout: Rollout, request: OperatorRequest, now: datetime) -> 
     if outcome_of(rollout, request.request_id) is not None:
         return rollout  # already applied (this is a retried write)
     try:
-        changed = _TRANSITIONS[request.action](rollout, request, now)
+        changed, named = _TRANSITIONS[request.action](rollout, request, now)
         outcome, message = ACCEPTED, None
     except Refused as refusal:
-        changed, outcome, message = rollout, REFUSED, str(refusal)
+        changed, named, outcome, message = rollout, (), REFUSED, str(refusal)
     entry = HistoryEntry(
         at=now,
         action=request.action,
         actor=request.actor,
         actor_verified=request.actor_verified,
         reason=request.reason,
-        regions=request.regions if request.regions is not None else _named(rollout, changed),
+        regions=request.regions if request.regions is not None else named,
         outcome=outcome,
         message=message,
         request_id=request.request_id,
@@ -100,7 +105,7 @@ def outcome_of(rollout: Rollout, request_id: str) -> HistoryEntry | None:
 # --- the transitions ------------------------------------------------------------------
 
 
-def _hold(rollout: Rollout, request: OperatorRequest, now: datetime) -> Rollout:
+def _hold(rollout: Rollout, request: OperatorRequest, now: datetime) -> Applied:
     _refuse_if_ended(rollout, "hold")
     regions = _pick(
         rollout,
@@ -114,10 +119,10 @@ def _hold(rollout: Rollout, request: OperatorRequest, now: datetime) -> Rollout:
         none_fit="nothing to hold: every region has finished (live, failed, rolled back or "
         "superseded) or is held already",
     )
-    return _change(rollout, regions, lambda r: replace(r, operator_hold=True))
+    return _change(rollout, regions, lambda r: replace(r, operator_hold=True)), regions
 
 
-def _resume(rollout: Rollout, request: OperatorRequest, now: datetime) -> Rollout:
+def _resume(rollout: Rollout, request: OperatorRequest, now: datetime) -> Applied:
     regions = _pick(
         rollout,
         request,
@@ -125,10 +130,11 @@ def _resume(rollout: Rollout, request: OperatorRequest, now: datetime) -> Rollou
         why_not=lambda r: "is not held",
         none_fit="nothing to resume: no region is held",
     )
-    return _change(rollout, regions, lambda r: replace(r, operator_hold=False, resumed_at=now))
+    resumed = _change(rollout, regions, lambda r: replace(r, operator_hold=False, resumed_at=now))
+    return resumed, regions
 
 
-def _approve(rollout: Rollout, request: OperatorRequest, now: datetime) -> Rollout:
+def _approve(rollout: Rollout, request: OperatorRequest, now: datetime) -> Applied:
     _refuse_if_ended(rollout, "approve")
     target = rollout.target
     waiting = {g.wave: g for g in waiting_gates(rollout)}
@@ -154,10 +160,11 @@ def _approve(rollout: Rollout, request: OperatorRequest, now: datetime) -> Rollo
         replace(g, approved_at=now, approved_by=request.actor) if g.wave in waves else g
         for g in rollout.gates
     )
-    return replace(rollout, gates=gates)
+    # The regions the approval lets go on (they leave awaiting_approval in the commit).
+    return replace(rollout, gates=gates), regions
 
 
-def _retry(rollout: Rollout, request: OperatorRequest, now: datetime) -> Rollout:
+def _retry(rollout: Rollout, request: OperatorRequest, now: datetime) -> Applied:
     if rollout.ignored_reason is not None:
         raise Refused(f"the rollout is ignored: {rollout.ignored_reason}")
     if rollout.superseded_by is not None:
@@ -215,10 +222,10 @@ def _retry(rollout: Rollout, request: OperatorRequest, now: datetime) -> Rollout
         }
         gates = tuple(g for g in retried.gates if g.approved_at is not None or g.wave not in waves)
         retried = replace(retried, gates=gates)
-    return replace(retried, rolled_back_at=None)
+    return replace(retried, rolled_back_at=None), regions
 
 
-def _rollback(rollout: Rollout, request: OperatorRequest, now: datetime) -> Rollout:
+def _rollback(rollout: Rollout, request: OperatorRequest, now: datetime) -> Applied:
     if rollout.ignored_reason is not None:
         raise Refused(f"the rollout is ignored: {rollout.ignored_reason}")
 
@@ -254,8 +261,9 @@ def _rollback(rollout: Rollout, request: OperatorRequest, now: datetime) -> Roll
             return start_rollback(progress, now)
         return _stop_for_rollback(progress, now, whole=request.regions is None)
 
-    changed = tuple(back(r) for r in rollout.regions)
-    return replace(rollout, regions=changed, rolled_back_at=now)
+    rolled = replace(rollout, regions=tuple(back(r) for r in rollout.regions), rolled_back_at=now)
+    # Every region the rollback changed: those going back and those it stopped.
+    return rolled, _named(rollout, rolled)
 
 
 def _stop_for_rollback(progress: RegionProgress, now: datetime, *, whole: bool) -> RegionProgress:
@@ -281,7 +289,7 @@ def _stop_for_rollback(progress: RegionProgress, now: datetime, *, whole: bool) 
     )
 
 
-_TRANSITIONS: dict[OperatorAction, Callable[[Rollout, OperatorRequest, datetime], Rollout]] = {
+_TRANSITIONS: dict[OperatorAction, Callable[[Rollout, OperatorRequest, datetime], Applied]] = {
     OperatorAction.APPROVE: _approve,
     OperatorAction.HOLD: _hold,
     OperatorAction.RESUME: _resume,
@@ -338,7 +346,7 @@ def _change(
 
 
 def _named(before: Rollout, after: Rollout) -> tuple[str, ...]:
-    """The regions an action without a region list changed (none when it was refused)."""
+    """The regions whose progress differs between `before` and `after`."""
     old = {r.region: r for r in before.regions}
     return tuple(r.region for r in after.regions if old.get(r.region) != r)
 

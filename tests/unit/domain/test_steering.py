@@ -279,6 +279,7 @@ def test_secondaries_wait_for_approval_once_the_primary_is_live() -> None:
     assert rollout.region("westus").state is RegionState.AWAITING_APPROVAL
     assert not [a for a in next_actions(rollout, at(3), POLICY) if isinstance(a, ClaimEndpoint)]
     approved = act(rollout, "approve", now=at(4))
+    assert approved.history[-1].regions == ("westus", "northeurope")  # what it let go on
     (gate,) = approved.gates
     assert (gate.approved_at, gate.approved_by) == (at(4), "alice")
     assert approved.region("westus").state is RegionState.REPLICATED
