@@ -1136,6 +1136,9 @@ def next_actions(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> list
             rollback = _rollback_action(rollout, progress)
             if rollback is not None:
                 actions.append(rollback)
+            cleanup = _cleanup_action(progress)
+            if cleanup is not None:
+                actions.append(cleanup)
         return actions
     primary = rollout.primary
     primary_live = primary is not None and primary.state is RegionState.LIVE
@@ -1225,9 +1228,18 @@ def _region_action(
         return SmokeTest(progress.region, ref, body)
     if state is RegionState.DEPLOYING and step is DeployStep.SHIFTING_TRAFFIC:
         return ShiftTraffic(progress.region, ref)
-    if step is DeployStep.CLEANING_UP and progress.previous_deployment:
-        return DeletePrevious(progress.region, replace(ref, name=progress.previous_deployment))
-    return None
+    return _cleanup_action(progress)
+
+
+def _cleanup_action(progress: RegionProgress) -> Action | None:
+    """Delete the previous deployment once the region no longer keeps it (also in a stopped
+    rollout: a replaced region deletes what served before it)."""
+    ref = progress.deployment
+    if ref is None or progress.deploy_step is not DeployStep.CLEANING_UP:
+        return None
+    if not progress.previous_deployment:
+        return None
+    return DeletePrevious(progress.region, replace(ref, name=progress.previous_deployment))
 
 
 # --- internals ------------------------------------------------------------------------

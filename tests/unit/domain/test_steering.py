@@ -549,3 +549,12 @@ def test_a_newer_rollout_going_live_cancels_a_rollback_still_waiting() -> None:
         None,
     )
     assert not [a for a in next_actions(replaced, at(12), POLICY) if isinstance(a, RestorePrevious)]
+
+
+def test_a_replaced_region_deletes_what_served_before_it_in_a_stopped_rollout() -> None:
+    from shared.domain.rollout import DeletePrevious, record_replaced
+
+    replaced = record_replaced(all_live(), "westus", "newer", at(11))
+    assert replaced.superseded_by == "newer"
+    deletes = [a for a in next_actions(replaced, at(12), POLICY) if isinstance(a, DeletePrevious)]
+    assert [(a.region, a.deployment.name) for a in deletes] == [("westus", "blue")]
