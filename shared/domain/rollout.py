@@ -935,25 +935,43 @@ def record_rollback_failed(rollout: Rollout, region: str, why: str, now: datetim
     progress = _find(rollout, region)
     if progress is None or progress.deploy_step not in _ROLLBACK_STEPS:
         return rollout
-    exists = progress.deploy_step is DeployStep.RESTORING
-    return _rollback_failed(rollout, progress, why, now, previous_exists=exists)
+    return _commit(rollout, _with_region(rollout, _rollback_stopped(progress, why, now)), now)
 
 
 def _rollback_failed(
     rollout: Rollout, progress: RegionProgress, why: str, now: datetime, *, previous_exists: bool
 ) -> Rollout:
-    kept = previous_exists and progress.previous_deployment is not None
-    failed = replace(
+    stopped_here = _rollback_stopped(progress, why, now, previous_exists=previous_exists)
+    return _commit(rollout, _with_region(rollout, stopped_here), now)
+
+
+def _rollback_stopped(
+    progress: RegionProgress, why: str, now: datetime, *, previous_exists: bool = True
+) -> RegionProgress:
+    """A rollback that cannot finish. Nothing is deleted on a guess: a traffic PUT to the
+    previous deployment may have gone through before the failure, so that deployment is
+    left in place (and never deleted by this rollout) and the message says what to check."""
+    ours = _name(progress.deployment)
+    target = progress.restore_to.name if progress.restore_to else progress.previous_deployment
+    if not previous_exists or target is None:
+        said = f"traffic stays on {ours}"
+    elif progress.deploy_step is DeployStep.REDEPLOYING_PREVIOUS:
+        said = f"traffic stays on {ours}; {target} is left in place: delete it if unused"
+    else:
+        said = (
+            f"{target} is left in place and the traffic may be on it or on {ours}: check the "
+            "endpoint's traffic and delete the deployment that serves nothing"
+        )
+    return replace(
         progress,
-        deploy_step=DeployStep.KEEPING_PREVIOUS if kept else DeployStep.DONE,
-        previous_deployment=progress.previous_deployment if kept else None,
+        deploy_step=DeployStep.DONE,
+        previous_deployment=None,
         restore_to=None,
         restore_image=None,
         step_started_at=now,
         waiting_for=None,
-        last_error=f"rollback failed: {why}; traffic stays on {_name(progress.deployment)}",
+        last_error=f"rollback failed: {why}; {said}",
     )
-    return _commit(rollout, _with_region(rollout, failed), now)
 
 
 def _name(ref: DeploymentRef | None) -> str:
@@ -1517,22 +1535,8 @@ def _apply_timeouts(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> R
 
 
 def _rollback_timed_out(progress: RegionProgress, limit: int, now: datetime) -> RegionProgress:
-    exists = progress.deploy_step is DeployStep.RESTORING
-    kept = exists and progress.previous_deployment is not None
-    return replace(
-        progress,
-        deploy_step=DeployStep.KEEPING_PREVIOUS if kept else DeployStep.DONE,
-        previous_deployment=progress.previous_deployment if kept else None,
-        restore_to=None,
-        restore_image=None,
-        step_started_at=now,
-        last_error=(
-            f"rollback failed: not finished within {limit} s "
-            f"({progress.waiting_for or progress.last_error or 'no answer'}); "
-            f"traffic stays on {_name(progress.deployment)}"
-        ),
-        waiting_for=None,
-    )
+    waited = progress.waiting_for or progress.last_error or "no answer"
+    return _rollback_stopped(progress, f"not finished within {limit} s ({waited})", now)
 
 
 def keep_previous_until(rollout: Rollout, policy: RolloutPolicy) -> datetime | None:

@@ -22,6 +22,7 @@ from shared.domain.rollout import (
     CheckDeployment,
     ClaimEndpoint,
     CreateDeployment,
+    DeletePrevious,
     DiscardDeployment,
     RedeployPrevious,
     RestorePrevious,
@@ -450,10 +451,19 @@ def test_a_rollback_that_cannot_finish_leaves_traffic_where_it_is_and_says_why()
     west = unknown.region("westus")
     assert (west.state, west.deploy_step) == (RegionState.LIVE, DeployStep.DONE)
     assert (west.last_error or "").startswith("rollback failed: its image was deleted")
+    # Whether the traffic PUT went through is unknown: "blue" is never deleted on a guess.
     failed = record_rollback_failed(back, "westus", "quota", at(11))
-    assert failed.region("westus").deploy_step is DeployStep.KEEPING_PREVIOUS
+    west = failed.region("westus")
+    assert (west.deploy_step, west.previous_deployment) == (DeployStep.DONE, None)
+    assert "blue is left in place and the traffic may be on it" in (west.last_error or "")
     timed = tick(back, at(10) + timedelta(seconds=POLICY.traffic_timeout_s), POLICY)
-    assert "rollback failed: not finished within" in (timed.region("westus").last_error or "")
+    west = timed.region("westus")
+    assert "rollback failed: not finished within" in (west.last_error or "")
+    assert west.previous_deployment is None
+    later = tick(timed, at(10) + timedelta(days=2), POLICY)
+    deletes = next_actions(later, at(10) + timedelta(days=2), POLICY)
+    assert not [a for a in deletes if isinstance(a, DeletePrevious) and a.region == "westus"]
+    assert [a for a in deletes if isinstance(a, DeletePrevious) and a.region == "eastus"]
 
 
 def test_a_whole_rollback_stops_regions_that_had_not_deployed() -> None:
