@@ -550,8 +550,17 @@ async def _deleted(services: Services, region: str, endpoint: str, name: str) ->
     status = await services.deployer.deployment_status(region, endpoint, name, operation_url=None)
     if status.state is ProvisioningState.MISSING:
         return True
-    if status.state is not ProvisioningState.IN_PROGRESS:
-        await services.deployer.begin_delete_deployment(region, endpoint, name)
+    if status.state is ProvisioningState.IN_PROGRESS:
+        return False
+    # Never on a guess: a deployment that (still, or after all) holds traffic is not deleted,
+    # whatever the record says (a traffic PUT may have landed after its deadline).
+    endpoint_now = await services.deployer.endpoint_status(region, endpoint, with_deployments=False)
+    share = endpoint_now.traffic.get(name, 0)
+    if share > 0:
+        raise TransientError(
+            f"deployment {name} has {share}% of endpoint {endpoint}'s traffic: not deleted"
+        )
+    await services.deployer.begin_delete_deployment(region, endpoint, name)
     return False
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -807,3 +808,49 @@ def test_bad_requests_write_nothing_and_a_refusal_is_recorded(stack: ServiceStac
     (delivered,) = stack.receiver.deliveries([event])
     assert delivered["type"] == "georollout.operator.resume"
     assert delivered["data"]["outcome"] == "refused", delivered
+
+
+def test_a_deployment_holding_traffic_is_never_deleted_whatever_the_record_says(
+    stack: ServiceStack,
+) -> None:
+    """The record may be wrong about traffic (a PUT that landed after its deadline): a
+    discard or clean-up checks the endpoint first and leaves a serving deployment alone."""
+    pushed = push(stack.env, stack.tls, "service/op-serving-guard", "v1", seed="op-guard-v1")
+    rid = pushed.rollout_id
+    name = deployment_name(pushed.digest)
+
+    async def scenario() -> None:
+        async with stack.services() as services:
+            foundry = Foundry(services)
+            try:
+                await _record_replicated(stack, services, pushed)
+                live = await reconcile_until(services, rid, is_live, what="every region live")
+                endpoint = _endpoint(live)
+                assert await foundry.traffic(PRIMARY, endpoint) == {name: 100}
+
+                def misrecorded(rollout: Rollout) -> Rollout:
+                    # As if the traffic deadline had passed before the PUT was seen to land.
+                    primary = rollout.region(PRIMARY)
+                    wrong = replace(
+                        primary,
+                        state=RegionState.FAILED,
+                        deploy_step=DeployStep.DISCARDING,
+                        step_started_at=utc_now(),
+                    )
+                    regions = tuple(wrong if r.region == PRIMARY else r for r in rollout.regions)
+                    return replace(rollout, regions=regions)
+
+                await services.rollouts.update(rid, misrecorded)
+                await _passes(services, rid)
+                after = await stored(services, rid)
+                primary = after.region(PRIMARY)
+                assert primary.deploy_step is DeployStep.DISCARDING, describe(after)
+                assert f"{name} has 100% of endpoint {endpoint}'s traffic: not deleted" in (
+                    primary.last_error or ""
+                )
+                assert await foundry.deployments(PRIMARY, endpoint) == {name: "Succeeded"}
+                assert await foundry.traffic(PRIMARY, endpoint) == {name: 100}
+            finally:
+                foundry.close()
+
+    asyncio.run(scenario())
