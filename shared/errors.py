@@ -69,6 +69,14 @@ class ConflictError(GeorolloutError):
     code: ClassVar[str] = "conflict"
 
 
+class InvalidTransitionError(GeorolloutError):
+    """An operator's action does not fit the rollout's current state (it is recorded in the
+    rollout's history all the same)."""
+
+    http_status: ClassVar[int] = 409
+    code: ClassVar[str] = "invalid_transition"
+
+
 class ConfigurationError(GeorolloutError):
     """Settings are missing or inconsistent; reported at start-up and on /api/health."""
 

@@ -19,11 +19,13 @@ from typing import Any
 from shared.domain.model import OperatorAction, Rollout, parse_rollout_id
 from shared.domain.serialization import rollout_to_document
 from shared.domain.steering import REFUSED, OperatorRequest, apply_request, outcome_of
-from shared.errors import GeorolloutError, InvalidInputError, NotFoundError
+from shared.errors import InvalidInputError, InvalidTransitionError, NotFoundError
 from shared.service.reconcile import publish_outbox, utc_now
 from shared.service.runtime import Services
 
 log = logging.getLogger("georollout.steering")
+
+__all__ = ["ACTIONS", "Answer", "InvalidTransitionError", "act", "actor_of", "parse_body"]
 
 ACTIONS = tuple(action.value for action in OperatorAction)
 BODY_FIELDS = ("reason", "regions", "actor")
@@ -32,13 +34,6 @@ MAX_ACTOR_CHARS = 256
 # Set by Azure App Service authentication (Easy Auth) for a signed-in caller.
 PRINCIPAL_HEADER = "x-ms-client-principal-name"
 UNKNOWN_ACTOR = "unknown"
-
-
-class InvalidTransitionError(GeorolloutError):
-    """The action does not fit the rollout's current state (it is recorded all the same)."""
-
-    http_status = 409
-    code = "invalid_transition"
 
 
 @dataclass(frozen=True, slots=True)
