@@ -137,6 +137,7 @@ CHANGING = (
 TRAFFIC = (ShiftTraffic, RestorePrevious)
 NEW_STEPS = (ClaimEndpoint, CreateDeployment, SmokeTest)
 ROLLING_BACK = (DeployStep.RESTORING, DeployStep.REDEPLOYING_PREVIOUS)
+READY = (RegionState.REPLICATED, RegionState.AWAITING_APPROVAL)
 # The action that carries out each step under way.
 IN_FLIGHT: dict[DeployStep, type[Action]] = {
     DeployStep.CREATING: CheckDeployment,
@@ -198,8 +199,8 @@ class RegionWorld:
         self.updating_until = now + timedelta(seconds=2400 if outcome in (2, 3) else 30)
 
 
-def deploy_step(rollout: Rollout, region: str) -> DeployStep | None:
-    return rollout.region(region).deploy_step
+def rolling_back(rollout: Rollout) -> bool:
+    return any(r.deploy_step in ROLLING_BACK for r in rollout.regions)
 
 
 class Steering(RuleBasedStateMachine):
@@ -278,8 +279,23 @@ class Steering(RuleBasedStateMachine):
             ]
             assert actions, f"head start stuck: {self.rollout.regions}"
             self._set(self._carry_out(actions[0], 9))
-            self.now += timedelta(seconds=5)
+            self.time_passes(5)
         raise AssertionError(f"head start did not finish: {self.rollout.regions}")
+
+    def _finish_rollbacks(self) -> None:
+        """Another head start: the rollbacks under way carried through, every step working."""
+        for _ in range(40):
+            if not rolling_back(self.rollout):
+                return
+            actions = [
+                a
+                for a in next_actions(self.rollout, self.now, POLICY)
+                if isinstance(a, RestorePrevious | RedeployPrevious)
+            ]
+            if actions:
+                self._set(self._carry_out(actions[0], 9))
+            self.time_passes(5)
+        raise AssertionError(f"rollback did not finish: {self.rollout.regions}")
 
     # --- stepping ----------------------------------------------------------------------
 
@@ -682,6 +698,18 @@ class Steering(RuleBasedStateMachine):
         assert commit(self.rollout, self.rollout, self.now) is self.rollout, "not settled"
 
     @invariant()
+    def secondaries_wait_behind_a_failed_primary(self) -> None:
+        """A failed (or rolled-back) primary holds every secondary that would go on next:
+        none stands replicated or awaiting approval behind it."""
+        primary = self.rollout.primary
+        if primary is not None and primary.state in (RegionState.FAILED, RegionState.ROLLED_BACK):
+            for region in self.rollout.regions:
+                assert region.primary or region.state not in READY, (
+                    f"{region.region} is {region.state.value} behind a {primary.state.value} "
+                    "primary"
+                )
+
+    @invariant()
     def holds_last_until_resumed(self) -> None:
         held = {r.region for r in self.rollout.regions if r.operator_hold}
         assert held == self.held
@@ -726,35 +754,76 @@ class SteeringMachine(Steering):
 
 class GatedRollbackMachine(Steering):
     """Where approve, rollback and retry meet: approval before the secondaries, a previous
-    deployment everywhere, the primary live and the secondaries replicated."""
+    deployment everywhere, the primary (or every region) live, the secondaries replicated,
+    and maybe an operator's rollback accepted (a retry of what it stopped, and the rollback
+    carried through)."""
 
     @rule(
         steps=st.lists(
             st.tuples(st.integers(0, 31), st.integers(0, 9), st.integers(0, len(PAUSES) - 1)),
             min_size=1,
-            max_size=2,
+            max_size=4,
         )
     )
     def reconcile(self, steps: list[tuple[int, int, int]]) -> None:
         """Shorter passes here: operators act between the steps of a rollback."""
         super().reconcile(steps)
 
-    # Operators here approve once no region is rolling back any more.
+    # Operators here let a rollback finish before they act again (retrying what it stopped
+    # aside, and rollbacks, which are refused meanwhile).
+    @precondition(lambda self: not rolling_back(self.rollout))
+    @rule(
+        action=st.sampled_from(OperatorAction),
+        regions=region_subsets,
+        verified=st.booleans(),
+        replay_at_once=st.booleans(),
+    )
+    def operator(
+        self,
+        action: OperatorAction,
+        regions: tuple[str, ...] | None,
+        verified: bool,
+        replay_at_once: bool,
+    ) -> None:
+        self._operate(action, regions, verified, replay_at_once)
+
     @precondition(
         lambda self: (
             any(g.approved_at is None for g in self.rollout.gates)
-            and not any(r.deploy_step in ROLLING_BACK for r in self.rollout.regions)
+            and not rolling_back(self.rollout)
         )
     )
     @rule(regions=region_subsets)
     def approve_an_open_gate(self, regions: tuple[str, ...] | None) -> None:
         self._operate(OperatorAction.APPROVE, regions, True, False)
 
-    @initialize(smoke=st.sampled_from(["{}", None]))
-    def setup(self, smoke: str | None) -> None:
-        self._setup(ApprovalMode.BEFORE_SECONDARIES, REGIONS, smoke, 0, REGIONS[:1])
+    @initialize(
+        smoke=st.sampled_from(["{}", None]),
+        head_start=st.sampled_from([REGIONS[:1], REGIONS]),
+        rollback=st.booleans(),
+        rollback_regions=region_subsets,
+        retry=st.booleans(),
+        restored=st.booleans(),
+    )
+    def setup(
+        self,
+        smoke: str | None,
+        head_start: tuple[str, ...],
+        rollback: bool,
+        rollback_regions: tuple[str, ...] | None,
+        retry: bool,
+        restored: bool,
+    ) -> None:
+        self._setup(ApprovalMode.BEFORE_SECONDARIES, REGIONS, smoke, 0, head_start)
         for name in REGIONS[1:]:
             self.probe(name, "present")
+        if rollback:  # an operator has just rolled (some of) it back, maybe retried what
+            # that stopped, and maybe the rollback went through already
+            self._operate(OperatorAction.ROLLBACK, rollback_regions, True, False)
+            if retry:
+                self._operate(OperatorAction.RETRY, None, True, False)
+            if restored:
+                self._finish_rollbacks()
 
 
 def machine_settings(examples: int, steps: int) -> settings:
@@ -770,6 +839,6 @@ def machine_settings(examples: int, steps: int) -> settings:
 
 
 SteeringMachine.TestCase.settings = machine_settings(200, 50)
-GatedRollbackMachine.TestCase.settings = machine_settings(100, 30)
+GatedRollbackMachine.TestCase.settings = machine_settings(100, 60)
 TestSteering = SteeringMachine.TestCase
 TestGatedRollback = GatedRollbackMachine.TestCase
