@@ -1609,6 +1609,10 @@ _NOT_YET_DEPLOYING = frozenset(
 )
 
 
+# Secondaries that would deploy next (a failed primary holds them).
+_READY_TO_DEPLOY = frozenset({RegionState.REPLICATED, RegionState.AWAITING_APPROVAL})
+
+
 def _hold_secondaries(rollout: Rollout) -> Rollout:
     """A failed primary holds every secondary ready to deploy; a primary that is no longer
     failed (an operator retried it) lets them go on."""
@@ -1618,7 +1622,7 @@ def _hold_secondaries(rollout: Rollout) -> Rollout:
     failed = primary.state in (RegionState.FAILED, RegionState.ROLLED_BACK)
     regions = tuple(
         replace(r, state=RegionState.HELD, last_error="held: the primary region failed")
-        if failed and not r.primary and r.state is RegionState.REPLICATED
+        if failed and not r.primary and r.state in _READY_TO_DEPLOY
         else replace(r, state=RegionState.REPLICATED, last_error=None)
         if not failed and r.state is RegionState.HELD
         else r

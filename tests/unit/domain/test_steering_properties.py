@@ -24,7 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -835,10 +835,12 @@ def machine_settings(examples: int, steps: int) -> settings:
         database=None,
         report_multiple_bugs=False,
         suppress_health_check=[HealthCheck.too_slow],
+        # No "explain" phase: it replays each step of a shrunk run many times (minutes here).
+        phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink),
     )
 
 
 SteeringMachine.TestCase.settings = machine_settings(200, 50)
-GatedRollbackMachine.TestCase.settings = machine_settings(100, 60)
+GatedRollbackMachine.TestCase.settings = machine_settings(200, 60)
 TestSteering = SteeringMachine.TestCase
 TestGatedRollback = GatedRollbackMachine.TestCase
