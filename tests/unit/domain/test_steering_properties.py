@@ -1,6 +1,6 @@
 """Properties of one rollout steered by operators while it deploys.
 
-A hypothesis state machine drives one rollout (three regions: a primary and two
+Hypothesis state machines drive one rollout (three regions: a primary and two
 secondaries) through random interleavings of operator requests (`apply_request`),
 probe answers, the actions `next_actions` asks for (carried out against a small
 world model that keeps what each replica holds, which deployments exist in each
@@ -13,9 +13,14 @@ region and which one has the endpoint's traffic) and timer ticks. After every st
    record can be wrong about traffic when a PUT lands after its deadline; the world here
    answers a delete of the serving deployment as the service does: not deleted.)
 3. no operator action is lost: one history entry per request id, a replay is a no-op,
-   accepted actions show in the state (a held region starts no new step);
+   a refused request changes nothing else, accepted actions show in the state (a held
+   region starts no new step; holds last until resumed);
 4. the history stays bounded, outbox event ids are unique (and never reused);
 5. the state is a RolloutState and the storage record round-trips.
+
+Also: every step leaves the derived rules settled, a step under way always gets the action
+that carries it out (also in a stopped rollout), and a failed primary holds the
+secondaries that would go on next.
 """
 
 from __future__ import annotations
