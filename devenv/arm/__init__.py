@@ -36,13 +36,42 @@ Verified by running the real SDK against this server (tests/integration/devenv/t
 Beyond the SDK's calls:
 - POST `/score/{workspace}/{endpoint}` (each endpoint's `scoringUri`): `Authorization: Bearer <key or
   AMLToken>` (any bearer for AADToken endpoints); `azureml-model-deployment: <name>` picks a deployment, otherwise the traffic weights do.
-  Answers `{deployment, endpoint, workspace, region, image, digest, request_bytes}`; 401 bad key,
-  404 no such deployment or no positive weight, 424 deployment not live.
+  Answers `{deployment, endpoint, workspace, region, image, digest, request_bytes}` with the response
+  header `azureml-model-deployment: <name>`; 401 bad key, 404 no such deployment or no positive weight
+  to a live deployment, 424 deployment not live (provisioningState not Succeeded/Updating, or
+  nothing serving yet), or the deployment's scoring fault (below).
+  Routing by weight is deterministic, unlike Azure's random pick, so tests can count: a smooth
+  weighted round-robin (nginx's) per endpoint, kept in memory, over the live deployments with positive
+  weight, taken in name order (ties go to the name that sorts first). With {new: 10, old: 90} exactly 1
+  of every 10 consecutive calls goes to `new`; {a: 50, b: 50} alternates, `a` first. The rotation starts
+  over when the endpoint's traffic map changes, when the set of live weighted deployments changes
+  (a non-live deployment is skipped, its weight left out), and when the emulator restarts.
 - GET `/emulator/audit` (bearer needed): `{"records": [...]}`, append-only, also in `<state_dir>/arm/audit.jsonl`.
 - POST `/emulator/endpoints/<workspace name>/<endpoint>/fail` (bearer needed): the endpoint's
   provisioningState becomes `Failed`, as an Azure endpoint can end; its next PUT provisions it again.
-  Actions: deployment_create / deployment_update (with `image_present_at_create`), deployment_provisioned /
-  deployment_failed, deployment_deleted, traffic_changed, endpoint_deleted.
+- POST `/emulator/deployments/<workspace name>/<endpoint>/<deployment>/scoring` (bearer needed), body
+  `{"status": <integer 400-599>, "message": "<optional, non-empty>"}`: every scoring call that deployment
+  serves, chosen by header or by weight (it keeps its place in the rotation), answers that status with
+  `{"error": {"code": "<status>", "message": ...}}` and the `azureml-model-deployment` header; body
+  `{"status": null}` restores normal answers. Answers 200 `{"deployment", "scoringFault": {status,
+  message} | null}`; 400 `BadArgument` for a body that is not such an object (other fields, a status
+  outside 400-599 or not an integer, a message with a null status), changing nothing; 404
+  `ResourceNotFound` for an unknown workspace, endpoint or deployment. The fault lives in the
+  deployment's record: it survives the deployment's updates and restarts, and a deployment deleted and
+  created again under the same name starts healthy.
+- POST `/emulator/deployments/<workspace name>/<endpoint>/<deployment>/fail` (bearer needed, no body):
+  a deployment whose provisioningState is Succeeded (or already Failed) becomes `Failed` and stops
+  serving, as an Azure deployment whose update or scale operation failed ends (this emulator's reading
+  of Azure, not verified against it). The SDK's `online_deployments.get` then shows
+  `provisioning_state == "Failed"`; scoring with its header answers 424, routing by weight skips it (404
+  when no live weighted deployment is left), and an endpoint PUT that leaves it a positive weight is
+  refused (400, as for any deployment not Succeeded or Updating): traffic can only be taken from it.
+  A PUT of the deployment provisions it again. Answers 200 `{"provisioningState": "Failed"}`; 409 `Conflict` while the deployment is Creating, Updating or Deleting; 404 as above.
+- Audit actions: deployment_create / deployment_update (with `image_present_at_create`), deployment_provisioned /
+  deployment_failed, deployment_deleted, traffic_changed, endpoint_deleted; scoring_fault_set
+  (`workspace`, `region`, `endpoint`, `deployment`, `status`, `message`; both null when cleared);
+  deployment_unhealthy (`workspace`, `region`, `endpoint`, `deployment`, `image`, `digest`,
+  `previous_state`).
 - GET `/emulator/health` (no auth), used by the launcher.
 
 Knobs (written by the launcher into `<state_dir>/arm/config.json`):

@@ -13,7 +13,9 @@ from devenv.arm.arm_routes import ArmRoutes
 from devenv.arm.audit import AuditLog
 from devenv.arm.config import ArmConfig
 from devenv.arm.errors import ArmError, arm_error_body, arm_error_response
+from devenv.arm.knobs import DeploymentKnobs
 from devenv.arm.provisioning import Provisioner
+from devenv.arm.routing import TrafficRotations
 from devenv.arm.scoring import ScoringRoutes
 from devenv.arm.store import ArmStore, endpoint_key
 from devenv.tls import TlsFiles
@@ -57,8 +59,11 @@ def build_app(config: ArmConfig, tls: TlsFiles) -> web.Application:
     store = ArmStore(config.state_path)
     audit = AuditLog(config.audit_path)
     provisioner = Provisioner(config, store, audit, tls.client_context())
-    arm = ArmRoutes(config, store, audit, provisioner)
-    scoring = ScoringRoutes(config, store)
+    # Shared so an ARM traffic change restarts the scoring route's round-robin.
+    rotations = TrafficRotations()
+    arm = ArmRoutes(config, store, audit, provisioner, rotations)
+    scoring = ScoringRoutes(config, store, rotations)
+    knobs = DeploymentKnobs(config, store, audit)
 
     async def health(_: web.Request) -> web.Response:
         return web.json_response(
@@ -98,6 +103,13 @@ def build_app(config: ArmConfig, tls: TlsFiles) -> web.Application:
     app.router.add_get("/emulator/health", health)
     app.router.add_get("/emulator/audit", audit_records)
     app.router.add_post("/emulator/endpoints/{workspace}/{endpoint}/fail", fail_endpoint)
+    app.router.add_post(
+        "/emulator/deployments/{workspace}/{endpoint}/{deployment}/scoring",
+        knobs.set_scoring_fault,
+    )
+    app.router.add_post(
+        "/emulator/deployments/{workspace}/{endpoint}/{deployment}/fail", knobs.fail_deployment
+    )
     app.router.add_post("/score/{workspace}/{endpoint}", scoring.score)
     app.router.add_route("*", "/subscriptions/{tail:.*}", arm.dispatch)
     app.cleanup_ctx.append(clock)

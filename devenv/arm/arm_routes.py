@@ -23,6 +23,7 @@ from devenv.arm.resources import (
     operation_url,
     workspace_body,
 )
+from devenv.arm.routing import TrafficRotations
 from devenv.arm.store import ArmStore, Record, deployment_key, endpoint_key, environment_key
 
 AUTH_MODES = {"key": "Key", "amltoken": "AMLToken", "aadtoken": "AADToken"}
@@ -36,12 +37,19 @@ class ArmRoutes:
     """Dispatches `/subscriptions/...` requests by their path segments (ARM paths compare case-insensitively)."""
 
     def __init__(
-        self, config: ArmConfig, store: ArmStore, audit: AuditLog, provisioner: Provisioner
+        self,
+        config: ArmConfig,
+        store: ArmStore,
+        audit: AuditLog,
+        provisioner: Provisioner,
+        rotations: TrafficRotations,
     ) -> None:
         self.config = config
         self.store = store
         self.audit = audit
         self.provisioner = provisioner
+        # Scoring's round-robin state; a traffic change starts it over (see routing.py).
+        self.rotations = rotations
         # Poll pacing for the SDK: a tenth of the provisioning time, within 50 ms .. 1 s.
         self.retry_after_ms = str(int(min(1000, max(50, config.provisioning_s * 100))))
 
@@ -275,6 +283,7 @@ class ArmRoutes:
         self.store.endpoints[key] = ep
         self.store.save()
         if traffic != old_traffic:
+            self.rotations.reset(key)
             self.audit.append(
                 "traffic_changed",
                 workspace=ws.name,
@@ -310,6 +319,7 @@ class ArmRoutes:
             modified_at=now_iso(),
         )
         self.store.save()
+        self.rotations.reset(endpoint_key(ws.name, name))
         self.audit.append(
             "endpoint_deleted",
             workspace=ws.name,

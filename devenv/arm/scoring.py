@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import hmac
-import random
 from typing import Any
 
 from aiohttp import web
 
 from devenv.arm.config import ArmConfig
+from devenv.arm.routing import TrafficRotations
 from devenv.arm.store import ArmStore, Record, endpoint_key
 
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 
 
-def _error(status: int, message: str) -> web.Response:
-    # The SDK's invoke expects `{"error": {"message": ...}}` on failure.
-    return web.json_response({"error": {"code": str(status), "message": message}}, status=status)
+def _error(status: int, message: str, deployment: str | None = None) -> web.Response:
+    # The SDK's invoke expects `{"error": {"message": ...}}` on failure. A call a deployment
+    # served names it even when it fails, so a test routing by weight sees which one failed.
+    headers = {DEPLOYMENT_HEADER: deployment} if deployment else None
+    return web.json_response(
+        {"error": {"code": str(status), "message": message}}, status=status, headers=headers
+    )
 
 
 def _live(dep: Record) -> bool:
@@ -24,11 +28,17 @@ def _live(dep: Record) -> bool:
 
 
 class ScoringRoutes:
-    """POST /score/{workspace}/{endpoint}: key or token auth, deployment header or traffic weights."""
+    """POST /score/{workspace}/{endpoint}: key or token auth, deployment header or traffic weights.
 
-    def __init__(self, config: ArmConfig, store: ArmStore) -> None:
+    Without the header the weights pick by smooth weighted round-robin (`routing.py`), not at
+    random as Azure does, so tests can count calls. A deployment's `scoring_fault` (set by
+    `POST /emulator/deployments/.../scoring`) answers every call it serves.
+    """
+
+    def __init__(self, config: ArmConfig, store: ArmStore, rotations: TrafficRotations) -> None:
         self.config = config
         self.store = store
+        self.rotations = rotations
 
     @staticmethod
     def _authorized(ep: Record, header: str) -> bool:
@@ -65,8 +75,9 @@ class ScoringRoutes:
                     f"Deployment '{dep['name']}' is not live (provisioning state {dep['provisioning_state']}).",
                 )
         else:
+            # Non-live deployments keep their weight in the map but serve nothing: skipped.
             weighted = [
-                (deployments[name.lower()], weight)
+                (deployments[name.lower()]["name"], weight)
                 for name, weight in (ep.get("traffic") or {}).items()
                 if weight > 0 and name.lower() in deployments and _live(deployments[name.lower()])
             ]
@@ -74,7 +85,11 @@ class ScoringRoutes:
                 return _error(
                     404, "The endpoint doesn't have any valid deployment with positive weight."
                 )
-            dep = random.choices([d for d, _ in weighted], weights=[w for _, w in weighted])[0]
+            picked = self.rotations.pick(endpoint_key(ws.name, ep["name"]), weighted)
+            dep = deployments[picked.lower()]
+        fault = dep.get("scoring_fault")
+        if fault is not None:
+            return _error(int(fault["status"]), str(fault["message"]), dep["name"])
         body = await request.read()
         answer: dict[str, Any] = {
             "deployment": dep["name"],

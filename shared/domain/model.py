@@ -28,6 +28,9 @@ class RegionState(enum.StrEnum):
     HELD = "held"  # waits for a failed primary (an operator's hold is `operator_hold`)
     ROLLED_BACK = "rolled_back"
     AWAITING_APPROVAL = "awaiting_approval"  # replicated; its wave's approval gate is closed
+    # All traffic is on the new deployment and it is watched until the soak time ends; the
+    # next wave waits for it. Serving, like `live`, but not settled.
+    SOAKING = "soaking"
 
 
 # States in which a region still moves without outside help.
@@ -52,7 +55,10 @@ class DeployStep(enum.StrEnum):
     REQUESTED = "requested"
     CREATING = "creating"  # deployment created with 0% traffic; provisioning
     VERIFYING = "verifying"  # provisioned; smoke request pending
-    SHIFTING_TRAFFIC = "shifting_traffic"  # verified; traffic to move to it
+    SHIFTING_TRAFFIC = "shifting_traffic"  # verified; traffic to move to it (the next step)
+    # A traffic step short of 100%: the deployment takes part of the traffic and is watched
+    # for the rule's step time before the next step.
+    HOLDING_STEP = "holding_step"
     # Live; the previous deployment is kept (0% traffic) so that a rollback is a traffic
     # change, until the rollout settled and the keep time passed.
     KEEPING_PREVIOUS = "keeping_previous"
@@ -149,6 +155,15 @@ class RegionProgress:
     # Where a rollback sends traffic, and the image it redeploys when that deployment is gone.
     restore_to: DeploymentRef | None = None
     restore_image: str | None = None
+    # Progressive delivery: the share of the endpoint's traffic our deployment has (as last
+    # set), when the current traffic step and the soak end, and the watch's checks so far
+    # in the current step or soak.
+    traffic_percent: int = 0
+    step_until: datetime | None = None
+    soak_until: datetime | None = None
+    next_verify_at: datetime | None = None
+    verify_passes: int = 0
+    verify_failures: int = 0
 
     @property
     def shown_state(self) -> RegionState:
@@ -211,6 +226,8 @@ class Rollout:
     gates: tuple[ApprovalGate, ...] = ()
     history: tuple[HistoryEntry, ...] = ()
     rolled_back_at: datetime | None = None
+    # Why the rollout was rolled back when georollout did it (a wave failed its verification).
+    rollback_reason: str | None = None
 
     @property
     def state(self) -> RolloutState:
@@ -235,7 +252,7 @@ class Rollout:
         moving = any(s in MOVING_REGION_STATES for s in states)
         if RegionState.TIMED_OUT in states and not moving:
             return RolloutState.TIMED_OUT
-        if any(s in (RegionState.DEPLOYING, RegionState.LIVE) for s in states):
+        if any(s in (RegionState.DEPLOYING, RegionState.SOAKING, RegionState.LIVE) for s in states):
             return RolloutState.DEPLOYING
         return RolloutState.REPLICATING
 

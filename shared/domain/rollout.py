@@ -16,6 +16,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.domain import delivery
+from shared.domain.delivery import ROLLBACK_STEPS as _ROLLBACK_STEPS
+from shared.domain.delivery import start_rollback, takes_traffic
 from shared.domain.events import EventType, OutgoingEvent, event_id
 from shared.domain.model import (
     UNFINISHED_REGION_STATES,
@@ -144,10 +147,24 @@ class SmokeTest:
 
 @dataclass(frozen=True, slots=True)
 class ShiftTraffic:
-    """Send 100% of the endpoint's traffic to the deployment."""
+    """Give the deployment `percent` of the endpoint's traffic: the rest stays on `previous`
+    (the deployment that served before) below 100%; at 100% every other weight is 0."""
 
     region: str
     deployment: DeploymentRef
+    percent: int = 100
+    previous: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyDeployment:
+    """Check a deployment that takes traffic (a traffic step, a soak): its state as ARM
+    reports it and, when `request_body` is set, a smoke request to it. The service runs its
+    checks (`shared.service.verification`) and records pass or fail with a reason."""
+
+    region: str
+    deployment: DeploymentRef
+    request_body: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +230,7 @@ Action = (
     | CheckDeployment
     | SmokeTest
     | ShiftTraffic
+    | VerifyDeployment
     | DeletePrevious
     | DiscardDeployment
     | RenewLease
@@ -265,7 +283,8 @@ def plausible_push_time(pushed_at: datetime | None, now: datetime) -> bool:
 def new_rollout(
     notice: PushNotice, regions: Sequence[str], target: Target | None, now: datetime
 ) -> Rollout:
-    """A rollout for a first sighting of `notice`; `regions` in configured order, primary first.
+    """A rollout for a first sighting of `notice`; `regions` in configured order, primary first
+    (the target's rule may deploy to fewer of them).
 
     With no target the rollout is recorded ignored and never deployed. The notice's tag is
     only claimed: the registry confirms it (`record_tags_resolved`) before it counts.
@@ -274,6 +293,8 @@ def new_rollout(
         raise ValueError("a rollout needs at least one region")
     if len(set(regions)) != len(regions):
         raise ValueError(f"regions repeat: {list(regions)}")
+    if target is not None:
+        regions = target.delivery.select(regions)
     pushed_at = notice.pushed_at if plausible_push_time(notice.pushed_at, now) else now
     return Rollout(
         id=rollout_id(notice.registry, notice.repository, notice.digest),
@@ -319,10 +340,13 @@ def record_push(
         if updated.ignored_reason == UNTAGGED_REASON:
             updated = replace(updated, ignored_reason=None)
     if rollout.target is None and target is not None:
+        # Never deployed (it had no target): the rule's regions are all it covers from now.
+        chosen = target.delivery.select([r.region for r in rollout.regions])
         updated = replace(
             updated,
             target=target,
             ignored_reason=None if rollout.deployable is not False else rollout.ignored_reason,
+            regions=tuple(r for r in rollout.regions if r.region in chosen),
         )
     regions = tuple(
         replace(r, gave_up=False, next_probe_at=now) if r.gave_up else r for r in updated.regions
@@ -782,23 +806,33 @@ def record_deployment_failed(rollout: Rollout, region: str, error: str, now: dat
     return _commit(rollout, _with_region(rollout, failed), now)
 
 
-def record_traffic_shifted(rollout: Rollout, region: str, now: datetime) -> Rollout:
-    """All traffic is on the new deployment: the region is live; the deployment it replaced
-    (recorded when the endpoint was claimed, never guessed) is deleted next."""
+def record_traffic_shifted(
+    rollout: Rollout, region: str, now: datetime, percent: int = 100
+) -> Rollout:
+    """Our deployment has `percent` of the traffic. Below 100% it holds that step, watched;
+    at 100% the region serves (soaking first where the rule asks); the deployment it replaced
+    (recorded when the endpoint was claimed, never guessed) is kept, then deleted."""
     progress = _at_step(rollout, region, DeployStep.SHIFTING_TRAFFIC)
     if progress is None or progress.deployment is None:
         return rollout
-    keep = progress.previous_deployment is not None
-    live = replace(
-        progress,
-        state=RegionState.LIVE,
-        live_at=now,
-        last_error=None,
-        step_started_at=now,
-        # The previous deployment stays (0% traffic) for a cheap rollback; see _apply_timeouts.
-        deploy_step=DeployStep.KEEPING_PREVIOUS if keep else DeployStep.DONE,
-    )
-    return _commit(rollout, _with_region(rollout, live), now)
+    shifted = delivery.after_shift(rollout, progress, percent, now)
+    return _commit(rollout, _with_region(rollout, shifted), now)
+
+
+def record_verification(
+    rollout: Rollout, region: str, passed: bool, detail: str, now: datetime
+) -> Rollout:
+    """One check of a watched region (`VerifyDeployment`): more failures than the rule
+    allows roll the region's wave back and stop the rollout, with the reason."""
+    progress = _find(rollout, region)
+    if progress is None or not delivery.watched(progress) or stopped(rollout):
+        return rollout
+    checked, failed_because = delivery.record_check(rollout, progress, passed, detail, now)
+    updated = _with_region(rollout, checked)
+    if failed_because is not None:
+        wave = delivery.wave_of(rollout, progress)
+        updated = delivery.roll_back_wave(updated, wave, failed_because, now)
+    return _commit(rollout, updated, now)
 
 
 def record_previous_deleted(rollout: Rollout, region: str, now: datetime) -> Rollout:
@@ -833,12 +867,13 @@ def record_replaced(rollout: Rollout, region: str, by: str, now: datetime) -> Ro
     """Rollout `by` went live in `region` on this rollout's endpoint: this one no longer
     serves there, so it no longer says live."""
     progress = _find(rollout, region)
-    if progress is None or progress.state is not RegionState.LIVE:
+    if progress is None or progress.state not in (RegionState.LIVE, RegionState.SOAKING):
         return rollout
     replaced = replace(
         progress,
         state=RegionState.SUPERSEDED,
         last_error=f"replaced by {by}",
+        traffic_percent=0,
         waiting_for=None,
         rollback_requested=False,
     )
@@ -887,6 +922,7 @@ def record_traffic_restored(rollout: Rollout, region: str, now: datetime) -> Rol
     rolled_back = replace(
         progress,
         state=RegionState.ROLLED_BACK,
+        traffic_percent=0,
         deploy_step=DeployStep.DISCARDING if progress.deployment else DeployStep.DISCARDED,
         step_started_at=now,
         previous_deployment=None,
@@ -976,21 +1012,6 @@ def _rollback_stopped(
 
 def _name(ref: DeploymentRef | None) -> str:
     return ref.name if ref is not None else "this rollout's deployment"
-
-
-def start_rollback(progress: RegionProgress, now: datetime) -> RegionProgress:
-    """A live region begins going back to the deployment that served before it."""
-    assert progress.deployment is not None and progress.previous_deployment is not None
-    return replace(
-        progress,
-        deploy_step=DeployStep.RESTORING,
-        restore_to=replace(progress.deployment, name=progress.previous_deployment, operation=None),
-        restore_image=None,
-        rollback_requested=False,
-        step_started_at=now,
-        waiting_for=None,
-        last_error=None,
-    )
 
 
 # --- supersession ---------------------------------------------------------------------
@@ -1150,7 +1171,7 @@ def next_actions(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> list
                 and progress.deploy_step is DeployStep.SHIFTING_TRAFFIC
                 and progress.deployment is not None
             ):
-                actions.append(ShiftTraffic(progress.region, progress.deployment))
+                actions.append(_shift(rollout, progress, progress.deployment))
             rollback = _rollback_action(rollout, progress)
             if rollback is not None:
                 actions.append(rollback)
@@ -1218,6 +1239,11 @@ def _region_action(
     rollback = _rollback_action(rollout, progress)
     if rollback is not None:
         return rollback
+    if delivery.verify_due(progress, now) and ref is not None and rollout.target is not None:
+        # Watching goes on under an operator's hold: it starts nothing, it only looks.
+        return VerifyDeployment(
+            progress.region, ref, rollout.target.verify_request(progress.region)
+        )
     if progress.operator_hold and step not in _FINISHING_STEPS:
         return None  # held: no new step starts; one in flight (below) finishes
     if state is RegionState.REPLICATED:
@@ -1227,6 +1253,8 @@ def _region_action(
             return None  # the registry has not confirmed a tag yet
         if not (progress.primary or primary_live):
             return None
+        if not delivery.wave_may_start(rollout, delivery.wave_of(rollout, progress)):
+            return None  # an earlier wave is not live (and soaked) yet
         return ClaimEndpoint(progress.region, rollout.target.endpoint)
     if ref is None:
         return None
@@ -1245,8 +1273,15 @@ def _region_action(
         body = _settings(rollout, progress.region).smoke_request or "{}"
         return SmokeTest(progress.region, ref, body)
     if state is RegionState.DEPLOYING and step is DeployStep.SHIFTING_TRAFFIC:
-        return ShiftTraffic(progress.region, ref)
+        return _shift(rollout, progress, ref)
     return _cleanup_action(progress)
+
+
+def _shift(rollout: Rollout, progress: RegionProgress, ref: DeploymentRef) -> ShiftTraffic:
+    percent = delivery.shift_percent(rollout, progress)
+    # Below 100% the rest of the traffic stays on the deployment that served before.
+    previous = progress.previous_deployment if percent < 100 else None
+    return ShiftTraffic(progress.region, ref, percent, previous)
 
 
 def _cleanup_action(progress: RegionProgress) -> Action | None:
@@ -1266,7 +1301,6 @@ PROBED_STATES = frozenset({RegionState.AWAITING_REPLICATION, RegionState.TIMED_O
 _TERMINAL_ROLLOUT_STATES = frozenset(
     {RolloutState.LIVE, RolloutState.FAILED, RolloutState.ROLLED_BACK}
 )
-_ROLLBACK_STEPS = (DeployStep.RESTORING, DeployStep.REDEPLOYING_PREVIOUS)
 # Steps an operator's hold lets finish: Azure is already carrying them out (provisioning, a
 # traffic change that must never stop half-way), or they only delete what serves nothing.
 _FINISHING_STEPS = frozenset(
@@ -1353,12 +1387,13 @@ def _probe_error(outcome: ProbeOutcome, previous: str | None) -> str | None:
 def _stop(progress: RegionProgress, now: datetime) -> RegionProgress:
     if progress.state not in UNFINISHED_REGION_STATES:
         return progress
-    if (
-        progress.state is RegionState.DEPLOYING
-        and progress.deploy_step is DeployStep.SHIFTING_TRAFFIC
+    if progress.state is RegionState.DEPLOYING and progress.deploy_step in (
+        DeployStep.SHIFTING_TRAFFIC,
+        DeployStep.HOLDING_STEP,
     ):
         # Traffic may be moving to it: the shift finishes, and the newer rollout replaces
-        # it as the serving deployment (deleting it then), so nothing is left behind.
+        # it as the serving deployment (deleting it then), so nothing is left behind. A
+        # traffic step held goes back to what served before (delivery.settle_stopped).
         return progress
     step = progress.deploy_step
     if step in (DeployStep.REQUESTED, DeployStep.CREATING, DeployStep.VERIFYING):
@@ -1414,6 +1449,8 @@ def _apply_timeouts(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> R
     rollout = _apply_approval_timeouts(rollout, now)
     cleanup_from = keep_previous_until(rollout, policy)
     regions = []
+    # Waves whose watch failed (a check never passed, a traffic step never moved), with why.
+    failed_waves: list[tuple[int, str]] = []
     for progress in rollout.regions:
         deadline = replication_deadline(rollout, policy, progress)
         give_up = give_up_deadline(rollout, policy, progress)
@@ -1430,6 +1467,12 @@ def _apply_timeouts(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> R
         if ended and progress.deploy_step not in _STOPPED_STEPS:
             regions.append(progress)
             continue
+        if not ended:
+            progress, watch_failed = delivery.advance(
+                rollout, progress, now, policy.verify_timeout_s
+            )
+            if watch_failed is not None:
+                failed_waves.append((delivery.wave_of(rollout, progress), watch_failed))
         if (
             progress.deploy_step is DeployStep.KEEPING_PREVIOUS
             and cleanup_from is not None
@@ -1500,6 +1543,23 @@ def _apply_timeouts(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> R
                     f"{progress.last_error or 'no passing smoke answer'}"
                 ),
             )
+        elif (
+            overdue
+            and progress.deploy_step is DeployStep.SHIFTING_TRAFFIC
+            and progress.traffic_percent > 0
+            and not ended
+        ):
+            # A later traffic step never landed: our deployment holds the share of the last
+            # one, so the wave goes back by traffic (below) rather than by a delete.
+            progress = replace(progress, deploy_step=DeployStep.HOLDING_STEP)
+            failed_waves.append(
+                (
+                    delivery.wave_of(rollout, progress),
+                    f"traffic step after {progress.traffic_percent}% not shifted in "
+                    f"{progress.region} within {int(policy.traffic_timeout_s)} s: "
+                    f"{progress.last_error or 'the endpoint update never finished'}",
+                )
+            )
         elif overdue and progress.deploy_step is DeployStep.SHIFTING_TRAFFIC:
             # The traffic PUT kept failing: traffic never reached us, so ours is discarded.
             progress = replace(
@@ -1531,7 +1591,11 @@ def _apply_timeouts(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> R
                 ),
             )
         regions.append(progress)
-    return replace(rollout, regions=tuple(regions))
+    updated = replace(rollout, regions=tuple(regions))
+    if failed_waves:
+        wave, reason = min(failed_waves)
+        updated = delivery.roll_back_wave(updated, wave, reason, now)
+    return updated
 
 
 def _rollback_timed_out(progress: RegionProgress, limit: int, now: datetime) -> RegionProgress:
@@ -1546,6 +1610,8 @@ def keep_previous_until(rollout: Rollout, policy: RolloutPolicy) -> datetime | N
     for progress in rollout.regions:
         if progress.state in waiting and not stopped(rollout):
             return None
+        if progress.state is RegionState.SOAKING:
+            return None  # the previous deployment is kept until the last wave has soaked
         if progress.deploy_step in _ROLLBACK_STEPS or progress.rollback_requested:
             return None
     lives = [r.live_at for r in rollout.regions if r.live_at is not None]
@@ -1698,6 +1764,12 @@ def next_attempt(progress: RegionProgress, now: datetime) -> RegionProgress:
         rollback_requested=False,
         restore_to=None,
         restore_image=None,
+        traffic_percent=0,
+        step_until=None,
+        soak_until=None,
+        next_verify_at=None,
+        verify_passes=0,
+        verify_failures=0,
     )
 
 
@@ -1705,10 +1777,7 @@ def _start_requested_rollbacks(rollout: Rollout, now: datetime) -> Rollout:
     """A rollback asked for while traffic was moving to a region starts once it is live."""
     regions = tuple(
         start_rollback(r, now)
-        if r.rollback_requested
-        and r.state is RegionState.LIVE
-        and r.deploy_step not in _ROLLBACK_STEPS
-        and r.previous_deployment is not None
+        if r.rollback_requested and takes_traffic(r) and r.previous_deployment is not None
         else r
         for r in rollout.regions
     )
@@ -1737,6 +1806,8 @@ def _settle_untagged(rollout: Rollout) -> Rollout:
 def _commit(old: Rollout, new: Rollout, now: datetime) -> Rollout:
     """Settle derived rules, append the events the change implies, stamp `updated_at`."""
     new = _settle_untagged(_hold_secondaries(_start_retries(new, now)))
+    if stopped(new):
+        new = delivery.settle_stopped(new, now)
     new = _start_requested_rollbacks(_gate_waves(new, now), now)
     if new == old:
         return old

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from shared.domain.delivery import watched
 from shared.domain.model import DeployStep, RegionProgress, RegionState, Rollout
 from shared.domain.rollout import (
     RolloutPolicy,
@@ -27,7 +28,7 @@ PENDING_STEPS = frozenset(
     }
 )
 _PROBED = frozenset({RegionState.AWAITING_REPLICATION, RegionState.TIMED_OUT})
-_DEPLOYING = frozenset({RegionState.REPLICATED, RegionState.DEPLOYING})
+_DEPLOYING = frozenset({RegionState.REPLICATED, RegionState.DEPLOYING, RegionState.SOAKING})
 
 
 def _housekeeping(rollout: Rollout) -> bool:
@@ -105,6 +106,10 @@ def _next_due_at(
     for region in rollout.regions:
         if _probing(region):
             moments.append(region.next_probe_at or now)
+        elif watched(region):
+            # A traffic step or a soak: the next check, and when the step or soak ends.
+            end = region.soak_until if region.state is RegionState.SOAKING else region.step_until
+            moments += [m for m in (region.next_verify_at or now, end) if m is not None]
         elif region.state in _DEPLOYING:
             # Deployments are long-running operations: look again after the poll interval.
             moments.append(now + poll)

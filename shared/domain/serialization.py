@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from shared.domain import delivery
 from shared.domain.events import EventType, OutgoingEvent
 from shared.domain.model import (
     ApprovalGate,
@@ -22,14 +23,16 @@ from shared.domain.model import (
     Rollout,
 )
 from shared.domain.push import Build
-from shared.domain.rollout import build_to_document
+from shared.domain.rollout import build_to_document, stopped
 from shared.domain.steering import history_to_document
 from shared.domain.targets import (
     DEFAULT_APPROVAL_TIMEOUT_S,
     ApprovalMode,
+    Delivery,
     DeploymentSettings,
     RegionOverride,
     Target,
+    VerifyPolicy,
 )
 from shared.domain.timestamps import format_timestamp, parse_timestamp
 
@@ -63,9 +66,10 @@ def _evidence(evidence: ProbeEvidence | None) -> dict[str, Any] | None:
 # --- the contract's document ----------------------------------------------------------
 
 
-def region_to_document(progress: RegionProgress) -> dict[str, Any]:
-    """One entry of the document's `regions`."""
-    return {
+def region_to_document(progress: RegionProgress, rollout: Rollout | None = None) -> dict[str, Any]:
+    """One entry of the document's `regions` (`rollout` adds what the rule decides: the
+    region's wave and what it waits for)."""
+    document = {
         "region": progress.region,
         "primary": progress.primary,
         "state": progress.shown_state.value,
@@ -89,7 +93,44 @@ def region_to_document(progress: RegionProgress) -> dict[str, Any]:
         "retry_requested": progress.retry_requested,
         "rollback_requested": progress.rollback_requested,
         "restore_to": _deployment(progress.restore_to),
+        # Progressive delivery.
+        "traffic_percent": progress.traffic_percent,
+        "soaking": progress.state is RegionState.SOAKING,
+        "soak_until": _ts(progress.soak_until),
+        "step_until": _ts(progress.step_until),
+        "next_verify_at": _ts(progress.next_verify_at),
+        "verify_passes": progress.verify_passes,
+        "verify_failures": progress.verify_failures,
     }
+    if rollout is not None:
+        document["wave"] = delivery.wave_of(rollout, progress)
+        document["waiting_for"] = waiting_for(rollout, progress)
+    return document
+
+
+def waiting_for(rollout: Rollout, progress: RegionProgress) -> str | None:
+    """What the region waits for, in words an operator acts on: a recorded wait (an endpoint
+    being created, another rollout's lease...) or what the rules make it wait for."""
+    if progress.waiting_for:
+        return progress.waiting_for
+    if stopped(rollout):
+        return None
+    state = progress.shown_state
+    if state is RegionState.HELD:
+        return "operator hold" if progress.operator_hold else "the primary region (it failed)"
+    if state is RegionState.AWAITING_REPLICATION:
+        return "replica"
+    if state is RegionState.AWAITING_APPROVAL:
+        return "approval"
+    if state is RegionState.SOAKING:
+        return "soak"
+    if progress.deploy_step is DeployStep.HOLDING_STEP:
+        return "traffic step"
+    if state is RegionState.REPLICATED and not delivery.wave_may_start(
+        rollout, delivery.wave_of(rollout, progress)
+    ):
+        return "previous wave"
+    return None
 
 
 def _gate(gate: ApprovalGate) -> dict[str, Any]:
@@ -112,7 +153,7 @@ def rollout_to_document(rollout: Rollout) -> dict[str, Any]:
         "state": rollout.state.value,
         "created_at": _ts(rollout.created_at),
         "updated_at": _ts(rollout.updated_at),
-        "regions": [region_to_document(r) for r in rollout.regions],
+        "regions": [region_to_document(r, rollout) for r in rollout.regions],
         # Extras.
         "generation": rollout.generation,
         "pushed_at": _ts(rollout.pushed_at),
@@ -128,6 +169,8 @@ def rollout_to_document(rollout: Rollout) -> dict[str, Any]:
         "approval": rollout.target.approval.value if rollout.target else None,
         "approvals": [_gate(g) for g in rollout.gates],
         "rolled_back_at": _ts(rollout.rolled_back_at),
+        "rollback_reason": rollout.rollback_reason,
+        "delivery": _delivery_record(rollout.target.delivery) if rollout.target else None,
         "history": [history_to_document(e) for e in rollout.history],
     }
 
@@ -151,6 +194,7 @@ def _target_record(target: Target | None) -> dict[str, Any] | None:
         "approval": target.approval.value,
         "approval_timeout_s": target.approval_timeout_s,
         "settings": _settings_record(target.settings),
+        "delivery": _delivery_record(target.delivery),
         "region_overrides": [
             {
                 "region": region,
@@ -161,6 +205,40 @@ def _target_record(target: Target | None) -> dict[str, Any] | None:
             for region, o in target.region_overrides
         ],
     }
+
+
+def _delivery_record(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "regions": list(delivery.regions) if delivery.regions is not None else None,
+        "waves": [list(wave) for wave in delivery.waves],
+        "soak_seconds": delivery.soak_s,
+        "verify": {
+            "smoke_request": delivery.verify.smoke_request,
+            "interval_seconds": delivery.verify.interval_s,
+            "max_failures": delivery.verify.max_failures,
+        },
+        "traffic_steps": list(delivery.traffic_steps),
+        "step_seconds": delivery.step_s,
+    }
+
+
+def _delivery_from(record: dict[str, Any] | None) -> Delivery:
+    if record is None:
+        return Delivery()  # a record older than progressive delivery: the plain rollout
+    verify = record["verify"]
+    regions = record["regions"]
+    return Delivery(
+        regions=tuple(regions) if regions is not None else None,
+        waves=tuple(tuple(wave) for wave in record["waves"]),
+        soak_s=float(record["soak_seconds"]),
+        verify=VerifyPolicy(
+            smoke_request=verify["smoke_request"],
+            interval_s=float(verify["interval_seconds"]),
+            max_failures=int(verify["max_failures"]),
+        ),
+        traffic_steps=tuple(int(p) for p in record["traffic_steps"]),
+        step_s=float(record["step_seconds"]),
+    )
 
 
 def _target_from(record: dict[str, Any] | None) -> Target | None:
@@ -187,6 +265,7 @@ def _target_from(record: dict[str, Any] | None) -> Target | None:
         ),
         approval=ApprovalMode(record.get("approval", ApprovalMode.NONE.value)),
         approval_timeout_s=float(record.get("approval_timeout_s", DEFAULT_APPROVAL_TIMEOUT_S)),
+        delivery=_delivery_from(record.get("delivery")),
     )
 
 
@@ -201,6 +280,7 @@ def _region_record(progress: RegionProgress) -> dict[str, Any]:
     record["attempt_started_at"] = _ts(progress.attempt_started_at)
     record["resumed_at"] = _ts(progress.resumed_at)
     record["restore_image"] = progress.restore_image
+    record["waiting_for"] = progress.waiting_for  # the recorded wait, never a derived one
     if progress.deployment is not None and progress.deployment.operation:
         record["deployment"]["operation"] = progress.deployment.operation
     if progress.evidence is not None:
@@ -251,7 +331,18 @@ def _region_from(record: dict[str, Any]) -> RegionProgress:
         rollback_requested=bool(record.get("rollback_requested", False)),
         restore_to=DeploymentRef(**record["restore_to"]) if record.get("restore_to") else None,
         restore_image=record.get("restore_image"),
+        traffic_percent=int(record.get("traffic_percent", _served_share(record))),
+        step_until=_parse_ts(record.get("step_until")),
+        soak_until=_parse_ts(record.get("soak_until")),
+        next_verify_at=_parse_ts(record.get("next_verify_at")),
+        verify_passes=int(record.get("verify_passes", 0)),
+        verify_failures=int(record.get("verify_failures", 0)),
     )
+
+
+def _served_share(record: dict[str, Any]) -> int:
+    """For a record older than traffic steps: a region that went live had all the traffic."""
+    return 100 if record.get("live_at") is not None else 0
 
 
 def _build_from(record: dict[str, Any]) -> Build:
@@ -345,6 +436,7 @@ def rollout_to_record(rollout: Rollout) -> dict[str, Any]:
         "gates": [_gate(g) for g in rollout.gates],
         "history": [history_to_document(e) for e in rollout.history],
         "rolled_back_at": _ts(rollout.rolled_back_at),
+        "rollback_reason": rollout.rollback_reason,
         # Derived, stored so a store can filter on it; ignored when reading.
         "state": rollout.state.value,
     }
@@ -386,6 +478,7 @@ def rollout_from_record(record: dict[str, Any]) -> Rollout:
             gates=tuple(_gate_from(g) for g in record.get("gates", ())),
             history=tuple(_history_from(e) for e in record.get("history", ())),
             rolled_back_at=_parse_ts(record.get("rolled_back_at")),
+            rollback_reason=record.get("rollback_reason"),
         )
     except (KeyError, TypeError) as error:
         raise ValueError(f"malformed rollout record: {error!r}") from error

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from shared.domain.delivery import start_rollback, stop_for_rollback, takes_traffic
 from shared.domain.events import EventType, OutgoingEvent, operator_event_id
 from shared.domain.model import (
     HOLDABLE_REGION_STATES,
@@ -25,7 +26,7 @@ from shared.domain.model import (
     RegionState,
     Rollout,
 )
-from shared.domain.rollout import commit, next_attempt, start_rollback, waiting_gates
+from shared.domain.rollout import commit, next_attempt, waiting_gates
 from shared.domain.timestamps import format_timestamp
 
 # Entries kept per rollout (the newest win): a script looping on `hold` must not grow the
@@ -44,10 +45,6 @@ _EVENT_TYPES = {
 # States a retry gives a new attempt ("held" here: waiting for a failed primary).
 RETRYABLE_STATES = frozenset(
     {RegionState.FAILED, RegionState.ROLLED_BACK, RegionState.TIMED_OUT, RegionState.HELD}
-)
-# Regions of a rolled-back rollout that had not deployed yet: they stop where they are.
-_STOPPED_BY_ROLLBACK = (
-    "the rollout was rolled back before this region deployed; what served before still serves"
 )
 
 
@@ -230,22 +227,20 @@ def _rollback(rollout: Rollout, request: OperatorRequest, now: datetime) -> Appl
         raise Refused(f"the rollout is ignored: {rollout.ignored_reason}")
 
     def fits(progress: RegionProgress) -> bool:
-        return progress.state is RegionState.LIVE and progress.deploy_step not in (
-            DeployStep.RESTORING,
-            DeployStep.REDEPLOYING_PREVIOUS,
-        )
+        # Live, soaking or holding a traffic step: our deployment takes traffic.
+        return takes_traffic(progress)
 
     def why_not(progress: RegionProgress) -> str:
-        if progress.state is RegionState.LIVE:
+        if progress.deploy_step in (DeployStep.RESTORING, DeployStep.REDEPLOYING_PREVIOUS):
             return "is rolling back already"
-        return f"is {progress.state.value}: only a live region can be rolled back"
+        return f"is {progress.state.value}: only a live region (or one soaking or holding a traffic step) can be rolled back"
 
     regions = _pick(
         rollout,
         request,
         fits=fits,
         why_not=why_not,
-        none_fit="nothing to roll back: no region is live",
+        none_fit="nothing to roll back: no region takes traffic from this rollout",
     )
     nothing_before = [name for name in regions if rollout.region(name).previous_deployment is None]
     if nothing_before:
@@ -259,34 +254,11 @@ def _rollback(rollout: Rollout, request: OperatorRequest, now: datetime) -> Appl
     def back(progress: RegionProgress) -> RegionProgress:
         if progress.region in chosen:
             return start_rollback(progress, now)
-        return _stop_for_rollback(progress, now, whole=request.regions is None)
+        return stop_for_rollback(progress, now, whole=request.regions is None)
 
     rolled = replace(rollout, regions=tuple(back(r) for r in rollout.regions), rolled_back_at=now)
     # Every region the rollback changed: those going back and those it stopped.
     return rolled, _named(rollout, rolled)
-
-
-def _stop_for_rollback(progress: RegionProgress, now: datetime, *, whole: bool) -> RegionProgress:
-    """A region not named in a rollback: the rollout ends, so one that has not deployed
-    stops; one whose traffic is moving finishes and then (whole rollback) goes back too."""
-    if (
-        progress.state is RegionState.DEPLOYING
-        and progress.deploy_step is DeployStep.SHIFTING_TRAFFIC
-    ):
-        return replace(progress, rollback_requested=whole)
-    if progress.state not in HOLDABLE_REGION_STATES:
-        return progress
-    step = progress.deploy_step
-    discard = step in (DeployStep.REQUESTED, DeployStep.CREATING, DeployStep.VERIFYING)
-    return replace(
-        progress,
-        state=RegionState.ROLLED_BACK,
-        next_probe_at=None,
-        deploy_step=DeployStep.DISCARDING if discard else step,
-        step_started_at=now if discard else progress.step_started_at,
-        waiting_for=None,
-        last_error=_STOPPED_BY_ROLLBACK,
-    )
 
 
 _TRANSITIONS: dict[OperatorAction, Callable[[Rollout, OperatorRequest, datetime], Applied]] = {

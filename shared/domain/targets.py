@@ -7,6 +7,7 @@ the rollout is recorded `ignored`.
 from __future__ import annotations
 
 import enum
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
@@ -28,8 +29,75 @@ class ApprovalMode(enum.StrEnum):
 
     NONE = "none"
     BEFORE_SECONDARIES = "before_secondaries"
-    # Waves arrive with progressive rollouts; until then every secondary is wave 1.
     BEFORE_EACH_WAVE = "before_each_wave"
+
+
+DEFAULT_VERIFY_INTERVAL_S = 30.0
+DEFAULT_MAX_FAILURES = 1
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyPolicy:
+    """How a deployment taking traffic is watched (during a traffic step, and while its wave
+    soaks): checks every `interval_s`; more than `max_failures` failed checks roll the wave
+    back. `smoke_request` None: the region's own smoke request (none: ARM's state only)."""
+
+    smoke_request: str | None = None
+    interval_s: float = DEFAULT_VERIFY_INTERVAL_S
+    max_failures: int = DEFAULT_MAX_FAILURES
+
+    def __post_init__(self) -> None:
+        if not self.interval_s > 0:
+            raise ValueError("verify.interval_seconds must be positive")
+        if self.max_failures < 0:
+            raise ValueError("verify.max_failures must be 0 or more")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A rule's progressive delivery: which regions, in which waves, how each wave is watched
+    and how traffic moves. The defaults are the plain rollout: every configured region, the
+    primary then one wave of every secondary, no soak, traffic moved in one step."""
+
+    # The regions deployed to (None: every configured region); the primary is always one.
+    regions: tuple[str, ...] | None = None
+    # Ordered waves of secondaries (empty: one wave of every secondary).
+    waves: tuple[tuple[str, ...], ...] = ()
+    soak_s: float = 0.0
+    verify: VerifyPolicy = field(default_factory=VerifyPolicy)
+    traffic_steps: tuple[int, ...] = (100,)
+    step_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.soak_s < 0 or self.step_s < 0:
+            raise ValueError("soak_seconds and step_seconds must be 0 or more")
+        steps = self.traffic_steps
+        if not steps or steps[-1] != 100 or any(not 0 < s <= 100 for s in steps):
+            raise ValueError("traffic_steps must be percentages from 1 to 100 ending at 100")
+        if any(a >= b for a, b in itertools.pairwise(steps)):
+            raise ValueError("traffic_steps must increase")
+        named = [region for wave in self.waves for region in wave]
+        if any(not wave for wave in self.waves) or len(set(named)) != len(named):
+            raise ValueError("waves must be non-empty and name each region once")
+
+    def select(self, configured: Sequence[str]) -> tuple[str, ...]:
+        """The rule's regions in configured order; the primary (the first configured) always."""
+        if self.regions is None:
+            return tuple(configured)
+        return tuple(name for i, name in enumerate(configured) if i == 0 or name in self.regions)
+
+    def wave_of(self, region: str, primary: bool) -> int:
+        """0 for the primary; 1, 2... for the waves in order (1 without waves)."""
+        if primary:
+            return 0
+        for number, wave in enumerate(self.waves, start=1):
+            if region in wave:
+                return number
+        return 1
+
+    def step_after(self, percent: int) -> int:
+        """The traffic share the next step gives the new deployment (100 at the end)."""
+        return next((s for s in self.traffic_steps if s > percent), 100)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,10 +138,16 @@ class Target:
     region_overrides: tuple[tuple[str, RegionOverride], ...] = ()
     approval: ApprovalMode = ApprovalMode.NONE
     approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
+    delivery: Delivery = field(default_factory=Delivery)
 
     def wave_of(self, region: str, primary: bool) -> int:
-        """The wave `region` deploys in: 0 for the primary, 1 for every secondary."""
-        return 0 if primary else 1
+        """The wave `region` deploys in: 0 for the primary, then the rule's waves in order."""
+        return self.delivery.wave_of(region, primary)
+
+    def verify_request(self, region: str) -> str | None:
+        """The smoke request a verification sends in `region` (None: ARM's state only)."""
+        verify = self.delivery.verify.smoke_request
+        return verify if verify is not None else self.settings_for(region).smoke_request
 
     def gated(self, wave: int) -> bool:
         """Whether wave `wave` waits for an operator's approval."""
@@ -107,6 +181,7 @@ class TargetRule:
     instance: str | None = None
     approval: ApprovalMode = ApprovalMode.NONE
     approval_timeout_s: float = DEFAULT_APPROVAL_TIMEOUT_S
+    delivery: Delivery = field(default_factory=Delivery)
 
     def __post_init__(self) -> None:
         validate_endpoint_template(self.endpoint_template)
@@ -134,6 +209,7 @@ class TargetRule:
             region_overrides=self.region_overrides,
             approval=self.approval,
             approval_timeout_s=self.approval_timeout_s,
+            delivery=self.delivery,
         )
 
 
