@@ -7,6 +7,8 @@ reports every problem together in one ConfigurationError.
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import json
 import os
 import re
@@ -173,12 +175,17 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "GEOROLLOUT_TARGETS",
         'JSON list of target rules, first match wins: {"repository": glob, "tag": glob, '
         '"endpoint": template with {repository}, {name} or {instance}, "instance_type", '
-        '"instance_count", "smoke_request", "regions": {region: {"instance_type", '
+        '"instance_count", "smoke_request", "region_settings": {region: {"instance_type", '
         '"instance_count", "smoke_request"}}, "approval": "none" | "before_secondaries" | '
-        '"before_each_wave", "approval_timeout_hours": number (default 24)}. A rule without '
-        '"endpoint", and the default catch-all rule, name the endpoint {repository}-{instance}. '
-        "With an approval, secondaries wait in awaiting_approval once the primary is live "
-        "until POST /api/rollouts/{id}/approve; not approved in time, the rollout fails.",
+        '"before_each_wave", "approval_timeout_hours": number (default 24), "regions": '
+        '[region, ...] (default all; the primary always), "waves": [[region, ...], ...], '
+        '"soak_seconds": number, "verify": {"smoke_request", "interval_seconds", '
+        '"max_failures"}, "traffic_steps": [percent, ..., 100], "step_seconds": number}. '
+        '"regions" as an object is read as "region_settings" (the form before waves). A rule '
+        'without "endpoint", and the default catch-all rule, name the endpoint '
+        "{repository}-{instance}. With an approval, secondaries wait in awaiting_approval once "
+        "the wave before them is live until POST /api/rollouts/{id}/approve; not approved in "
+        "time, the rollout fails. README: Progressive rollouts.",
         default=DEFAULT_TARGETS_JSON,
     ),
     _spec(
@@ -335,6 +342,15 @@ class TargetRegionOverride:
 
 
 @dataclass(frozen=True, slots=True)
+class TargetVerifyConfig:
+    """A rule's `verify`: checks while a traffic step holds and while a wave soaks."""
+
+    smoke_request: str | None = None  # None: the region's smoke request
+    interval_seconds: float = 30.0
+    max_failures: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class TargetRuleConfig:
     """One configured target rule, global defaults already filled in.
 
@@ -352,6 +368,13 @@ class TargetRuleConfig:
     region_overrides: Mapping[str, TargetRegionOverride]
     approval: str = "none"
     approval_timeout_hours: float = 24.0
+    # Progressive delivery (None / empty: every region, one wave of secondaries).
+    regions: tuple[str, ...] | None = None
+    waves: tuple[tuple[str, ...], ...] = ()
+    soak_seconds: float = 0.0
+    verify: TargetVerifyConfig = dataclasses.field(default_factory=TargetVerifyConfig)
+    traffic_steps: tuple[int, ...] = (100,)
+    step_seconds: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,10 +455,17 @@ _RULE_KEYS = frozenset(
         "instance_count",
         "smoke_request",
         "regions",
+        "region_settings",
         "approval",
         "approval_timeout_hours",
+        "waves",
+        "soak_seconds",
+        "verify",
+        "traffic_steps",
+        "step_seconds",
     }
 )
+_VERIFY_KEYS = frozenset({"smoke_request", "interval_seconds", "max_failures"})
 _APPROVALS = ("none", "before_secondaries", "before_each_wave")
 _OVERRIDE_KEYS = frozenset({"instance_type", "instance_count", "smoke_request"})
 # NCRONTAB: second, minute, hour, day of month, month, day of week.
@@ -757,6 +787,130 @@ def _hours_value(value: Any) -> float:
     return float(value)
 
 
+def _seconds_value(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"must be a number of seconds, 0 or more, got {value!r}")
+    return float(value)
+
+
+def _verify_value(value: Any) -> TargetVerifyConfig:
+    if not isinstance(value, dict):
+        raise ValueError("must be an object")
+    unknown = sorted(set(value) - _VERIFY_KEYS)
+    if unknown:
+        raise ValueError(
+            f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_VERIFY_KEYS))}"
+        )
+    interval = value.get("interval_seconds", 30.0)
+    if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
+        raise ValueError(f"interval_seconds must be a positive number, got {interval!r}")
+    failures = value.get("max_failures", 1)
+    if isinstance(failures, bool) or not isinstance(failures, int) or failures < 0:
+        raise ValueError(f"max_failures must be a whole number, 0 or more, got {failures!r}")
+    smoke = value.get("smoke_request")
+    return TargetVerifyConfig(
+        smoke_request=_smoke_value(smoke) if "smoke_request" in value else None,
+        interval_seconds=float(interval),
+        max_failures=failures,
+    )
+
+
+def _traffic_steps_value(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("must be a non-empty list of percentages, e.g. [10, 50, 100]")
+    for step in value:
+        if isinstance(step, bool) or not isinstance(step, int) or not 0 < step <= 100:
+            raise ValueError(f"{step!r} is not a whole percentage from 1 to 100")
+    if any(a >= b for a, b in itertools.pairwise(value)):
+        raise ValueError(f"must increase, got {value}")
+    if value[-1] != 100:
+        raise ValueError(f"must end at 100 (all traffic on the new deployment), got {value}")
+    return tuple(value)
+
+
+def _rule_regions(
+    rule: Mapping[str, Any], where: str, configured: tuple[str, ...] | None
+) -> tuple[tuple[str, ...] | None, str, Mapping[str, Any]]:
+    """The rule's region list (None: every region), and its per-region settings with the key
+    they came from. `regions` as a list chooses regions; as an object (the form before
+    progressive rules) it gives per-region settings, now also `region_settings`."""
+    raw = rule.get("regions")
+    settings = rule.get("region_settings", {})
+    if not isinstance(settings, dict):
+        raise ValueError(f"{where}.region_settings: must be an object keyed by region")
+    if isinstance(raw, dict):
+        if "region_settings" in rule:
+            raise ValueError(
+                f"{where}: give per-region settings in region_settings and make regions a list"
+            )
+        return None, "regions", raw
+    if raw is None:
+        return None, "region_settings", settings
+    if not isinstance(raw, list) or not raw or not all(isinstance(r, str) for r in raw):
+        raise ValueError(
+            f"{where}.regions: must be a non-empty list of region names (or, as before, an "
+            "object of per-region settings)"
+        )
+    if len(set(raw)) != len(raw):
+        raise ValueError(f"{where}.regions: names a region twice")
+    if configured is not None:
+        unknown = [r for r in raw if r not in configured]
+        if unknown:
+            raise ValueError(
+                f"{where}.regions: {', '.join(unknown)} not in GEOROLLOUT_REGIONS "
+                f"({', '.join(configured)})"
+            )
+        # The primary always deploys (first): it is where an image is verified.
+        return (
+            (configured[0], *(r for r in configured[1:] if r in raw)),
+            "region_settings",
+            settings,
+        )
+    return tuple(raw), "region_settings", settings
+
+
+def _waves(
+    rule: Mapping[str, Any], where: str, regions: tuple[str, ...] | None
+) -> tuple[tuple[str, ...], ...]:
+    """`waves`: ordered lists of the rule's secondaries, each named once, none left out."""
+    if "waves" not in rule:
+        return ()
+    raw = rule["waves"]
+    if (
+        not isinstance(raw, list)
+        or not raw
+        or not all(isinstance(w, list) and w and all(isinstance(r, str) for r in w) for w in raw)
+    ):
+        raise ValueError(
+            f'{where}.waves: must be a list of non-empty lists of regions, e.g. [["westus"], '
+            '["westeurope", "northeurope"]]'
+        )
+    named = [region for wave in raw for region in wave]
+    twice = sorted({r for r in named if named.count(r) > 1})
+    if twice:
+        raise ValueError(f"{where}.waves: {', '.join(twice)} in more than one place")
+    if regions is not None:
+        primary, secondaries = regions[0], regions[1:]
+        if primary in named:
+            raise ValueError(
+                f"{where}.waves: {primary} is the primary region: it always deploys first, "
+                "before every wave"
+            )
+        outside = [r for r in named if r not in secondaries]
+        if outside:
+            raise ValueError(
+                f"{where}.waves: {', '.join(outside)} not among the rule's secondary regions "
+                f"({', '.join(secondaries) or 'none'})"
+            )
+        missing = [r for r in secondaries if r not in named]
+        if missing:
+            raise ValueError(
+                f"{where}.waves: {', '.join(missing)} in no wave: put every secondary the rule "
+                "deploys to in a wave, or leave it out of the rule's regions"
+            )
+    return tuple(tuple(wave) for wave in raw)
+
+
 def _override(value: Any, where: str) -> TargetRegionOverride:
     if not isinstance(value, dict):
         raise ValueError(f"{where}: must be an object")
@@ -795,16 +949,14 @@ def _targets(
                 raise ValueError(
                     f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_RULE_KEYS))}"
                 )
-            overrides_raw = rule.get("regions", {})
-            if not isinstance(overrides_raw, dict):
-                raise ValueError(f"{where}.regions: must be an object keyed by region")
+            chosen, overrides_key, overrides_raw = _rule_regions(rule, where, regions)
             overrides: dict[str, TargetRegionOverride] = {}
             for region, value in overrides_raw.items():
                 if regions is not None and region not in regions:
                     raise ValueError(
-                        f"{where}.regions: {region!r} is not in GEOROLLOUT_REGIONS ({', '.join(regions)})"
+                        f"{where}.{overrides_key}: {region!r} is not in GEOROLLOUT_REGIONS ({', '.join(regions)})"
                     )
-                overrides[region] = _override(value, f"{where}.regions.{region}")
+                overrides[region] = _override(value, f"{where}.{overrides_key}.{region}")
             rules.append(
                 TargetRuleConfig(
                     repository_glob=_rule_field(rule, "repository", where, _glob, "*"),
@@ -833,6 +985,14 @@ def _targets(
                     approval_timeout_hours=_rule_field(
                         rule, "approval_timeout_hours", where, _hours_value, 24.0
                     ),
+                    regions=chosen,
+                    waves=_waves(rule, where, chosen or regions),
+                    soak_seconds=_rule_field(rule, "soak_seconds", where, _seconds_value, 0.0),
+                    verify=_rule_field(rule, "verify", where, _verify_value, TargetVerifyConfig()),
+                    traffic_steps=_rule_field(
+                        rule, "traffic_steps", where, _traffic_steps_value, (100,)
+                    ),
+                    step_seconds=_rule_field(rule, "step_seconds", where, _seconds_value, 0.0),
                 )
             )
         except ValueError as error:

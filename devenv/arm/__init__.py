@@ -33,7 +33,7 @@ Verified by running the real SDK against this server (tests/integration/devenv/t
   for `{id, name, status: Updating|Succeeded|Failed|Canceled, startTime, endTime, percentComplete, error}`.
   A Failed operation's `error.code`/`error.message` reach `HttpResponseError.error`.
 
-Beyond the SDK's calls:
+Beyond the SDK's calls (routing and the deployment knobs: tests/integration/devenv/test_arm_emulator_routing.py):
 - POST `/score/{workspace}/{endpoint}` (each endpoint's `scoringUri`): `Authorization: Bearer <key or
   AMLToken>` (any bearer for AADToken endpoints); `azureml-model-deployment: <name>` picks a deployment, otherwise the traffic weights do.
   Answers `{deployment, endpoint, workspace, region, image, digest, request_bytes}` with the response

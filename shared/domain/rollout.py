@@ -790,6 +790,13 @@ def record_deployment_failed(rollout: Rollout, region: str, error: str, now: dat
     progress = _find(rollout, region)
     if progress is None or progress.state not in (RegionState.REPLICATED, RegionState.DEPLOYING):
         return rollout
+    if progress.traffic_percent > 0 and not stopped(rollout):
+        # Our deployment holds a traffic step: the wave goes back by traffic, never by a
+        # delete of a deployment that serves.
+        held = replace(progress, deploy_step=DeployStep.HOLDING_STEP)
+        wave = delivery.wave_of(rollout, progress)
+        backed = delivery.roll_back_wave(_with_region(rollout, held), wave, error, now)
+        return _commit(rollout, backed, now)
     if progress.deploy_step is DeployStep.SHIFTING_TRAFFIC:
         # Traffic may already have moved: keep our deployment, do not discard it.
         step: DeployStep | None = progress.deploy_step

@@ -33,6 +33,7 @@ from shared.domain import rollout as machine
 from shared.domain.model import Rollout, RolloutSummary, rollout_id
 from shared.domain.verdicts import ProbeOutcome, ProbeVerdict
 from shared.errors import RefusedError, TransientError
+from shared.service import verification
 from shared.service.runtime import Services
 
 log = logging.getLogger("georollout.reconcile")
@@ -336,28 +337,37 @@ async def _run(services: Services, work: _Pass, action: machine.Action, clock: C
             work.rollout = machine.record_smoke_answer(
                 rollout, region, result.status, result.body, clock()
             )
-        case machine.ShiftTraffic(region=region, deployment=ref):
+        case machine.ShiftTraffic(region=region, deployment=ref, percent=percent):
             found = await deployer.endpoint_status(region, ref.endpoint, with_deployments=False)
             if found.state is ProvisioningState.IN_PROGRESS:
                 return  # an update (maybe ours) is still running
-            if found.traffic.get(ref.name) == 100:
-                # Recorded before the region says live: the next rollout on this endpoint
-                # deletes exactly this deployment as "the previous one", nothing else.
-                await services.rollouts.set_serving(
-                    ServingRecord(region, ref.endpoint, ref.name, rollout.id)
-                )
-                work.rollout = machine.record_traffic_shifted(rollout, region, clock())
-                previous = work.rollout.region(region).previous_rollout
-                if previous and previous != rollout.id:
-                    work.followups.append(
-                        _update(
-                            services,
-                            previous,
-                            lambda r: machine.record_replaced(r, region, rollout.id, clock()),
-                        )
-                    )
+            weights = _traffic_for(action)
+            if any(found.traffic.get(name, 0) != share for name, share in weights.items()):
+                await deployer.begin_set_traffic(region, ref.endpoint, weights)
                 return
-            await deployer.begin_set_traffic(region, ref.endpoint, {ref.name: 100})
+            if percent < 100:
+                work.rollout = machine.record_traffic_shifted(rollout, region, clock(), percent)
+                return
+            # Recorded before the region says live: the next rollout on this endpoint
+            # deletes exactly this deployment as "the previous one", nothing else.
+            await services.rollouts.set_serving(
+                ServingRecord(region, ref.endpoint, ref.name, rollout.id)
+            )
+            work.rollout = machine.record_traffic_shifted(rollout, region, clock())
+            previous = work.rollout.region(region).previous_rollout
+            if previous and previous != rollout.id:
+                work.followups.append(
+                    _update(
+                        services,
+                        previous,
+                        lambda r: machine.record_replaced(r, region, rollout.id, clock()),
+                    )
+                )
+        case machine.VerifyDeployment(region=region):
+            verdict = await verification.verify(verification.checks_for(deployer), action)
+            work.rollout = machine.record_verification(
+                rollout, region, verdict.passed, verdict.detail, clock()
+            )
         case machine.DeletePrevious(region=region, deployment=ref):
             if await _deleted(services, region, ref.endpoint, ref.name):
                 work.rollout = machine.record_previous_deleted(rollout, region, clock())
@@ -399,6 +409,14 @@ async def _run(services: Services, work: _Pass, action: machine.Action, clock: C
                 work.rollout = machine.record_rollback_failed(rollout, region, why, clock())
         case _:
             raise AssertionError(f"unhandled action {action!r}")
+
+
+def _traffic_for(action: machine.ShiftTraffic) -> dict[str, int]:
+    """The endpoint's weights for a traffic step: ours, and below 100% the rest on the
+    deployment that served before (every other deployment gets 0, as at 100%)."""
+    if action.percent >= 100 or action.previous is None:
+        return {action.deployment.name: 100}
+    return {action.deployment.name: action.percent, action.previous: 100 - action.percent}
 
 
 async def _claim(

@@ -22,7 +22,14 @@ from shared.adapters.rollout_repository import RolloutRepository
 from shared.adapters.table_store import RolloutStore
 from shared.config import Config, TargetRuleConfig, load_config
 from shared.domain.rollout import RolloutPolicy
-from shared.domain.targets import ApprovalMode, DeploymentSettings, RegionOverride, TargetRule
+from shared.domain.targets import (
+    ApprovalMode,
+    Delivery,
+    DeploymentSettings,
+    RegionOverride,
+    TargetRule,
+    VerifyPolicy,
+)
 from shared.service.budget import RequestBudget
 
 log = logging.getLogger("georollout")
@@ -46,6 +53,18 @@ def _rule(rule: TargetRuleConfig) -> TargetRule:
         region_overrides=overrides,
         approval=ApprovalMode(rule.approval),
         approval_timeout_s=rule.approval_timeout_hours * 3600,
+        delivery=Delivery(
+            regions=rule.regions,
+            waves=rule.waves,
+            soak_s=rule.soak_seconds,
+            verify=VerifyPolicy(
+                smoke_request=rule.verify.smoke_request,
+                interval_s=rule.verify.interval_seconds,
+                max_failures=rule.verify.max_failures,
+            ),
+            traffic_steps=rule.traffic_steps,
+            step_s=rule.step_seconds,
+        ),
     )
 
 
