@@ -1,14 +1,18 @@
 """`make demo`: start the local environment, push a sample model image, watch it roll out region by region.
 
-It ends with a per-region summary, checks the ARM emulator's audit (no deployment
-before its replica had the image, primary live first), asks each region's endpoint
-which image it serves, and stops everything it started, also on Ctrl-C.
+The rollout is progressive: the primary first, then one wave per secondary, each wave
+watched for a short soak (smoke requests repeated) before the next starts. It ends with a
+per-region summary, checks the ARM emulator's audit (no deployment before its replica had
+the image, no wave before the previous one soaked), asks each region's endpoint which image
+it serves, and stops everything it started, also on Ctrl-C. A `GEOROLLOUT_TARGETS` in the
+shell's environment replaces the demo's rule.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import socket
 import ssl
@@ -17,6 +21,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +50,9 @@ POLL_S = 0.5
 # Rollout states after which waiting longer changes nothing.
 FINAL_STATES = frozenset({"live", "failed", "timed_out", "superseded", "ignored"})
 ARM_API_VERSION = "2023-04-01-preview"
+# The demo's rule: each secondary its own wave, each wave watched this long.
+DEMO_SOAK_S = 5.0
+DEMO_VERIFY_INTERVAL_S = 2.0
 DEPLOYMENT_HEADER = "azureml-model-deployment"
 
 
@@ -86,6 +94,26 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def demo_targets(env: LocalEnv) -> str:
+    """GEOROLLOUT_TARGETS for the demo: one wave per secondary, a short soak, checks every
+    couple of seconds (a rule without `endpoint` names it {repository}-{instance})."""
+    rule = {
+        "repository": "*",
+        "tag": "*",
+        "waves": [[region.name] for region in env.regions[1:]],
+        "soak_seconds": DEMO_SOAK_S,
+        "verify": {"interval_seconds": DEMO_VERIFY_INTERVAL_S, "max_failures": 1},
+    }
+    return json.dumps([rule])
+
+
+def demo_settings(env: LocalEnv, environ: Mapping[str, str]) -> dict[str, str]:
+    """The demo's own settings, unless the shell sets them (the shell's win, as for make up)."""
+    if "GEOROLLOUT_TARGETS" in environ or len(env.regions) < 2:
+        return {}
+    return {"GEOROLLOUT_TARGETS": demo_targets(env)}
 
 
 # -- HTTP ------------------------------------------------------------------------------------
@@ -160,7 +188,16 @@ def _seconds(value: float | None) -> str:
 
 
 def _region_step(region: dict[str, Any]) -> str:
+    """The step under way, or what the region waits for (soak, previous wave...)."""
+    waiting = region.get("waiting_for")
+    if region.get("soaking") and region.get("soak_until"):
+        return f"soaking until {str(region['soak_until'])[11:19]}"
     step = region.get("deploy_step")
+    if step and step not in ("done", "keeping_previous"):
+        percent = region.get("traffic_percent")
+        return f"{step} ({percent}%)" if step == "holding_step" else str(step)
+    if waiting:
+        return f"waiting for {waiting}"
     if step:
         return str(step)
     note = region.get("last_error")
@@ -174,6 +211,7 @@ def progress_table(
     state = doc["state"] if doc else "waiting for the push to be noticed"
     table = Table(title=f"{REPOSITORY}  {state}  ({elapsed:.1f}s since the push)")
     table.add_column("region", no_wrap=True)
+    table.add_column("wave", justify="right")
     table.add_column("state", no_wrap=True)
     table.add_column("deploy step", no_wrap=True, overflow="ellipsis", max_width=48)
     table.add_column("replicated after", justify="right")
@@ -183,10 +221,11 @@ def progress_table(
         name = region_env.name + (" (primary)" if region_env.primary else "")
         region = regions.get(region_env.name)
         if region is None:
-            table.add_row(name, "—", "", "—", "—")
+            table.add_row(name, "", "—", "", "—", "—")
             continue
         table.add_row(
             name,
+            str(region.get("wave", "")),
             region["state"],
             _region_step(region),
             _seconds(seconds_after(region.get("replicated_at"), pushed_at)),
@@ -206,17 +245,27 @@ def progress_lines(doc: dict[str, Any]) -> list[str]:
 def summary_table(doc: dict[str, Any], pushed_at: datetime) -> Table:
     table = Table(title=f"{doc['repository']}@{doc['digest'][:19]}…  {doc['state']}")
     table.caption = "seconds after the push completed"
-    for column in ("region", "state", "replicated after", "deploy started after", "live after"):
+    for column in (
+        "region",
+        "wave",
+        "state",
+        "replicated after",
+        "deploy started after",
+        "serving after",
+        "soak ended after",
+    ):
         table.add_column(column, justify="right" if "after" in column else "left", no_wrap=True)
     table.add_column("deployment (endpoint/name)", no_wrap=True)
     for region in doc["regions"]:
         deployment = region.get("deployment") or {}
         table.add_row(
             region["region"] + (" (primary)" if region.get("primary") else ""),
+            str(region.get("wave", "")),
             region["state"],
             _seconds(seconds_after(region.get("replicated_at"), pushed_at)),
             _seconds(seconds_after(region.get("deploy_started_at"), pushed_at)),
             _seconds(seconds_after(region.get("live_at"), pushed_at)),
+            _seconds(seconds_after(region.get("soak_until"), pushed_at)),
             f"{deployment.get('endpoint', '—')}/{deployment.get('name', '—')}",
         )
     return table
@@ -329,8 +378,31 @@ def audit_problems(records: list[dict[str, Any]], doc: dict[str, Any]) -> list[s
         live = _parse_time(region.get("live_at"))
         if not region.get("primary") and live is not None and live < primary_live:
             problems.append(f"{region['region']} went live before the primary")
+    problems += _wave_problems(created, doc)
     if not any(r["region"] == primary["region"] for r in created):
         problems.append(f"the audit has no deployment in the primary region {primary['region']}")
+    return problems
+
+
+def _wave_problems(created: list[dict[str, Any]], doc: dict[str, Any]) -> list[str]:
+    """A deployment of a wave created before every earlier wave had served and soaked."""
+    problems: list[str] = []
+    regions = {r["region"]: r for r in doc["regions"]}
+    for record in created:
+        wave = regions.get(record["region"], {}).get("wave")
+        created_at = _parse_time(record["timestamp"])
+        if not wave or created_at is None:
+            continue
+        for earlier in doc["regions"]:
+            if earlier.get("wave") is None or earlier["wave"] >= wave:
+                continue
+            ended = _parse_time(earlier.get("soak_until") or earlier.get("live_at"))
+            if ended is None or created_at < ended:
+                problems.append(
+                    f"{record['region']} (wave {wave}): deployment created at "
+                    f"{record['timestamp']}, before {earlier['region']} (wave {earlier['wave']}) "
+                    "had served and soaked"
+                )
     return problems
 
 
@@ -466,7 +538,7 @@ def _show_and_check(console: Console, stack: Stack, image: PushedImage) -> bool:
     if not problems:
         console.print(
             "[green]audit ok[/]: every deployment was created after its replica had the image, "
-            "and the primary went live first"
+            "the primary went live first, and no wave started before the one before it soaked"
         )
     smoke_ok = True
     for region in doc["regions"]:
@@ -511,7 +583,15 @@ def run_demo_in(
     stack: Stack | None = None
     try:
         console.print("starting the local environment…")
-        stack = start_stack(env, extra_settings=extra_settings)
+        settings = demo_settings(env, os.environ) | dict(extra_settings or {})
+        if "GEOROLLOUT_TARGETS" in settings:
+            waves = " → ".join(r.name for r in env.regions)
+            console.print(
+                f"rule: {waves}, one region per wave, each wave soaks {DEMO_SOAK_S:g} s "
+                f"(a smoke request every {DEMO_VERIFY_INTERVAL_S:g} s)",
+                highlight=False,
+            )
+        stack = start_stack(env, extra_settings=settings)
         console.print(f"local environment up in {stack.started_in_s:.1f}s")
         size = LARGE_IMAGE_BYTES if large else SMALL_IMAGE_BYTES
         image = push_demo_image(stack, size_bytes=size, console=console)

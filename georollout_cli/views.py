@@ -14,8 +14,10 @@ SHORT_HEX = 12
 LIST_COLUMNS = ("ID", "REPOSITORY", "DIGEST", "TAGS", "STATE", "UPDATED")
 REGION_COLUMNS = (
     "REGION",
+    "WAVE",
     "STATE",
     "STEP",
+    "TRAFFIC",
     "REPLICATED",
     "DEPLOY STARTED",
     "LIVE",
@@ -100,6 +102,7 @@ def detail_fields(document: Mapping[str, Any]) -> list[tuple[str, str]]:
         ("step error", "step_error"),
         ("deleted from registry", "deleted_from_registry_at"),
         ("rolled back", "rolled_back_at"),
+        ("rollback reason", "rollback_reason"),
     )
     fields += [(label, _one_line(document[key])) for label, key in optional if document.get(key)]
     if document.get("approval") not in (None, "none"):
@@ -120,7 +123,9 @@ def region_rows(document: Mapping[str, Any]) -> list[Row]:
     rows: list[Row] = []
     for region in document.get("regions") or []:
         notes = []
-        if region.get("waiting_for"):
+        if region.get("soaking") and region.get("soak_until"):
+            notes.append(f"soaking until {clock_time(region['soak_until'])}")
+        elif region.get("waiting_for"):
             notes.append(f"waiting for: {_one_line(region['waiting_for'])}")
         if region.get("last_error"):
             notes.append(f"error: {_one_line(region['last_error'])}")
@@ -133,8 +138,10 @@ def region_rows(document: Mapping[str, Any]) -> list[Row]:
         rows.append(
             (
                 str(region.get("region", "")) + (" (primary)" if region.get("primary") else ""),
+                str(region.get("wave", "-")),
                 str(region.get("state", "")),
                 str(region.get("deploy_step") or "-"),
+                f"{region['traffic_percent']}%" if "traffic_percent" in region else "-",
                 since(region.get("replicated_at"), created),
                 since(region.get("deploy_started_at"), created),
                 since(region.get("live_at"), created),

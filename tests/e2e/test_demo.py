@@ -38,6 +38,10 @@ def test_the_demo_rolls_out_everywhere_and_stops_what_it_started(tmp_path: Path)
     assert "build make-demo #1 commit 000000000000 https://ci.example/georollout/demo/1" in text
     for region in env.regions:
         assert f"smoke ok {region.name}:" in text
+    # Progressive: one wave per secondary, each watched for a soak before the next starts.
+    assert "each wave soaks 5 s" in text
+    assert "waiting for previous wave" in text and "soaking until" in text
+    assert "no wave started before the one before it soaked" in text
     # Everything the demo started is stopped: none of its ports still answers.
     ports = [env.host_port, env.arm_port, env.azurite_port, env.eventgrid_port, env.relay_port]
     ports += [r.registry_port for r in env.regions]
@@ -85,3 +89,43 @@ def test_the_demo_audit_flags_an_early_deployment_and_a_secondary_before_the_pri
     assert any("before its replica had the image" in p for p in problems), problems
     assert any("before the primary went live" in p for p in problems), problems
     assert any("westus went live before the primary" in p for p in problems), problems
+
+
+def test_the_demo_audit_flags_a_wave_that_started_before_the_previous_one_soaked() -> None:
+    records = [
+        _create("eastus", "2025-01-01T00:00:01+00:00"),
+        _create("westus", "2025-01-01T00:00:16+00:00"),
+        _create("westeurope", "2025-01-01T00:00:20+00:00"),
+    ]
+    doc = {
+        "digest": DIGEST,
+        "regions": [
+            {
+                "region": "eastus",
+                "primary": True,
+                "wave": 0,
+                "live_at": "2025-01-01T00:00:10Z",
+                "soak_until": "2025-01-01T00:00:15Z",
+            },
+            {
+                "region": "westus",
+                "primary": False,
+                "wave": 1,
+                "live_at": "2025-01-01T00:00:25Z",
+                "soak_until": "2025-01-01T00:00:30Z",
+            },
+            {
+                "region": "westeurope",
+                "primary": False,
+                "wave": 2,
+                "live_at": "2025-01-01T00:00:35Z",
+                "soak_until": "2025-01-01T00:00:40Z",
+            },
+        ],
+    }
+    problems = audit_problems(records, doc)
+    # westus started after the primary soaked; westeurope before westus had even served.
+    assert [p for p in problems if "soaked" in p] == [
+        "westeurope (wave 2): deployment created at 2025-01-01T00:00:20+00:00, before westus "
+        "(wave 1) had served and soaked"
+    ], problems

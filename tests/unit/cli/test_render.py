@@ -80,8 +80,10 @@ def test_the_detail_shows_regions_with_timings_since_creation() -> None:
     assert eastus.split() == [
         "eastus",
         "(primary)",
+        "-",  # no wave: a document from before progressive rollouts
         "live",
         "done",
+        "-",
         "+400ms",
         "+1s",
         "+1m05s",
@@ -202,3 +204,35 @@ def test_rich_shows_the_same_rows_and_keeps_brackets_in_error_texts() -> None:
     text = out.getvalue()
     assert "[bold]not markup[/bold]" in text
     assert "westus" in text and "+1m05s" in text
+
+
+def test_the_detail_shows_waves_traffic_soak_and_the_rollback_reason() -> None:
+    renderer, out, _ = plain()
+    progressive = document(
+        digest_of("4"),
+        "rolled_back",
+        [
+            region("eastus", "live", wave=0, traffic_percent=100, deploy_step="keeping_previous"),
+            region(
+                "westus",
+                "soaking",
+                wave=1,
+                traffic_percent=100,
+                soaking=True,
+                soak_until="2026-11-24T07:15:30Z",
+                waiting_for="soak",
+            ),
+            region(
+                "westeurope", "deploying", wave=2, traffic_percent=10, deploy_step="holding_step"
+            ),
+        ],
+        rollback_reason="verification failed 2 time(s) in westus during its soak",
+    )
+    renderer.rollout_detail(progressive)
+    text = out.getvalue()
+    assert "rollback reason  verification failed 2 time(s) in westus during its soak" in text
+    [westus] = [line for line in text.splitlines() if line.startswith("westus")]
+    assert westus.split()[:3] == ["westus", "1", "soaking"]
+    assert "soaking until 2026-11-24 07:15:30Z" in westus
+    [westeurope] = [line for line in text.splitlines() if line.startswith("westeurope")]
+    assert westeurope.split()[:5] == ["westeurope", "2", "deploying", "holding_step", "10%"]
