@@ -100,6 +100,9 @@ class SmokeResult:
     ok: bool
     status: int | None
     body: str
+    # False when the request never left: ARM did not give the scoring URI or key. That
+    # says nothing about the deployment (a watch does not count it as a failed check).
+    sent: bool = True
 
 
 def _state(provisioning_state: str | None) -> ProvisioningState:
@@ -323,10 +326,10 @@ class FoundryDeployer:
             found = await self._run(client.online_endpoints.get, endpoint)
             keys = await self._run(client.online_endpoints.get_keys, endpoint)
         except AzureError as error:
-            return SmokeResult(False, None, _error_text(error))
+            return SmokeResult(False, None, _error_text(error), sent=False)
         secret = getattr(keys, "primary_key", None) or getattr(keys, "access_token", None)
         if not found.scoring_uri or not secret:
-            return SmokeResult(False, None, "endpoint has no scoring URI or key yet")
+            return SmokeResult(False, None, "endpoint has no scoring URI or key yet", sent=False)
         headers = {
             "Authorization": f"Bearer {secret}",
             "Content-Type": "application/json",

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from shared.adapters.foundry_deployer import FoundryDeployer, ProvisioningState
 from shared.domain.rollout import VerifyDeployment
-from shared.errors import RefusedError
+from shared.errors import RefusedError, TransientError
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +72,8 @@ class SmokeCheck:
         result = await self.deployer.smoke_test(
             action.region, ref.endpoint, ref.name, json.loads(action.request_body or "{}")
         )
+        if not result.sent:
+            raise TransientError(f"smoke request not sent: {result.body[:200]}")
         if result.ok:
             return CheckResult(True, f"smoke request answered {result.status}")
         said = "got no answer" if result.status is None else f"answered {result.status}"
