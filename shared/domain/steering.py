@@ -219,7 +219,7 @@ def _retry(rollout: Rollout, request: OperatorRequest, now: datetime) -> Applied
         }
         gates = tuple(g for g in retried.gates if g.approved_at is not None or g.wave not in waves)
         retried = replace(retried, gates=gates)
-    return replace(retried, rolled_back_at=None), regions
+    return replace(retried, rolled_back_at=None, rollback_reason=None), regions
 
 
 def _rollback(rollout: Rollout, request: OperatorRequest, now: datetime) -> Applied:
@@ -256,7 +256,13 @@ def _rollback(rollout: Rollout, request: OperatorRequest, now: datetime) -> Appl
             return start_rollback(progress, now)
         return stop_for_rollback(progress, now, whole=request.regions is None)
 
-    rolled = replace(rollout, regions=tuple(back(r) for r in rollout.regions), rolled_back_at=now)
+    why = f"rolled back by {request.actor}" + (f": {request.reason}" if request.reason else "")
+    rolled = replace(
+        rollout,
+        regions=tuple(back(r) for r in rollout.regions),
+        rolled_back_at=now,
+        rollback_reason=why,
+    )
     # Every region the rollback changed: those going back and those it stopped.
     return rolled, _named(rollout, rolled)
 
