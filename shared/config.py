@@ -809,7 +809,8 @@ def _verify_value(value: Any) -> TargetVerifyConfig:
         raise ValueError(f"max_failures must be a whole number, 0 or more, got {failures!r}")
     smoke = value.get("smoke_request")
     return TargetVerifyConfig(
-        smoke_request=_smoke_value(smoke) if "smoke_request" in value else None,
+        # null, like no key: the region's own smoke request.
+        smoke_request=_smoke_value(smoke) if smoke is not None else None,
         interval_seconds=float(interval),
         max_failures=failures,
     )

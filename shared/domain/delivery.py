@@ -182,6 +182,8 @@ def start_rollback(progress: RegionProgress, now: datetime) -> RegionProgress:
     assert progress.deployment is not None and progress.previous_deployment is not None
     return replace(
         progress,
+        # A soak ends here: the region serves until the traffic is back (as a live one does).
+        state=RegionState.LIVE if progress.state is RegionState.SOAKING else progress.state,
         deploy_step=DeployStep.RESTORING,
         restore_to=replace(progress.deployment, name=progress.previous_deployment, operation=None),
         restore_image=None,

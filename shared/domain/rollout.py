@@ -790,10 +790,14 @@ def record_deployment_failed(rollout: Rollout, region: str, error: str, now: dat
     progress = _find(rollout, region)
     if progress is None or progress.state not in (RegionState.REPLICATED, RegionState.DEPLOYING):
         return rollout
-    if progress.traffic_percent > 0 and not stopped(rollout):
+    if progress.traffic_percent > 0:
         # Our deployment holds a traffic step: the wave goes back by traffic, never by a
         # delete of a deployment that serves.
         held = replace(progress, deploy_step=DeployStep.HOLDING_STEP)
+        if stopped(rollout):
+            # The rollout ended already: delivery.settle_stopped (in the commit) sends
+            # this region back to what served before.
+            return _commit(rollout, _with_region(rollout, held), now)
         wave = delivery.wave_of(rollout, progress)
         backed = delivery.roll_back_wave(_with_region(rollout, held), wave, error, now)
         return _commit(rollout, backed, now)
@@ -1554,19 +1558,20 @@ def _apply_timeouts(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> R
             overdue
             and progress.deploy_step is DeployStep.SHIFTING_TRAFFIC
             and progress.traffic_percent > 0
-            and not ended
         ):
             # A later traffic step never landed: our deployment holds the share of the last
-            # one, so the wave goes back by traffic (below) rather than by a delete.
+            # one, so it goes back by traffic rather than by a delete: with its wave (below),
+            # or, in a rollout that ended already, by itself (delivery.settle_stopped).
             progress = replace(progress, deploy_step=DeployStep.HOLDING_STEP)
-            failed_waves.append(
-                (
-                    delivery.wave_of(rollout, progress),
-                    f"traffic step after {progress.traffic_percent}% not shifted in "
-                    f"{progress.region} within {int(policy.traffic_timeout_s)} s: "
-                    f"{progress.last_error or 'the endpoint update never finished'}",
+            if not ended:
+                failed_waves.append(
+                    (
+                        delivery.wave_of(rollout, progress),
+                        f"traffic step after {progress.traffic_percent}% not shifted in "
+                        f"{progress.region} within {int(policy.traffic_timeout_s)} s: "
+                        f"{progress.last_error or 'the endpoint update never finished'}",
+                    )
                 )
-            )
         elif overdue and progress.deploy_step is DeployStep.SHIFTING_TRAFFIC:
             # The traffic PUT kept failing: traffic never reached us, so ours is discarded.
             progress = replace(
@@ -1621,7 +1626,12 @@ def keep_previous_until(rollout: Rollout, policy: RolloutPolicy) -> datetime | N
             return None  # the previous deployment is kept until the last wave has soaked
         if progress.deploy_step in _ROLLBACK_STEPS or progress.rollback_requested:
             return None
-    lives = [r.live_at for r in rollout.regions if r.live_at is not None]
+    # A region that soaked settled when its soak ended, not when it took the traffic.
+    lives = [
+        max(r.live_at, r.soak_until) if r.soak_until is not None else r.live_at
+        for r in rollout.regions
+        if r.live_at is not None
+    ]
     if not lives:
         return None
     return max(lives) + timedelta(seconds=policy.keep_previous_s)

@@ -109,6 +109,8 @@ def _next_due_at(
         elif watched(region):
             # A traffic step or a soak: the next check, and when the step or soak ends.
             end = region.soak_until if region.state is RegionState.SOAKING else region.step_until
+            if region.operator_hold and region.state is RegionState.DEPLOYING:
+                end = None  # held: the next step waits for the resume, only checks go on
             moments += [m for m in (region.next_verify_at or now, end) if m is not None]
         elif region.state in _DEPLOYING:
             # Deployments are long-running operations: look again after the poll interval.

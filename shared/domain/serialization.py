@@ -341,8 +341,8 @@ def _region_from(record: dict[str, Any]) -> RegionProgress:
 
 
 def _served_share(record: dict[str, Any]) -> int:
-    """For a record older than traffic steps: a region that went live had all the traffic."""
-    return 100 if record.get("live_at") is not None else 0
+    """For a record older than traffic steps: a region live now has all the traffic."""
+    return 100 if record.get("state") == RegionState.LIVE.value else 0
 
 
 def _build_from(record: dict[str, Any]) -> Build:

@@ -248,6 +248,51 @@ def test_a_rule_without_delivery_fields_rolls_out_as_before() -> None:
     assert keep_previous_until(rollout, POLICY) == at(5) + timedelta(seconds=POLICY.keep_previous_s)
 
 
+# --- the rule's fields ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "fragment"),
+    [
+        ({"soak_s": -1.0}, "soak_seconds and step_seconds must be 0 or more"),
+        ({"step_s": -0.1}, "soak_seconds and step_seconds must be 0 or more"),
+        ({"traffic_steps": (10, 50)}, "ending at 100"),
+        ({"traffic_steps": ()}, "ending at 100"),
+        ({"traffic_steps": (0, 100)}, "from 1 to 100"),
+        ({"traffic_steps": (50, 150, 100)}, "from 1 to 100"),
+        ({"traffic_steps": (50, 10, 100)}, "must increase"),
+        ({"traffic_steps": (10, 10, 100)}, "must increase"),
+        ({"waves": (("westus",), ())}, "non-empty and name each region once"),
+        ({"waves": (("westus",), ("westus",))}, "non-empty and name each region once"),
+    ],
+)
+def test_an_invalid_delivery_is_refused(fields: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        Delivery(**fields)
+
+
+@pytest.mark.parametrize(
+    ("interval", "failures", "fragment"),
+    [
+        (0.0, 1, "interval_seconds must be positive"),
+        (-1.0, 1, "interval_seconds"),
+        (30.0, -1, "max_failures"),
+    ],
+)
+def test_an_invalid_verify_policy_is_refused(interval: float, failures: int, fragment: str) -> None:
+    with pytest.raises(ValueError, match=fragment):
+        VerifyPolicy(interval_s=interval, max_failures=failures)
+
+
+def test_waves_and_steps_of_a_rule() -> None:
+    rule = Delivery(waves=(("northeurope",), ("westus",)), traffic_steps=(10, 50, 100))
+    assert rule.wave_of("eastus", True) == 0
+    assert (rule.wave_of("northeurope", False), rule.wave_of("westus", False)) == (1, 2)
+    assert Delivery().wave_of("westus", False) == Delivery().wave_of("northeurope", False) == 1
+    assert [rule.step_after(p) for p in (0, 9, 10, 49, 50, 100)] == [10, 10, 50, 50, 100, 100]
+    assert target(rule).wave_of("westus", False) == 2
+
+
 # --- the rule's regions -----------------------------------------------------------------
 
 
@@ -362,9 +407,7 @@ def test_a_soaking_region_is_checked_and_goes_live_once_the_soak_passed() -> Non
     assert doc["soak_until"] == "2025-03-01T12:05:10Z"
 
     # The first check at once (the target's smoke request), then every interval.
-    assert verify_of(rollout, "eastus", at(10)) == [
-        VerifyDeployment("eastus", ref("eastus"), "{}")
-    ]
+    assert verify_of(rollout, "eastus", at(10)) == [VerifyDeployment("eastus", ref("eastus"), "{}")]
     rollout = passed(rollout, "eastus", at(10))
     east = rollout.region("eastus")
     assert (east.verify_passes, east.next_verify_at) == (1, at(10 + INTERVAL))
@@ -498,6 +541,9 @@ def test_one_failure_too_many_rolls_the_wave_back_and_stops_the_later_waves() ->
     assert "503 model crashed" in reason
     west = rollout.region("westus")
     assert west.deploy_step is DeployStep.RESTORING
+    # Its soak ended: it serves until the traffic is back, as a live region rolling back.
+    assert west.state is RegionState.LIVE
+    assert rollout_to_document(rollout)["regions"][1]["soaking"] is False
     assert west.restore_to == replace(ref("westus"), name=PREVIOUS)
     assert west.next_verify_at is None
     # The earlier wave keeps the new image.
@@ -563,8 +609,8 @@ def test_a_wave_goes_back_together_and_its_undeployed_regions_stop() -> None:
 
 
 def test_a_failed_region_without_a_previous_deployment_fails_and_keeps_serving() -> None:
-    rollout = soaking_rule(waves=WAVES, verify=VerifyPolicy(interval_s=INTERVAL, max_failures=0))
-    rolled = soaked(serving(start(rollout), "eastus", at(10)), "eastus", 10)
+    rule = soaking_rule(waves=WAVES, verify=VerifyPolicy(interval_s=INTERVAL, max_failures=0))
+    rolled = soaked(serving(start(rule), "eastus", at(10)), "eastus", 10)
     rolled = serving(rolled, "westus", at(400), previous=None)
     assert rolled.region("westus").previous_deployment is None
     rolled = failed_check(rolled, "westus", at(400))
@@ -589,9 +635,7 @@ def test_a_failing_primary_soak_stops_every_secondary() -> None:
     rollout = failed_check(failed_check(rollout, "eastus", at(10)), "eastus", at(40))
     assert rollout.state is RolloutState.ROLLED_BACK
     assert rollout.region("eastus").deploy_step is DeployStep.RESTORING
-    assert {rollout.region(r).state for r in ("westus", "northeurope")} == {
-        RegionState.ROLLED_BACK
-    }
+    assert {rollout.region(r).state for r in ("westus", "northeurope")} == {RegionState.ROLLED_BACK}
     assert claims(rollout, at(41)) == []
     rollout = record_traffic_restored(rollout, "eastus", at(50))
     assert rollout.region("eastus").state is RegionState.ROLLED_BACK
@@ -603,9 +647,7 @@ def test_a_failing_primary_soak_stops_every_secondary() -> None:
 
 def test_traffic_moves_through_the_steps_each_held_and_checked() -> None:
     rollout = to_traffic(start(stepped_rule(regions=())), "eastus", at(2))
-    assert shift_of(rollout, "eastus", at(2)) == ShiftTraffic(
-        "eastus", ref("eastus"), 10, PREVIOUS
-    )
+    assert shift_of(rollout, "eastus", at(2)) == ShiftTraffic("eastus", ref("eastus"), 10, PREVIOUS)
     rollout = record_traffic_shifted(rollout, "eastus", at(10), percent=10)
     east = rollout.region("eastus")
     assert (east.state, east.deploy_step, east.traffic_percent) == (
@@ -696,9 +738,7 @@ def test_the_last_step_leads_to_a_soak_when_the_rule_has_one() -> None:
 
 def test_without_a_previous_deployment_all_traffic_moves_at_once() -> None:
     rollout = to_traffic(start(stepped_rule()), "eastus", at(2), previous=None)
-    assert shift_of(rollout, "eastus", at(2)) == ShiftTraffic(
-        "eastus", ref("eastus"), 100, None
-    )
+    assert shift_of(rollout, "eastus", at(2)) == ShiftTraffic("eastus", ref("eastus"), 100, None)
     rollout = record_traffic_shifted(rollout, "eastus", at(3), percent=100)
     east = rollout.region("eastus")
     assert (east.state, east.deploy_step, east.traffic_percent) == (
@@ -969,6 +1009,17 @@ def test_a_held_step_is_due_at_its_next_check_or_the_step_end() -> None:
     assert next_due_at(rollout, at(10), POLICY, POLL) == at(40)
     rollout = published(passed(rollout, "eastus", at(40)))
     assert next_due_at(rollout, at(40), POLICY, POLL) == at(60)
+
+
+def test_a_held_step_past_its_end_is_due_only_for_its_checks() -> None:
+    rollout = watched_alone(
+        Delivery(traffic_steps=(25, 100), step_s=50, verify=VerifyPolicy(interval_s=30))
+    )
+    rollout = published(apply_request(rollout, request("hold", "eastus"), at(11)))
+    rollout = published(tick(passed(rollout, "eastus", at(70)), at(70), POLICY))
+    assert rollout.region("eastus").deploy_step is DeployStep.HOLDING_STEP  # held past at(60)
+    # Not the past step end (every timer run while held): the next check.
+    assert next_due_at(rollout, at(70), POLICY, POLL) == at(100)
 
 
 # --- the storage record ----------------------------------------------------------------
