@@ -32,6 +32,9 @@ STOPPED_BY_ROLLBACK = (
     "the rollout was rolled back before this region deployed; what served before still serves"
 )
 ROLLBACK_STEPS = (DeployStep.RESTORING, DeployStep.REDEPLOYING_PREVIOUS)
+# How a region of a failed wave says why it goes back (kept, as "rolled back: ...", after).
+ROLLING_BACK = "rolling back: "
+ROLLED_BACK = "rolled back: "
 
 
 def delivery_of(rollout: Rollout) -> Delivery:
@@ -195,6 +198,15 @@ def start_rollback(progress: RegionProgress, now: datetime) -> RegionProgress:
     )
 
 
+def reason_after_restore(progress: RegionProgress) -> str | None:
+    """The region's error once its traffic is back: why its wave went back (None after an
+    operator's rollback, whose reason is in the history)."""
+    error = progress.last_error
+    if error and error.startswith(ROLLING_BACK):
+        return ROLLED_BACK + error.removeprefix(ROLLING_BACK)
+    return None
+
+
 def stop_for_rollback(progress: RegionProgress, now: datetime, *, whole: bool) -> RegionProgress:
     """A region not going back itself when its rollout is rolled back: one that has not
     deployed stops; one whose traffic is moving finishes and then (`whole`) goes back too."""
@@ -222,7 +234,7 @@ def _back(progress: RegionProgress, reason: str, now: datetime) -> RegionProgres
     """One region of a failed wave: traffic back to what served before; with nothing before
     it the region fails and keeps serving (removing the only deployment is an outage)."""
     if progress.previous_deployment is not None and progress.deployment is not None:
-        return replace(start_rollback(progress, now), last_error=f"rolling back: {reason}")
+        return replace(start_rollback(progress, now), last_error=ROLLING_BACK + reason)
     return replace(
         progress,
         state=RegionState.FAILED,

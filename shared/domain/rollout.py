@@ -940,7 +940,7 @@ def record_traffic_restored(rollout: Rollout, region: str, now: datetime) -> Rol
         restore_to=None,
         restore_image=None,
         waiting_for=None,
-        last_error=None,
+        last_error=delivery.reason_after_restore(progress),
     )
     return _commit(rollout, _with_region(rollout, rolled_back), now)
 

@@ -279,7 +279,10 @@ def test_a_wave_starts_only_after_every_earlier_wave_has_soaked(stack: ServiceSt
     documents: list[dict[str, Any]] = []
 
     async def scenario() -> tuple[Pushed, Pushed, str]:
-        async with stack.services(GEOROLLOUT_TARGETS=rules) as services:
+        # No keep time: the previous deployments go as soon as the rollout allows.
+        async with stack.services(
+            GEOROLLOUT_TARGETS=rules, GEOROLLOUT_KEEP_PREVIOUS_MINUTES="0"
+        ) as services:
             scoring = Scoring(stack)
             try:
                 a, b, recorded = await _previous_then_new(stack, services, repository, "prog-w")
@@ -303,6 +306,12 @@ def test_a_wave_starts_only_after_every_earlier_wave_has_soaked(stack: ServiceSt
                     assert progress.verify_passes >= 1 and progress.verify_failures == 0
                     served = await scoring.calls(region, endpoint, 4)
                     assert _digests(served) == [b.digest] * 4, (region, served)
+                await reconcile_until(
+                    services,
+                    b.rollout_id,
+                    lambda r: all(p.deploy_step is DeployStep.DONE for p in r.regions),
+                    what="A's deployments cleaned up",
+                )
                 return a, b, endpoint
             finally:
                 scoring.close()
@@ -373,6 +382,12 @@ def test_a_wave_starts_only_after_every_earlier_wave_has_soaked(stack: ServiceSt
     assert creates[THIRD] >= full_traffic[SECOND] + soaked, (creates, full_traffic)
     writes = deployment_writes(stack.env, stack.tls, b.digest)
     assert sorted(w["region"] for w in writes) == sorted(REGIONS), writes
+    # The previous deployments were kept (for a wave's rollback) until the last wave soaked.
+    last_soak_ended = full_traffic[THIRD] + soaked
+    for region in REGIONS:
+        records = _on_endpoint(stack, endpoint, region)
+        deleted = _at(_first(records, "deployment_deleted", deployment=name_a))
+        assert deleted >= last_soak_ended, (region, deleted, last_soak_ended)
 
 
 # --- verification fails: the wave goes back ------------------------------------------------
@@ -386,11 +401,12 @@ def test_a_scoring_fault_during_the_soak_rolls_the_wave_back_and_stops_the_rollo
         repository,
         waves=[[SECOND], [THIRD]],
         soak_seconds=LONG_S,
-        verify={"interval_seconds": 1.5, "max_failures": 1},
+        # Checks far enough apart that a poll sees the first failure before the second.
+        verify={"interval_seconds": 2, "max_failures": 1},
     )
     clock = ShiftedClock()
 
-    async def scenario() -> tuple[Pushed, Pushed, str, Rollout]:
+    async def scenario() -> tuple[Pushed, Pushed, str]:
         async with stack.services(GEOROLLOUT_TARGETS=rules) as services:
             scoring = Scoring(stack)
             try:
@@ -446,13 +462,14 @@ def test_a_scoring_fault_during_the_soak_rolls_the_wave_back_and_stops_the_rollo
                     "smoke request answered 500"
                 ), second.last_error
 
-                back = await reconcile_until(
+                await reconcile_until(
                     services,
                     rid,
                     lambda r: r.region(SECOND).deploy_step is DeployStep.DISCARDED,
                     what="the second region rolled back and B's deployment there deleted",
                     clock=clock,
                 )
+                # Later passes change nothing: in particular the third region never deploys.
                 back = await _passes(services, rid, clock)
                 assert back.state is RolloutState.ROLLED_BACK, describe(back)
                 reason = back.rollback_reason or ""
@@ -481,11 +498,11 @@ def test_a_scoring_fault_during_the_soak_rolls_the_wave_back_and_stops_the_rollo
                 assert {s.deployment for s in in_second} == {name_a}
                 assert _digests(await scoring.calls(PRIMARY, endpoint, 4)) == [b.digest] * 4
                 assert _digests(await scoring.calls(THIRD, endpoint, 4)) == [a.digest] * 4
-                return a, b, endpoint, back
+                return a, b, endpoint
             finally:
                 scoring.close()
 
-    a, b, endpoint, back = asyncio.run(scenario())
+    a, b, endpoint = asyncio.run(scenario())
     name_a, name_b = deployment_name(a.digest), deployment_name(b.digest)
 
     in_second = _on_endpoint(stack, endpoint, SECOND)
@@ -521,7 +538,6 @@ def test_a_scoring_fault_during_the_soak_rolls_the_wave_back_and_stops_the_rollo
     assert event["data"]["region"] == SECOND and event["data"]["state"] == "rolled_back"
     assert event["data"]["deployment"] == name_b
     assert delivered[finished]["data"]["state"] == "rolled_back"
-    assert back.region(SECOND).deployment is not None
 
 
 def test_a_deployment_failed_in_arm_during_the_soak_rolls_the_wave_back(
@@ -637,7 +653,6 @@ def test_traffic_steps_show_in_the_emulators_routing(stack: ServiceStack) -> Non
                     stack, services, repository, "prog-st", clock
                 )
                 rid, endpoint = b.rollout_id, _endpoint(recorded)
-                name_a, name_b = deployment_name(a.digest), deployment_name(b.digest)
 
                 at_10 = await reconcile_until(
                     services, rid, holding(10), what="the primary holding 10%", clock=clock
@@ -680,7 +695,6 @@ def test_traffic_steps_show_in_the_emulators_routing(stack: ServiceStack) -> Non
                     assert progress.traffic_percent == 100, describe(live)
                     served = _digests(await scoring.calls(region, endpoint, 10))
                     assert served == [b.digest] * 10, (region, served)
-                assert name_a != name_b
                 return a, b, endpoint
             finally:
                 scoring.close()
@@ -694,6 +708,72 @@ def test_traffic_steps_show_in_the_emulators_routing(stack: ServiceStack) -> Non
             {name_b: 50, name_a: 50},
             {name_b: 100},
         ], region
+
+
+def test_a_failed_check_while_a_traffic_step_holds_moves_the_traffic_back(
+    stack: ServiceStack,
+) -> None:
+    """A scoring fault on B while the primary holds its 10% step: the step's watch fails
+    (max_failures 0), the 10% go back to A by a traffic change, B is deleted, nothing else
+    deploys."""
+    repository = "service/prog-step-fault"
+    rules = _rules(
+        repository,
+        traffic_steps=[10, 100],
+        step_seconds=LONG_S,
+        verify={"interval_seconds": 1, "max_failures": 0},
+    )
+
+    async def scenario() -> tuple[Pushed, Pushed, str]:
+        async with stack.services(GEOROLLOUT_TARGETS=rules) as services:
+            scoring = Scoring(stack)
+            try:
+                a, b, recorded = await _previous_then_new(stack, services, repository, "prog-sf10")
+                rid, endpoint = b.rollout_id, _endpoint(recorded)
+                name_a, name_b = deployment_name(a.digest), deployment_name(b.digest)
+                await reconcile_until(
+                    services,
+                    rid,
+                    lambda r: (
+                        r.region(PRIMARY).deploy_step is DeployStep.HOLDING_STEP
+                        and r.region(PRIMARY).verify_passes >= 1
+                    ),
+                    what="the primary holding 10%, checked once",
+                )
+                _knob(stack, PRIMARY, endpoint, name_b, "scoring", {"status": 503})
+                await reconcile_until(
+                    services,
+                    rid,
+                    lambda r: r.region(PRIMARY).deploy_step is DeployStep.DISCARDED,
+                    what="the primary's 10% moved back and B deleted",
+                )
+                back = await _passes(services, rid)
+                assert back.state is RolloutState.ROLLED_BACK, describe(back)
+                reason = back.rollback_reason or ""
+                assert f"in {PRIMARY} during its 10% step" in reason, reason
+                assert back.region(PRIMARY).state is RegionState.ROLLED_BACK
+                assert back.region(PRIMARY).traffic_percent == 0
+                for secondary in SECONDARIES:
+                    assert back.region(secondary).deployment is None, describe(back)
+                served = await scoring.calls(PRIMARY, endpoint, 10)
+                assert _digests(served) == [a.digest] * 10, served
+                assert {s.deployment for s in served} == {name_a}
+                return a, b, endpoint
+            finally:
+                scoring.close()
+
+    a, b, endpoint = asyncio.run(scenario())
+    name_a, name_b = deployment_name(a.digest), deployment_name(b.digest)
+    in_primary = _on_endpoint(stack, endpoint, PRIMARY)
+    assert _traffic_maps(in_primary) == [
+        {name_a: 100},
+        {name_b: 10, name_a: 90},
+        {name_a: 100},
+    ], in_primary
+    restored = max(i for i, r in enumerate(in_primary) if r["action"] == "traffic_changed")
+    deleted = in_primary.index(_first(in_primary, "deployment_deleted", deployment=name_b))
+    assert restored < deleted, in_primary
+    assert [w["region"] for w in deployment_writes(stack.env, stack.tls, b.digest)] == [PRIMARY]
 
 
 # --- the plain rule is unchanged --------------------------------------------------------------
@@ -721,9 +801,13 @@ def test_a_rule_without_progressive_fields_deploys_every_secondary_at_once(
     endpoint = asyncio.run(scenario())
 
     for document in documents:
+        primary_live = _regions_doc(document)[PRIMARY]["state"] == "live"
         for region in document["regions"]:
             assert region["state"] != "soaking", region
-            assert region["waiting_for"] not in ("soak", "previous wave", "traffic step"), region
+            assert region["waiting_for"] not in ("soak", "traffic step"), region
+            # The one wave of secondaries waits for the primary (wave 0), and for nothing else.
+            if region["waiting_for"] == "previous wave":
+                assert not primary_live, document
             assert region["wave"] == (0 if region["primary"] else 1)
     assert all(r["traffic_percent"] == 100 for r in documents[-1]["regions"])
     assert documents[-1]["delivery"]["soak_seconds"] == 0

@@ -574,6 +574,12 @@ def test_one_failure_too_many_rolls_the_wave_back_and_stops_the_later_waves() ->
         DeployStep.DISCARDING,
     )
     assert EventType.REGION_ROLLED_BACK in event_types(rollout, "westus")
+    # The region keeps why its wave went back, and its event says so.
+    assert (west.last_error or "").startswith("rolled back: verification failed 2 time(s)")
+    [back] = [
+        e for e in rollout.outbox if e.type is EventType.REGION_ROLLED_BACK and e.region == "westus"
+    ]
+    assert back.data["error"] == west.last_error
     assert DiscardDeployment("westus", ref("westus")) in next_actions(rollout, at(441), POLICY)
     rollout = record_deployment_discarded(rollout, "westus", at(442))
     assert rollout.region("westus").deploy_step is DeployStep.DISCARDED
