@@ -13,6 +13,21 @@ def test_live_in_every_region_is_the_only_success() -> None:
     assert ended is not None and ended.live
 
 
+def test_a_rolled_back_rollout_says_why_first() -> None:
+    doc = document(
+        digest_of("a"),
+        "rolled_back",
+        [region("eastus", "live"), region("westus", "rolled_back", last_error="rolled back: x")],
+        rollback_reason="verification failed 2 time(s) in westus during its soak (max_failures 1)",
+    )
+    ended = verdict(doc)
+    assert ended is not None and not ended.live
+    assert ended.reason == (
+        "verification failed 2 time(s) in westus during its soak (max_failures 1); "
+        "westus (rolled_back): rolled back: x"
+    )
+
+
 @pytest.mark.parametrize("state", ["replicating", "deploying", "held", "awaiting_approval"])
 def test_states_that_still_move_or_wait_for_an_operator_are_no_verdict(state: str) -> None:
     assert verdict(document(digest_of("a"), state)) is None
