@@ -39,8 +39,8 @@ def ended_reason(document: Mapping[str, Any]) -> str:
         reasons.append(f"ignored: {_text(document['ignored_reason'])}")
     if document.get("superseded_by"):
         reasons.append(f"superseded by {document['superseded_by']}")
-    if document.get("rollback_reason"):
-        reasons.append(_text(document["rollback_reason"]))
+    if rollback_reason := _text(document.get("rollback_reason")):
+        reasons.append(rollback_reason)
     for region in _regions(document):
         if region.get("last_error"):
             reasons.append(
