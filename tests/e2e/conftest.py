@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, replace
 
 import pytest
@@ -22,6 +23,38 @@ FLAKY_REGION = "northeurope"
 SLOW_EXTRA_DELAY_S = 4.0
 PROBE_SCHEDULE = "*/2 * * * * *"  # NCRONTAB, seconds first: every 2 s
 IMAGE_BYTES = 300_000
+
+# The steered environment (tests/e2e/test_operator_e2e.py and test_progressive_e2e.py share
+# it): target rules that gate or stage some repositories, which the session's environment
+# above does not configure. First match wins: every special rule comes before the catch-all.
+STEERED_REGIONS = ("eastus", "westus", "westeurope")
+WAVES_SOAK_S = 4
+STEPS_HOLD_S = 8
+STEERED_TARGETS: list[dict[str, object]] = [
+    # Waits for an approval before the secondaries deploy.
+    {"repository": "ops/gated-*", "approval": "before_secondaries"},
+    # What served before a progressive rollout, set up quickly: prog/* images tagged base*
+    # roll out plainly, on the endpoint their progressive successors use (the same template).
+    {"repository": "prog/*", "tag": "base*"},
+    # westus, then westeurope; each region soaks (watched every second, no failure allowed).
+    {
+        "repository": "prog/waves-*",
+        "waves": [["westus"], ["westeurope"]],
+        "soak_seconds": WAVES_SOAK_S,
+        "verify": {"interval_seconds": 1, "max_failures": 0},
+    },
+    # Traffic moves 10% -> 50% -> 100%, each step held (and watched); only in the primary,
+    # which keeps the test short (the secondaries would step the same way, after it).
+    {
+        "repository": "prog/steps-*",
+        "regions": [STEERED_REGIONS[0]],
+        "traffic_steps": [10, 50, 100],
+        "step_seconds": STEPS_HOLD_S,
+        "verify": {"interval_seconds": 1},
+    },
+    # Every other repository rolls out on its own (the default rule's endpoint template).
+    {"repository": "*", "tag": "*"},
+]
 
 
 @pytest.fixture(scope="session")
@@ -83,6 +116,109 @@ def push(stack: Stack) -> Callable[[str, str], Pushed]:
         image = build_image(size_bytes=IMAGE_BYTES, seed=f"{repository}-{uuid.uuid4()}")
         digest = push_image(
             stack.env.primary.registry_url, repository, tag, image, ca_path=stack.tls.ca_pem
+        )
+        assert digest == image.digest
+        return Pushed(repository=repository, tag=tag, digest=digest, image=image)
+
+    return push_new
+
+
+# --- the steered environment --------------------------------------------------------------
+
+
+class _SteeredStack:
+    """The steered stack while it runs. It is stopped once: right after the last test of the
+    run that uses it (so it does not idle beside the rest of the suite), or at the session's
+    end, whichever comes first."""
+
+    def __init__(self) -> None:
+        self.running: Stack | None = None
+        self.last_user: str | None = None
+
+    def stop(self) -> None:
+        running, self.running = self.running, None
+        if running is not None:
+            running.stop()
+
+
+_steered = _SteeredStack()
+
+
+@pytest.fixture(scope="session")
+def steered_env(tmp_path_factory: pytest.TempPathFactory) -> LocalEnv:
+    env = isolated_env(tmp_path_factory.mktemp("steered-e2e"), region_names=STEERED_REGIONS)
+    return replace(env, replication_base_s=1.0, arm_provisioning_s=2.0)
+
+
+@pytest.fixture(scope="session")
+def steered_stack(steered_env: LocalEnv, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    users = [
+        i.nodeid for i in request.session.items if "steered_stack" in getattr(i, "fixturenames", ())
+    ]
+    running = start_stack(
+        steered_env,
+        extra_settings={
+            "GEOROLLOUT_PROBE_SCHEDULE": PROBE_SCHEDULE,
+            "GEOROLLOUT_TARGETS": json.dumps(STEERED_TARGETS),
+            # The previous deployment is kept well past the tests: a rollback is a traffic change.
+            "GEOROLLOUT_KEEP_PREVIOUS_MINUTES": "60",
+            # App Service authentication is off: a caller's principal header proves nothing.
+            "WEBSITE_AUTH_ENABLED": "false",
+        },
+    )
+    _steered.running, _steered.last_user = running, users[-1] if users else None
+    try:
+        yield running
+    finally:
+        _steered.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, None, None]:
+    """After the last test of the run that uses the steered stack, stop it (by pid)."""
+    try:
+        return (yield)
+    finally:
+        if _steered.running is not None and item.nodeid == _steered.last_user:
+            _steered.stop()
+
+
+@pytest.fixture(scope="session")
+def steered_app(steered_stack: Stack) -> FunctionApp:
+    return FunctionApp(steered_stack.env)
+
+
+@pytest.fixture(scope="session")
+def steered_audit(steered_stack: Stack) -> ArmAudit:
+    return ArmAudit(steered_stack.env, steered_stack.tls.client_context())
+
+
+@pytest.fixture(scope="session")
+def steered_log_tail(steered_stack: Stack) -> Callable[[], str]:
+    """The steered function host's last log lines, for failure messages."""
+
+    def tail() -> str:
+        path = steered_stack.env.state_dir / "logs" / "functions-host.log"
+        lines = path.read_text(errors="replace").splitlines()[-80:] if path.exists() else []
+        return "function host log (tail):\n" + "\n".join(lines)
+
+    return tail
+
+
+@pytest.fixture(scope="session")
+def steered_push(steered_stack: Stack) -> Callable[[str, str], Pushed]:
+    """A new small image pushed to the steered primary registry through the SDK."""
+
+    def push_new(repository: str, tag: str) -> Pushed:
+        image = build_image(size_bytes=IMAGE_BYTES, seed=f"{repository}-{uuid.uuid4()}")
+        digest = push_image(
+            steered_stack.env.primary.registry_url,
+            repository,
+            tag,
+            image,
+            ca_path=steered_stack.tls.ca_pem,
         )
         assert digest == image.digest
         return Pushed(repository=repository, tag=tag, digest=digest, image=image)

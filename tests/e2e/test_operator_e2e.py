@@ -1,48 +1,41 @@
 """Operators steer rollouts through the real stack: `POST /api/rollouts/{id}/{action}` over
 HTTP on the local Functions host, and the `georollout` command as a subprocess.
 
-The module starts its own local environment (one for every test here): the target rules
-must gate some repositories behind an approval (`GEOROLLOUT_TARGETS`), which the session's
-shared environment does not configure. Everything is read back through the contract's
-routes, the ARM emulator's endpoints and its audit, never through internals.
+The module runs on the steered environment (tests/e2e/conftest.py, shared with
+test_progressive_e2e.py): its target rules gate repositories under ops/gated-* behind an
+approval (`GEOROLLOUT_TARGETS`), which the session's main environment does not configure.
+Everything is read back through the contract's routes, the ARM emulator's endpoints and
+its audit, never through internals.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
 import sys
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from devenv.config import LocalEnv, isolated_env
-from devenv.images import build_image, push_image
-from devenv.stack import Stack, start_stack
+from devenv.stack import Stack
 from shared.domain.model import rollout_id
-from tests.e2e.conftest import IMAGE_BYTES, PROBE_SCHEDULE, Pushed
+from tests.e2e.conftest import STEERED_REGIONS, Pushed
 from tests.e2e.local_api import ArmAudit, FunctionApp, http_request, parse_time, poll
 
 pytestmark = pytest.mark.e2e
 
-REGIONS = ("eastus", "westus", "westeurope")
+REGIONS = STEERED_REGIONS
 PRIMARY = REGIONS[0]
 SECONDARIES = REGIONS[1:]
 # Repositories under ops/gated-* wait for an approval before the secondaries deploy;
-# every other one rolls out on its own (the default rule's endpoint template).
-TARGETS = json.dumps(
-    [
-        {"repository": "ops/gated-*", "approval": "before_secondaries"},
-        {"repository": "*", "tag": "*"},
-    ]
-)
+# the ops/* ones used here match no other special rule and roll out on their own
+# (the steered environment's rules: tests/e2e/conftest.py, STEERED_TARGETS).
 LIVE_TIMEOUT_S = 90.0
 SCRIPT = Path(sys.executable).with_name("georollout")
 ESCAPES = re.compile(r"\x1b|\r")
@@ -60,71 +53,32 @@ class Run:
     stderr: str
 
 
-# --- the module's own environment -------------------------------------------------------
+# --- the steered environment (shared with test_progressive_e2e.py) ------------------------
 
 
 @pytest.fixture(scope="module")
-def ops_env(tmp_path_factory: pytest.TempPathFactory) -> LocalEnv:
-    env = isolated_env(tmp_path_factory.mktemp("operator-e2e"), region_names=REGIONS)
-    return replace(env, replication_base_s=1.0, arm_provisioning_s=2.0)
+def ops_stack(steered_stack: Stack) -> Stack:
+    return steered_stack
 
 
 @pytest.fixture(scope="module")
-def ops_stack(ops_env: LocalEnv) -> Iterator[Stack]:
-    running = start_stack(
-        ops_env,
-        extra_settings={
-            "GEOROLLOUT_PROBE_SCHEDULE": PROBE_SCHEDULE,
-            "GEOROLLOUT_TARGETS": TARGETS,
-            # The previous deployment is kept well past the test: a rollback is a traffic change.
-            "GEOROLLOUT_KEEP_PREVIOUS_MINUTES": "60",
-            # App Service authentication is off: a caller's principal header proves nothing.
-            "WEBSITE_AUTH_ENABLED": "false",
-        },
-    )
-    try:
-        yield running
-    finally:
-        running.stop()
+def api(steered_app: FunctionApp) -> FunctionApp:
+    return steered_app
 
 
 @pytest.fixture(scope="module")
-def api(ops_stack: Stack) -> FunctionApp:
-    return FunctionApp(ops_stack.env)
+def audit(steered_audit: ArmAudit) -> ArmAudit:
+    return steered_audit
 
 
 @pytest.fixture(scope="module")
-def audit(ops_stack: Stack) -> ArmAudit:
-    return ArmAudit(ops_stack.env, ops_stack.tls.client_context())
+def log_tail(steered_log_tail: LogTail) -> LogTail:
+    return steered_log_tail
 
 
 @pytest.fixture(scope="module")
-def log_tail(ops_stack: Stack) -> LogTail:
-    def tail() -> str:
-        path = ops_stack.env.state_dir / "logs" / "functions-host.log"
-        lines = path.read_text(errors="replace").splitlines()[-80:] if path.exists() else []
-        return "function host log (tail):\n" + "\n".join(lines)
-
-    return tail
-
-
-@pytest.fixture(scope="module")
-def push(ops_stack: Stack) -> PushFn:
-    """A new small image pushed to the primary registry through the SDK."""
-
-    def push_new(repository: str, tag: str) -> Pushed:
-        image = build_image(size_bytes=IMAGE_BYTES, seed=f"{repository}-{uuid.uuid4()}")
-        digest = push_image(
-            ops_stack.env.primary.registry_url,
-            repository,
-            tag,
-            image,
-            ca_path=ops_stack.tls.ca_pem,
-        )
-        assert digest == image.digest
-        return Pushed(repository=repository, tag=tag, digest=digest, image=image)
-
-    return push_new
+def push(steered_push: PushFn) -> PushFn:
+    return steered_push
 
 
 @pytest.fixture(scope="module")
