@@ -96,24 +96,26 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def demo_targets(env: LocalEnv) -> str:
+def demo_targets(env: LocalEnv, soak_s: float = DEMO_SOAK_S) -> str:
     """GEOROLLOUT_TARGETS for the demo: one wave per secondary, a short soak, checks every
     couple of seconds (a rule without `endpoint` names it {repository}-{instance})."""
     rule = {
         "repository": "*",
         "tag": "*",
         "waves": [[region.name] for region in env.regions[1:]],
-        "soak_seconds": DEMO_SOAK_S,
+        "soak_seconds": soak_s,
         "verify": {"interval_seconds": DEMO_VERIFY_INTERVAL_S, "max_failures": 1},
     }
     return json.dumps([rule])
 
 
-def demo_settings(env: LocalEnv, environ: Mapping[str, str]) -> dict[str, str]:
+def demo_settings(
+    env: LocalEnv, environ: Mapping[str, str], soak_s: float = DEMO_SOAK_S
+) -> dict[str, str]:
     """The demo's own settings, unless the shell sets them (the shell's win, as for make up)."""
     if "GEOROLLOUT_TARGETS" in environ or len(env.regions) < 2:
         return {}
-    return {"GEOROLLOUT_TARGETS": demo_targets(env)}
+    return {"GEOROLLOUT_TARGETS": demo_targets(env, soak_s)}
 
 
 # -- HTTP ------------------------------------------------------------------------------------
@@ -576,6 +578,7 @@ def run_demo_in(
     console: Console,
     large: bool = False,
     extra_settings: dict[str, str] | None = None,
+    soak_s: float = DEMO_SOAK_S,
 ) -> int:
     """The demo in `env`: start, push, watch, summarise, check, stop (always, also on Ctrl-C/SIGTERM)."""
     previous_int = signal.getsignal(signal.SIGINT)
@@ -583,11 +586,11 @@ def run_demo_in(
     stack: Stack | None = None
     try:
         console.print("starting the local environment…")
-        settings = demo_settings(env, os.environ) | dict(extra_settings or {})
+        settings = demo_settings(env, os.environ, soak_s) | dict(extra_settings or {})
         if "GEOROLLOUT_TARGETS" in settings:
             waves = " → ".join(r.name for r in env.regions)
             console.print(
-                f"rule: {waves}, one region per wave, each wave soaks {DEMO_SOAK_S:g} s "
+                f"rule: {waves}, one region per wave, each wave soaks {soak_s:g} s "
                 f"(a smoke request every {DEMO_VERIFY_INTERVAL_S:g} s)",
                 highlight=False,
             )

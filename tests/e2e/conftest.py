@@ -21,7 +21,7 @@ FAST_REGION = "westus"
 SLOW_REGION = "westeurope"
 FLAKY_REGION = "northeurope"
 SLOW_EXTRA_DELAY_S = 4.0
-PROBE_SCHEDULE = "*/2 * * * * *"  # NCRONTAB, seconds first: every 2 s
+PROBE_SCHEDULE = "*/1 * * * * *"  # NCRONTAB, seconds first: every second
 IMAGE_BYTES = 300_000
 
 # The steered environment (tests/e2e/test_operator_e2e.py and test_progressive_e2e.py share
@@ -60,7 +60,7 @@ STEERED_TARGETS: list[dict[str, object]] = [
 @pytest.fixture(scope="session")
 def e2e_env(tmp_path_factory: pytest.TempPathFactory) -> LocalEnv:
     env = isolated_env(tmp_path_factory.mktemp("e2e"), region_names=REGIONS)
-    env = replace(env, replication_base_s=1.0, arm_provisioning_s=2.0)
+    env = replace(env, replication_base_s=1.0, arm_provisioning_s=1.0)
     return env.with_region(SLOW_REGION, extra_delay_s=SLOW_EXTRA_DELAY_S)
 
 
@@ -147,7 +147,7 @@ _steered = _SteeredStack()
 @pytest.fixture(scope="session")
 def steered_env(tmp_path_factory: pytest.TempPathFactory) -> LocalEnv:
     env = isolated_env(tmp_path_factory.mktemp("steered-e2e"), region_names=STEERED_REGIONS)
-    return replace(env, replication_base_s=1.0, arm_provisioning_s=2.0)
+    return replace(env, replication_base_s=1.0, arm_provisioning_s=1.0)
 
 
 @pytest.fixture(scope="session")

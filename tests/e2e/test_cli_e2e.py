@@ -194,8 +194,11 @@ def test_status_shows_one_rollout_region_by_region_with_timings(
     }
     assert list(rows) == list(REGIONS)
     for region, cells in rows.items():
-        state_at = 2 if region == REGIONS[0] else 1  # the primary's name is followed by "(primary)"
-        assert cells[state_at] == "live", cells
+        # REGION [(primary)] WAVE STATE STEP TRAFFIC ...
+        wave_at = 2 if region == REGIONS[0] else 1
+        assert cells[wave_at] == ("0" if region == REGIONS[0] else "1"), cells
+        assert cells[wave_at + 1] == "live", cells
+        assert cells[wave_at + 3] == "100%", cells
         # replicated, deploy started and live, each "+<duration>" after the rollout's creation
         timings = [c for c in cells if c.startswith("+")]
         assert len(timings) == 3, cells

@@ -13,6 +13,7 @@ from rich.console import Console
 from devenv.config import isolated_env
 from devenv.demo import SLOW_REGION_EXTRA_DELAY_S, audit_problems, run_demo_in
 from devenv.process import port_open
+from tests.e2e.conftest import PROBE_SCHEDULE
 
 pytestmark = pytest.mark.e2e
 
@@ -20,13 +21,14 @@ DIGEST = "sha256:" + "a" * 64
 
 
 def test_the_demo_rolls_out_everywhere_and_stops_what_it_started(tmp_path: Path) -> None:
-    env = replace(isolated_env(tmp_path), replication_base_s=1.0, arm_provisioning_s=2.0)
+    env = replace(isolated_env(tmp_path), replication_base_s=1.0, arm_provisioning_s=1.0)
     env = env.with_region(env.regions[-1].name, extra_delay_s=SLOW_REGION_EXTRA_DELAY_S)
     output = io.StringIO()
     code = run_demo_in(
         env,
         console=Console(file=output, width=160, force_terminal=False),
-        extra_settings={"GEOROLLOUT_PROBE_SCHEDULE": "*/2 * * * * *"},
+        extra_settings={"GEOROLLOUT_PROBE_SCHEDULE": PROBE_SCHEDULE},
+        soak_s=2.0,  # `make demo` soaks 5 s; the same code path, shorter
     )
     text = output.getvalue()
     print(text)
@@ -39,7 +41,7 @@ def test_the_demo_rolls_out_everywhere_and_stops_what_it_started(tmp_path: Path)
     for region in env.regions:
         assert f"smoke ok {region.name}:" in text
     # Progressive: one wave per secondary, each watched for a soak before the next starts.
-    assert "each wave soaks 5 s" in text
+    assert "each wave soaks 2 s" in text
     assert "waiting for previous wave" in text and "soaking until" in text
     assert "no wave started before the one before it soaked" in text
     # Everything the demo started is stopped: none of its ports still answers.
