@@ -45,9 +45,19 @@ def wave_of(rollout: Rollout, progress: RegionProgress) -> int:
     return delivery_of(rollout).wave_of(progress.region, progress.primary)
 
 
+def settled_live(progress: RegionProgress) -> bool:
+    """Live and staying so: soaked, not going back (nor asked to)."""
+    return (
+        progress.state is RegionState.LIVE
+        and progress.deploy_step not in ROLLBACK_STEPS
+        and not progress.rollback_requested
+    )
+
+
 def wave_may_start(rollout: Rollout, wave: int) -> bool:
-    """A wave starts once every region of every earlier wave is live (soaked)."""
-    return all(r.state is RegionState.LIVE for r in rollout.regions if wave_of(rollout, r) < wave)
+    """A wave starts once every region of every earlier wave is live (soaked) and not going
+    back."""
+    return all(settled_live(r) for r in rollout.regions if wave_of(rollout, r) < wave)
 
 
 def takes_traffic(progress: RegionProgress) -> bool:
@@ -210,11 +220,16 @@ def reason_after_restore(progress: RegionProgress) -> str | None:
 def stop_for_rollback(progress: RegionProgress, now: datetime, *, whole: bool) -> RegionProgress:
     """A region not going back itself when its rollout is rolled back: one that has not
     deployed stops; one whose traffic is moving finishes and then (`whole`) goes back too."""
+    if progress.deploy_step in ROLLBACK_STEPS:
+        return progress  # going back already
     if (
         progress.state is RegionState.DEPLOYING
         and progress.deploy_step is DeployStep.SHIFTING_TRAFFIC
     ):
-        return replace(progress, rollback_requested=whole)
+        # With nothing before it there is nothing to go back to: the shift just finishes.
+        return replace(
+            progress, rollback_requested=whole and progress.previous_deployment is not None
+        )
     if progress.state not in HOLDABLE_REGION_STATES or takes_traffic(progress):
         return progress
     step = progress.deploy_step

@@ -1009,8 +1009,14 @@ def _rollback_stopped(
             f"{target} is left in place and the traffic may be on it or on {ours}: check the "
             "endpoint's traffic and delete the deployment that serves nothing"
         )
+    # A region whose wave failed its watch, or that held a traffic step, did not pass: it
+    # is failed (retry or a new push goes on), never `live` for the next wave to follow.
+    failed = progress.state is RegionState.DEPLOYING or (progress.last_error or "").startswith(
+        delivery.ROLLING_BACK
+    )
     return replace(
         progress,
+        state=RegionState.FAILED if failed else progress.state,
         deploy_step=DeployStep.DONE,
         previous_deployment=None,
         restore_to=None,
@@ -1191,7 +1197,7 @@ def next_actions(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> list
                 actions.append(cleanup)
         return actions
     primary = rollout.primary
-    primary_live = primary is not None and primary.state is RegionState.LIVE
+    primary_live = primary is not None and delivery.settled_live(primary)
     for progress in rollout.regions:
         action = _region_action(rollout, progress, primary_live, now)
         if action is not None:
@@ -1229,8 +1235,9 @@ def _probe_due(progress: RegionProgress, now: datetime) -> bool:
 
 
 def _changing(progress: RegionProgress) -> bool:
-    """Whether the region may still change its endpoint (and so needs the lease)."""
-    if progress.state in (RegionState.REPLICATED, RegionState.DEPLOYING):
+    """Whether the region may still change its endpoint (and so needs the lease). A region
+    waiting to deploy has none to keep: a lease left from a failed attempt is given back."""
+    if progress.state is RegionState.DEPLOYING:
         return True
     return progress.deploy_step in (
         DeployStep.CLEANING_UP,
@@ -1893,8 +1900,11 @@ def _event(
     # After an operator's retry the same region (or rollout) may fail or go live again:
     # those are new events, so the attempt is part of their id.
     attempt = progress.attempt if progress else sum(r.attempt - 1 for r in rollout.regions) + 1
+    # A rollout may finish twice in one attempt (failed, then rolled back by an operator):
+    # the outcome is part of a finished event's id, so the second is an event of its own.
+    scope = f"~{rollout.state.value}" if event_type is EventType.ROLLOUT_FINISHED else region
     return OutgoingEvent(
-        id=event_id(rollout.id, rollout.generation, region, event_type, attempt),
+        id=event_id(rollout.id, rollout.generation, scope, event_type, attempt),
         type=event_type,
         subject=rollout.subject,
         time=now,
