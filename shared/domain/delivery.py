@@ -245,10 +245,12 @@ def stop_for_rollback(progress: RegionProgress, now: datetime, *, whole: bool) -
     )
 
 
-def _back(progress: RegionProgress, reason: str, now: datetime) -> RegionProgress:
+def _back(rollout: Rollout, progress: RegionProgress, reason: str, now: datetime) -> RegionProgress:
     """One region of a failed wave: traffic back to what served before; with nothing before
-    it the region fails and keeps serving (removing the only deployment is an outage)."""
-    if progress.previous_deployment is not None and progress.deployment is not None:
+    it the region fails and keeps serving (removing the only deployment is an outage). An
+    earlier attempt of this rollout (same image) is not "before": nothing to go back to."""
+    before = progress.previous_deployment is not None and progress.previous_rollout != rollout.id
+    if before and progress.deployment is not None:
         return replace(start_rollback(progress, now), last_error=ROLLING_BACK + reason)
     return replace(
         progress,
@@ -269,7 +271,7 @@ def roll_back_wave(rollout: Rollout, wave: int, reason: str, now: datetime) -> R
     regions = []
     for progress in rollout.regions:
         if wave_of(rollout, progress) == wave and takes_traffic(progress):
-            progress = _back(progress, reason, now)
+            progress = _back(rollout, progress, reason, now)
         else:
             progress = stop_for_rollback(progress, now, whole=wave_of(rollout, progress) == wave)
         regions.append(progress)

@@ -242,7 +242,13 @@ def _rollback(rollout: Rollout, request: OperatorRequest, now: datetime) -> Appl
         why_not=why_not,
         none_fit="nothing to roll back: no region takes traffic from this rollout",
     )
-    nothing_before = [name for name in regions if rollout.region(name).previous_deployment is None]
+    # An earlier attempt of this rollout (the same image) is not what served before it.
+    nothing_before = [
+        name
+        for name in regions
+        if rollout.region(name).previous_deployment is None
+        or rollout.region(name).previous_rollout == rollout.id
+    ]
     if nothing_before:
         endpoint = rollout.target.endpoint if rollout.target else "the endpoint"
         raise Refused(
