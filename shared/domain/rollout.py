@@ -813,6 +813,7 @@ def record_deployment_failed(rollout: Rollout, region: str, error: str, now: dat
         deploy_step=step,
         step_started_at=now,
         waiting_for=None,
+        rollback_requested=False,  # it never went live: there is nothing to roll back
     )
     return _commit(rollout, _with_region(rollout, failed), now)
 
@@ -1586,6 +1587,7 @@ def _apply_timeouts(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> R
                 state=RegionState.FAILED,
                 deploy_step=DeployStep.DISCARDING,
                 step_started_at=now,
+                rollback_requested=False,  # it never went live: nothing to roll back
                 last_error=(
                     f"traffic not shifted within {int(policy.traffic_timeout_s)} s: "
                     f"{progress.last_error or 'the endpoint update never finished'}"
