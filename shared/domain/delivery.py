@@ -83,8 +83,9 @@ def verify_due(progress: RegionProgress, now: datetime) -> bool:
 
 def shift_percent(rollout: Rollout, progress: RegionProgress) -> int:
     """The share the next traffic change gives our deployment. Nothing to split with (no
-    deployment served before) means all of it at once."""
-    if progress.previous_deployment is None:
+    deployment served before, or only an earlier attempt of this rollout: the same image)
+    means all of it at once."""
+    if not served_before(rollout, progress):
         return 100
     return delivery_of(rollout).step_after(progress.traffic_percent)
 
@@ -217,7 +218,15 @@ def reason_after_restore(progress: RegionProgress) -> str | None:
     return None
 
 
-def stop_for_rollback(progress: RegionProgress, now: datetime, *, whole: bool) -> RegionProgress:
+def served_before(rollout: Rollout, progress: RegionProgress) -> bool:
+    """Something served the endpoint before this rollout: a deployment to go back to (an
+    earlier attempt of this rollout, the same image, is none)."""
+    return progress.previous_deployment is not None and progress.previous_rollout != rollout.id
+
+
+def stop_for_rollback(
+    rollout: Rollout, progress: RegionProgress, now: datetime, *, whole: bool
+) -> RegionProgress:
     """A region not going back itself when its rollout is rolled back: one that has not
     deployed stops; one whose traffic is moving finishes and then (`whole`) goes back too."""
     if progress.deploy_step in ROLLBACK_STEPS:
@@ -227,9 +236,7 @@ def stop_for_rollback(progress: RegionProgress, now: datetime, *, whole: bool) -
         and progress.deploy_step is DeployStep.SHIFTING_TRAFFIC
     ):
         # With nothing before it there is nothing to go back to: the shift just finishes.
-        return replace(
-            progress, rollback_requested=whole and progress.previous_deployment is not None
-        )
+        return replace(progress, rollback_requested=whole and served_before(rollout, progress))
     if progress.state not in HOLDABLE_REGION_STATES or takes_traffic(progress):
         return progress
     step = progress.deploy_step
@@ -249,8 +256,7 @@ def _back(rollout: Rollout, progress: RegionProgress, reason: str, now: datetime
     """One region of a failed wave: traffic back to what served before; with nothing before
     it the region fails and keeps serving (removing the only deployment is an outage). An
     earlier attempt of this rollout (same image) is not "before": nothing to go back to."""
-    before = progress.previous_deployment is not None and progress.previous_rollout != rollout.id
-    if before and progress.deployment is not None:
+    if served_before(rollout, progress) and progress.deployment is not None:
         return replace(start_rollback(progress, now), last_error=ROLLING_BACK + reason)
     return replace(
         progress,
@@ -273,7 +279,9 @@ def roll_back_wave(rollout: Rollout, wave: int, reason: str, now: datetime) -> R
         if wave_of(rollout, progress) == wave and takes_traffic(progress):
             progress = _back(rollout, progress, reason, now)
         else:
-            progress = stop_for_rollback(progress, now, whole=wave_of(rollout, progress) == wave)
+            progress = stop_for_rollback(
+                rollout, progress, now, whole=wave_of(rollout, progress) == wave
+            )
         regions.append(progress)
     return replace(rollout, regions=tuple(regions), rolled_back_at=now, rollback_reason=reason)
 
@@ -288,7 +296,7 @@ def settle_stopped(rollout: Rollout, now: datetime) -> Rollout:
         else start_rollback(r, now)
         if r.state is RegionState.DEPLOYING
         and r.deploy_step is DeployStep.HOLDING_STEP
-        and r.previous_deployment is not None
+        and served_before(rollout, r)
         and r.deployment is not None
         else r
         for r in rollout.regions

@@ -1803,7 +1803,7 @@ def _start_requested_rollbacks(rollout: Rollout, now: datetime) -> Rollout:
     """A rollback asked for while traffic was moving to a region starts once it is live."""
     regions = tuple(
         start_rollback(r, now)
-        if r.rollback_requested and takes_traffic(r) and r.previous_deployment is not None
+        if r.rollback_requested and takes_traffic(r) and delivery.served_before(rollout, r)
         else r
         for r in rollout.regions
     )

@@ -15,7 +15,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from shared.domain.delivery import start_rollback, stop_for_rollback, takes_traffic
+from shared.domain.delivery import (
+    served_before,
+    start_rollback,
+    stop_for_rollback,
+    takes_traffic,
+)
 from shared.domain.events import EventType, OutgoingEvent, operator_event_id
 from shared.domain.model import (
     HOLDABLE_REGION_STATES,
@@ -243,12 +248,7 @@ def _rollback(rollout: Rollout, request: OperatorRequest, now: datetime) -> Appl
         none_fit="nothing to roll back: no region takes traffic from this rollout",
     )
     # An earlier attempt of this rollout (the same image) is not what served before it.
-    nothing_before = [
-        name
-        for name in regions
-        if rollout.region(name).previous_deployment is None
-        or rollout.region(name).previous_rollout == rollout.id
-    ]
+    nothing_before = [name for name in regions if not served_before(rollout, rollout.region(name))]
     if nothing_before:
         endpoint = rollout.target.endpoint if rollout.target else "the endpoint"
         raise Refused(
@@ -260,7 +260,7 @@ def _rollback(rollout: Rollout, request: OperatorRequest, now: datetime) -> Appl
     def back(progress: RegionProgress) -> RegionProgress:
         if progress.region in chosen:
             return start_rollback(progress, now)
-        return stop_for_rollback(progress, now, whole=request.regions is None)
+        return stop_for_rollback(rollout, progress, now, whole=request.regions is None)
 
     why = f"rolled back by {request.actor}" + (f": {request.reason}" if request.reason else "")
     rolled = replace(
