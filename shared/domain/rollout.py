@@ -1902,9 +1902,10 @@ def _event(
     # After an operator's retry the same region (or rollout) may fail or go live again:
     # those are new events, so the attempt is part of their id.
     attempt = progress.attempt if progress else sum(r.attempt - 1 for r in rollout.regions) + 1
-    # A rollout may finish twice in one attempt (failed, then rolled back by an operator):
-    # the outcome is part of a finished event's id, so the second is an event of its own.
-    scope = f"~{rollout.state.value}" if event_type is EventType.ROLLOUT_FINISHED else region
+    # A rollout may finish twice in one attempt (failed, superseded, then rolled back by an
+    # operator): a rolled-back finish has an id of its own, apart from the first one's.
+    rolled_back = rollout.state is RolloutState.ROLLED_BACK
+    scope = "~rolled_back" if event_type is EventType.ROLLOUT_FINISHED and rolled_back else region
     return OutgoingEvent(
         id=event_id(rollout.id, rollout.generation, scope, event_type, attempt),
         type=event_type,

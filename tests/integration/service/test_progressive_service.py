@@ -525,7 +525,7 @@ def test_a_scoring_fault_during_the_soak_rolls_the_wave_back_and_stops_the_rollo
 
     rid = b.rollout_id
     rolled_back = event_id(rid, 1, SECOND, EventType.REGION_ROLLED_BACK)
-    finished = event_id(rid, 1, "", EventType.ROLLOUT_FINISHED)
+    finished = event_id(rid, 1, "~rolled_back", EventType.ROLLOUT_FINISHED)
     wait_until(
         lambda: len(stack.receiver.deliveries([rolled_back, finished])) >= 2,
         timeout=DEADLINE_S,

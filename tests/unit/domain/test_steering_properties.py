@@ -255,6 +255,14 @@ STEP_LIMITS: dict[DeployStep, float] = {
 # discarded) the region says rolled back ("what served before still serves") while the
 # failed attempt, this rollout's image, serves.
 OWN_ATTEMPT_SERVES_BUG = True
+# A retried region whose failed attempt kept serving: once its new attempt took all the
+# traffic and then failed its watch, the failed attempt (0% now) is never deleted (`_back`
+# ends `done`, not `cleaning_up`): a deployment left behind, billed.
+OWN_ATTEMPT_LEFT_BEHIND_BUG = True
+# A retry asked for while a failed attempt's deployment is being deleted starts at once when
+# that delete times out: the message "could not delete ...: delete it by hand" is wiped in
+# the same step (`_start_retries` after `_apply_timeouts`), the deployment left behind unsaid.
+RETRY_HIDES_LEFTOVER_BUG = True
 # Fixed: a retried region whose failed attempt kept serving took that attempt (the same image)
 # for "the deployment that served before": it split the traffic with it by the rule's steps,
 # and a supersession or a requested rollback sent it "back" to it (`delivery.served_before`).
@@ -378,6 +386,8 @@ class Steering(RuleBasedStateMachine):
         self.reopened: set[int] = set()
         # Regions whose rollback could not finish (the message says to look at the traffic).
         self.rollback_failed: set[str] = set()
+        # Regions told to delete a deployment by hand (a delete that never went through).
+        self.by_hand: set[str] = set()
         # Regions retried while the failed attempt's deployment still served.
         self.retried_serving: set[str] = set()
 
@@ -495,6 +505,16 @@ class Steering(RuleBasedStateMachine):
             old = before.region(new.region)
             if (new.last_error or "").startswith("rollback failed"):
                 self.rollback_failed.add(new.region)
+            if "delete it by hand" in (new.last_error or ""):
+                self.by_hand.add(new.region)
+            if (
+                RETRY_HIDES_LEFTOVER_BUG
+                and old.deploy_step is DeployStep.DISCARDING
+                and new.attempt > old.attempt
+                and old.deployment is not None
+                and old.deployment.name in self.world[new.region].deployments
+            ):
+                self.by_hand.add(new.region)  # the message "delete it by hand" never shown
             if (
                 new.attempt > old.attempt
                 and old.deployment is not None
@@ -1480,6 +1500,18 @@ class WaveMachine(Steering):
                     f"{name}'s endpoint left split in a stopped rollout: {world.traffic} "
                     f"({progress.state.value}/{progress.deploy_step}, {progress.last_error})"
                 )
+            # Once a region is done (nothing left to do there), every deployment of this rollout
+            # serves or is deleted (unless the region says to delete it by hand: its delete
+            # never went through).
+            done = progress.deploy_step in (None, DeployStep.DONE, DeployStep.DISCARDED)
+            idle = [
+                n
+                for n, d in world.deployments.items()
+                if d.image == IMAGE and n not in world.traffic and done
+            ]
+            by_hand = name in self.by_hand
+            by_hand |= OWN_ATTEMPT_LEFT_BEHIND_BUG and name in self.retried_serving
+            assert not idle or by_hand, f"{name}: {idle} serve nothing, kept\n{self._summary()}"
             own = self._own_attempt_serves(progress)
             if progress.state is RegionState.ROLLED_BACK and not own:
                 assert world.traffic == self.before[name], (
@@ -1487,7 +1519,10 @@ class WaveMachine(Steering):
                     f"before this rollout ({self.before[name]})"
                 )
         failed = self.failed_wave
-        if failed is not None and rollout.rolled_back_at == failed.at:
+        if failed is not None and (rollout.rolled_back_at, rollout.rollback_reason) == (
+            failed.at,
+            failed.reason,
+        ):
             for progress in rollout.regions:
                 name, world = progress.region, self.world[progress.region]
                 number = wave(rollout, progress)
@@ -1732,4 +1767,34 @@ def test_a_retried_region_never_splits_the_traffic_with_its_own_failed_attempt(
         lambda m: m.retry_what_stopped(None),
         # Attempt 2: ShiftTraffic 10% with the rest on attempt 1, the same image.
         lambda m: m.everything_works_for_a_while(8),
+    )
+
+
+@known_bug("OWN_ATTEMPT_LEFT_BEHIND_BUG")
+def test_a_retried_region_deletes_its_failed_attempt_once_replaced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "OWN_ATTEMPT_LEFT_BEHIND_BUG", False)
+    replay(
+        wave_machine(soak_s=SOAK_S, live_waves=1),
+        lambda m: m.everything_works_for_a_while(8),  # secondaries soak, nothing before
+        lambda m: m.check_a_watched_region(0, False),  # wave 1 fails: they keep serving
+        lambda m: m.retry_what_stopped(None),
+        lambda m: m.everything_works_for_a_while(8),  # attempt 2 takes all, soaks
+        # Wave 1 fails again: attempt 2 keeps serving; attempt 1 (0%) is left behind.
+        lambda m: m.check_a_watched_region(0, False),
+    )
+
+
+@known_bug("RETRY_HIDES_LEFTOVER_BUG")
+def test_a_retry_never_hides_a_deployment_left_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "RETRY_HIDES_LEFTOVER_BUG", False)
+    replay(
+        wave_machine(),
+        lambda m: m.everything_works_for_a_while(3),  # the primary's deployment provisions
+        lambda m: m.time_passes(3601),  # not within the deadline: failed, discarding
+        lambda m: m.retry_what_stopped(None),  # asked for while the discard is under way
+        # The discard times out with no pass meanwhile: the retry starts at once, and the
+        # deployment left behind is said nowhere.
+        lambda m: m.time_passes(3601),
     )
