@@ -32,8 +32,13 @@ stopped rollout watches nothing, and a failed primary holds the secondaries that
 on next. The wave machine also carries everything through at times (every step working,
 every check passing, time going on to the next moment something is due) and then checks:
 in a stopped rollout no endpoint is left split, a rolled-back region serves what served
-before this rollout, a rolled-back wave's regions all serve the previous image; a rollout
-nothing stops ends live everywhere.
+before this rollout, a rolled-back wave's regions all serve the previous image, no rollback
+stays requested, no previous deployment is kept for ever and no deployment of this rollout
+is left behind unsaid; a rollout nothing stops ends live everywhere. Every wave-machine run
+ends so (`teardown`).
+
+The runs the machines shrank to are replayed at the end (each failed against an earlier
+version of the domain); the known bugs still open are strict xfails (see the flags).
 """
 
 from __future__ import annotations
@@ -263,10 +268,6 @@ OWN_ATTEMPT_LEFT_BEHIND_BUG = True
 # that delete times out: the message "could not delete ...: delete it by hand" is wiped in
 # the same step (`_start_retries` after `_apply_timeouts`), the deployment left behind unsaid.
 RETRY_HIDES_LEFTOVER_BUG = True
-# Fixed: a retried region whose failed attempt kept serving took that attempt (the same image)
-# for "the deployment that served before": it split the traffic with it by the rule's steps,
-# and a supersession or a requested rollback sent it "back" to it (`delivery.served_before`).
-OWN_ATTEMPT_SPLIT_BUG = False
 # What passes in "everything works for a while": an endpoint's update, not a check's interval.
 SHORT_WAIT = timedelta(seconds=60)
 # Passes of "everything works from now on" before the rollout must have settled.
@@ -959,17 +960,14 @@ class Steering(RuleBasedStateMachine):
                 if action.percent < 100:
                     assert action.previous is not None
                     assert action.previous == progress.previous_deployment
-                    assert OWN_ATTEMPT_SPLIT_BUG or progress.previous_rollout != rollout.id, (
+                    assert progress.previous_rollout != rollout.id, (
                         f"traffic split with this rollout's own earlier attempt: {action}"
                     )
             if isinstance(action, VerifyDeployment):
                 assert watched(progress) and action.deployment == progress.deployment
             if isinstance(action, RestorePrevious):
                 # Back to what served before this rollout, never to an earlier attempt of it.
-                wave_back = (progress.last_error or "").startswith(ROLLING_BACK_BECAUSE)
-                assert action.previous_rollout != rollout.id or (
-                    OWN_ATTEMPT_SPLIT_BUG and not wave_back
-                ), f"rollback to our own: {action}"
+                assert action.previous_rollout != rollout.id, f"rollback to our own: {action}"
         for region, actions in by_region.items():
             changing = [a for a in actions if isinstance(a, CHANGING)]
             if any(isinstance(a, TRAFFIC) for a in changing):
@@ -1013,9 +1011,7 @@ class Steering(RuleBasedStateMachine):
                 assert deployment.state == "succeeded", f"traffic in {region} on {deployment}"
             if len(world.traffic) > 1:
                 images = sorted(world.deployments[name].image for name in world.traffic)
-                assert images == sorted([IMAGE, PREVIOUS_IMAGE]) or (
-                    OWN_ATTEMPT_SPLIT_BUG and images == [IMAGE, IMAGE]
-                ), f"{region} split: {world.traffic}"
+                assert images == sorted([IMAGE, PREVIOUS_IMAGE]), f"{region} split: {world.traffic}"
 
     @invariant()
     def our_share_is_at_most_the_recorded_one(self) -> None:
@@ -1494,8 +1490,7 @@ class WaveMachine(Steering):
             name, world = progress.region, self.world[progress.region]
             if self._record_astray(progress):
                 continue
-            ours_only = all(world.deployments[d].image == IMAGE for d in world.traffic)
-            if stopped(rollout) and not (OWN_ATTEMPT_SPLIT_BUG and ours_only):
+            if stopped(rollout):
                 assert len(world.traffic) <= 1, (
                     f"{name}'s endpoint left split in a stopped rollout: {world.traffic} "
                     f"({progress.state.value}/{progress.deploy_step}, {progress.last_error})"
@@ -1756,10 +1751,9 @@ def test_a_retried_region_whose_failed_attempt_serves_never_says_rolled_back(
     )
 
 
-def test_a_retried_region_never_splits_the_traffic_with_its_own_failed_attempt(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(sys.modules[__name__], "OWN_ATTEMPT_SPLIT_BUG", False)
+def test_a_retried_region_never_splits_the_traffic_with_its_own_failed_attempt() -> None:
+    """(Was: a retried region whose failed attempt kept serving took that attempt, the same
+    image, for "the deployment that served before" and split the traffic with it.)"""
     replay(
         wave_machine(soak_s=SOAK_S, traffic_steps=(10, 50, 100)),
         lambda m: m.everything_works_for_a_while(8),  # the primary soaks, nothing before
