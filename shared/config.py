@@ -244,6 +244,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "change rather than a redeploy. 0 deletes it as soon as the rollout settled.",
         default="60",
     ),
+    _spec(
+        "GEOROLLOUT_AZURE_SDK_LOG_LEVEL",
+        "Level of the Azure SDK's own loggers (azure.*): WARNING keeps them to problems; "
+        "INFO or DEBUG adds a record of every HTTP request and response (headers redacted "
+        "by the SDK), for debugging a connection.",
+        default="WARNING",
+    ),
 )
 
 _SPECS_BY_NAME = {spec.name: spec for spec in SETTINGS}
@@ -404,6 +411,7 @@ class Config:
     # GEOROLLOUT_* names that are set but not in the catalogue (likely typos); worth showing.
     unknown_settings: tuple[str, ...] = ()
     keep_previous_minutes: float = 60.0
+    azure_sdk_log_level: str = "WARNING"
     # Azure App Service authentication is on (WEBSITE_AUTH_ENABLED): X-MS-CLIENT-PRINCIPAL-NAME
     # is then set by the platform, never by the caller.
     app_service_auth: bool = False
@@ -698,6 +706,16 @@ def _auth_mode(raw: str) -> str:
     if raw not in _AUTH_MODES:
         raise ValueError(f"must be one of {', '.join(_AUTH_MODES)}; got {raw!r}")
     return raw
+
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in _LOG_LEVELS:
+        raise ValueError(f"must be one of {', '.join(_LOG_LEVELS)}; got {raw!r}")
+    return level
 
 
 def _json_text(raw: str) -> str:
@@ -1175,6 +1193,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     build_keys = parsed("GEOROLLOUT_BUILD_WEBHOOK_SECRETS", _webhook_secrets)
     smoke_timeout = parsed("GEOROLLOUT_SMOKE_TIMEOUT_SECONDS", _positive_number)
     keep_previous = parsed("GEOROLLOUT_KEEP_PREVIOUS_MINUTES", _non_negative_number)
+    sdk_log_level = parsed("GEOROLLOUT_AZURE_SDK_LOG_LEVEL", _log_level)
 
     known = set(setting_names(region_names or ()))
     unknown = tuple(
@@ -1191,7 +1210,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
     assert schedule and budget and concurrency and backoff_initial and backoff_max
     assert timeout and timeout_per_gb is not None and targets and auth_mode and deploy_poll
     assert instance_type and instance_count and smoke_request and instance_name
-    assert give_up and smoke_timeout and keep_previous is not None
+    assert give_up and smoke_timeout and keep_previous is not None and sdk_log_level
     return Config(
         table=TableSettings(
             connection_string=connection_string, endpoint=table_endpoint, table_name=table_name
@@ -1223,6 +1242,7 @@ def load_config(environ: Mapping[str, str] | None = None) -> Config:
         instance_name=instance_name,
         unknown_settings=unknown,
         keep_previous_minutes=keep_previous,
+        azure_sdk_log_level=sdk_log_level,
         # Set by App Service when its authentication is on: only then is the signed-in
         # principal's header the platform's and not the caller's.
         app_service_auth=(source.get("WEBSITE_AUTH_ENABLED") or "").strip().lower() == "true",

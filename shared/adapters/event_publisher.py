@@ -13,6 +13,8 @@ from azure.core.exceptions import AzureError
 from azure.core.messaging import CloudEvent
 from azure.eventgrid.aio import EventGridPublisherClient
 
+from shared.adapters.http_pool import PooledTransport
+
 EVENT_SOURCE = "/georollout"
 
 
@@ -47,10 +49,9 @@ class EventPublisher:
             auth = credential
         else:
             raise ValueError("EventPublisher needs a topic key or a token credential")
-        options: dict[str, Any] = {"retry_total": 2}
-        if ca_bundle:
-            options["connection_verify"] = ca_bundle
-        self._client = EventGridPublisherClient(endpoint, auth, **options)
+        self._client = EventGridPublisherClient(
+            endpoint, auth, retry_total=2, transport=PooledTransport(ca_bundle)
+        )
 
     async def publish(self, events: Sequence[EventToPublish]) -> None:
         if not events:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +26,7 @@ from azure.core.exceptions import (
 )
 from azure.core.pipeline.transport import AioHttpTransport
 
+from shared.adapters.http_pool import tls_context
 from shared.domain.model import ProbeEvidence
 from shared.domain.verdicts import ProbeOutcome, ProbeVerdict
 
@@ -88,13 +88,8 @@ class ReplicaProbe:
         self._credential = credential
         self._audience = audience
         self._timeout_s = timeout_s
-        # One SSL context for the pool: with `connection_verify=<path>` azure-core
-        # builds a context per request and no connection is ever reused.
-        self._ssl = (
-            ssl.create_default_context(cafile=ca_bundle)
-            if ca_bundle
-            else ssl.create_default_context()
-        )
+        # One SSL context for the pool shared by every region's client (see http_pool).
+        self._ssl = tls_context(ca_bundle)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._clients: dict[str, ContainerRegistryClient] = {}

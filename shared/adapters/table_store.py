@@ -36,6 +36,7 @@ from azure.core.exceptions import (
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
+from shared.adapters.http_pool import PooledTransport
 from shared.adapters.table_keys import (
     ascending_time,
     compose_key,
@@ -319,12 +320,13 @@ class RolloutStore:
 
     @classmethod
     def from_connection_string(
-        cls, connection_string: str, table_name: str, *, connection_verify: bool | str = True
+        cls, connection_string: str, table_name: str, *, ca_bundle: str | None = None
     ) -> RolloutStore:
-        """A store on the table `table_name` of the account in `connection_string` (Azurite)."""
+        """A store on the table `table_name` of the account in `connection_string` (Azurite);
+        `ca_bundle`: the only CA trusted for an HTTPS endpoint (else the system's)."""
         return cls(
             TableClient.from_connection_string(
-                connection_string, table_name=table_name, connection_verify=connection_verify
+                connection_string, table_name=table_name, transport=PooledTransport(ca_bundle)
             )
         )
 
@@ -335,7 +337,7 @@ class RolloutStore:
         credential: AsyncTokenCredential,
         table_name: str,
         *,
-        connection_verify: bool | str = True,
+        ca_bundle: str | None = None,
     ) -> RolloutStore:
         """A store on `endpoint` (https://<account>.table.core.windows.net) with an Entra
         credential, e.g. azure.identity.aio.DefaultAzureCredential."""
@@ -344,7 +346,7 @@ class RolloutStore:
                 endpoint,
                 table_name=table_name,
                 credential=credential,
-                connection_verify=connection_verify,
+                transport=PooledTransport(ca_bundle),
             )
         )
 

@@ -25,11 +25,13 @@ def report_configuration(environ: Mapping[str, str] | None = None) -> bool:
     try:
         config = load_config(environ)
     except ConfigurationError as error:
+        quiet_azure_sdk("WARNING")
         redact = Redactor(environ)
         log.error("georollout is misconfigured; every trigger will fail until this is fixed:")
         for problem in error.problems or (error.message,):
             log.error("  %s", redact(problem))
         return False
+    quiet_azure_sdk(config.azure_sdk_log_level)
     log.info(
         "georollout configuration ok: registry %s, regions %s (primary %s)",
         config.registry_login_server,
@@ -42,3 +44,13 @@ def report_configuration(environ: Mapping[str, str] | None = None) -> bool:
     for name in config.unknown_settings:
         log.warning("unknown setting %s (a typo?) is ignored", name)
     return True
+
+
+def quiet_azure_sdk(level: str) -> None:
+    """Set the Azure SDK's loggers to `level` (GEOROLLOUT_AZURE_SDK_LOG_LEVEL).
+
+    At INFO the SDK logs every request and response with their headers, dozens of
+    multi-line records per push, drowning georollout's own line per step in the host's
+    log (and in Application Insights' bill); WARNING keeps its problems only.
+    """
+    logging.getLogger("azure").setLevel(level)

@@ -127,11 +127,10 @@ def build_services(config: Config, *, credential: TokenCredential | None = None)
     in-process tests pass a fixed-token one, as no local Entra ID exists.
     """
     ca = str(config.ca_bundle) if config.ca_bundle else None
-    verify: bool | str = ca or True
     async_credential = AsyncDefaultAzureCredential()
     if config.table.connection_string:
         store = RolloutStore.from_connection_string(
-            config.table.connection_string, config.table.table_name, connection_verify=verify
+            config.table.connection_string, config.table.table_name, ca_bundle=ca
         )
     else:
         assert config.table.endpoint is not None  # load_config guarantees one of the two
@@ -139,7 +138,7 @@ def build_services(config: Config, *, credential: TokenCredential | None = None)
             config.table.endpoint,
             async_credential,
             config.table.table_name,
-            connection_verify=verify,
+            ca_bundle=ca,
         )
     endpoints: Mapping[str, str] = {r.name: r.registry_endpoint for r in config.regions}
     probe = ReplicaProbe(

@@ -19,6 +19,7 @@ from azure.data.tables.aio import TableClient
 
 from devenv.config import LocalEnv
 from devenv.ports import free_port
+from devenv.tls import TlsFiles
 from shared.adapters.table_keys import ascending_time, compose_key
 from shared.adapters.table_store import (
     InvalidContinuationError,
@@ -30,6 +31,7 @@ from shared.adapters.table_store import (
     StoreUnavailableError,
     UnstorableRecordError,
 )
+from tests.support.sockets import open_connections
 
 pytestmark = pytest.mark.integration
 
@@ -484,3 +486,33 @@ def test_list_due_collects_an_orphaned_due_entry_after_the_grace(azurite: LocalE
                 assert orphan_key not in remaining and len(remaining) == 1
 
     run(scenario)
+
+
+# --- connections ------------------------------------------------------------------------
+
+
+def test_requests_share_one_pooled_connection_with_a_ca_bundle(
+    azurite: LocalEnv, tls_files: TlsFiles
+) -> None:
+    """With a CA bundle configured (always, locally) azure-core would build a TLS context
+    per request and open a new connection for each; the store's pool keeps reusing one."""
+    name = unique_table()
+
+    async def scenario() -> int:
+        store = RolloutStore.from_connection_string(
+            azurite.table_connection_string, name, ca_bundle=str(tls_files.ca_pem)
+        )
+        async with store:
+            await store.ensure_table()
+            await store.insert(rollout("r1"))
+            for _ in range(30):
+                assert await store.get("r1") is not None
+            held = open_connections(azurite.azurite_port)
+            async with TableClient.from_connection_string(
+                azurite.table_connection_string, table_name=name
+            ) as table:
+                await table.delete_table()
+            return held
+
+    # The insert writes its index entries side by side: two connections, never one per request.
+    assert run(scenario) <= 2

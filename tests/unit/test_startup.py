@@ -111,3 +111,24 @@ def test_a_connection_string_pasted_into_the_table_endpoint_is_not_logged(
     assert "GEOROLLOUT_TABLE_ENDPOINT" in caplog.text
     assert ACCOUNT_KEY not in caplog.text
     assert "<redacted>" in caplog.text
+
+
+@pytest.mark.parametrize(("setting", "level"), [("", logging.WARNING), ("debug", logging.DEBUG)])
+def test_the_azure_sdk_logs_problems_only_unless_asked(
+    monkeypatch: pytest.MonkeyPatch, setting: str, level: int
+) -> None:
+    sdk = logging.getLogger("azure")
+    monkeypatch.setattr(sdk, "level", logging.NOTSET)  # restored after the test
+    assert report_configuration(azure_settings(GEOROLLOUT_AZURE_SDK_LOG_LEVEL=setting))
+    assert sdk.level == level
+    # Nothing below the level reaches a handler: the HTTP policy's per-request records.
+    policy = logging.getLogger("azure.core.pipeline.policies.http_logging_policy")
+    assert policy.isEnabledFor(logging.INFO) is (level <= logging.INFO)
+
+
+def test_an_unknown_sdk_log_level_is_a_configuration_problem(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="georollout.startup"):
+        assert not report_configuration(azure_settings(GEOROLLOUT_AZURE_SDK_LOG_LEVEL="LOUD"))
+    assert "GEOROLLOUT_AZURE_SDK_LOG_LEVEL" in caplog.text and "'LOUD'" in caplog.text

@@ -20,6 +20,7 @@ from devenv.tls import TlsFiles
 from shared.adapters.event_publisher import EventPublisher, EventToPublish, PublishError
 from tests.integration.adapters.conftest import EVENTS_TOPIC
 from tests.support.cloudevents_receiver import EventReceiver
+from tests.support.sockets import open_connections
 
 pytestmark = pytest.mark.integration
 
@@ -123,3 +124,22 @@ def test_republished_event_is_delivered_again_with_the_same_id(
     assert len(deliveries) == 2
     assert {d["id"] for d in deliveries} == {event.id}
     assert {d["type"] for d in deliveries} == {event.type}
+
+
+def test_batches_share_one_pooled_tls_connection(
+    adapter_env: LocalEnv, events_topic: str, tls_files: TlsFiles
+) -> None:
+    """One TLS context and one kept-alive connection for every batch, not one per request."""
+
+    async def run() -> int:
+        publisher = EventPublisher(
+            events_topic, key=LOCAL_TOPIC_KEY, ca_bundle=str(tls_files.ca_pem)
+        )
+        try:
+            for _ in range(10):
+                await publisher.publish([_event("region.live")])
+            return open_connections(adapter_env.eventgrid_port)
+        finally:
+            await publisher.close()
+
+    assert asyncio.run(run()) == 1
