@@ -96,6 +96,15 @@ class DeploymentStatus:
 
 
 @dataclass(frozen=True)
+class Started:
+    """A long-running operation ARM accepted: where its status is read (kept so a later step
+    can read Azure's error) and how soon ARM asks to be polled (its Retry-After)."""
+
+    operation_url: str | None = None
+    retry_after_s: float | None = None
+
+
+@dataclass(frozen=True)
 class SmokeResult:
     ok: bool
     status: int | None
@@ -205,7 +214,7 @@ class FoundryDeployer:
             tuple(deployments),
         )
 
-    async def begin_create_endpoint(self, region: str, endpoint: str, *, auth_mode: str) -> None:
+    async def begin_create_endpoint(self, region: str, endpoint: str, *, auth_mode: str) -> Started:
         identity = None
         if region in self._identities:
             identity = IdentityConfiguration(
@@ -216,21 +225,25 @@ class FoundryDeployer:
             )
         entity = ManagedOnlineEndpoint(name=endpoint, auth_mode=auth_mode, identity=identity)
         try:
-            await self._run(self._client(region).online_endpoints.begin_create_or_update, entity)
+            poller = await self._run(
+                self._client(region).online_endpoints.begin_create_or_update, entity
+            )
         except AzureError as error:
             raise _failure(error) from error
+        return _started(poller)
 
     async def begin_set_traffic(
         self, region: str, endpoint: str, traffic: Mapping[str, int]
-    ) -> None:
+    ) -> Started:
         """Shift traffic with a full endpoint PUT (the only way ARM accepts it)."""
         client = self._client(region)
         try:
             found = await self._run(client.online_endpoints.get, endpoint)
             found.traffic = dict(traffic)
-            await self._run(client.online_endpoints.begin_create_or_update, found)
+            poller = await self._run(client.online_endpoints.begin_create_or_update, found)
         except AzureError as error:
             raise _failure(error) from error
+        return _started(poller)
 
     # -- deployments -----------------------------------------------------
 
@@ -243,8 +256,8 @@ class FoundryDeployer:
         image: str,
         instance_type: str,
         instance_count: int,
-    ) -> str | None:
-        """Start creating `name` with 0% traffic; return the operation-status URL when ARM gave one."""
+    ) -> Started:
+        """Start creating `name` with 0% traffic."""
         deployment = ManagedOnlineDeployment(
             name=name,
             endpoint_name=endpoint,
@@ -258,7 +271,7 @@ class FoundryDeployer:
             )
         except AzureError as error:
             raise _failure(error) from error
-        return _operation_url(poller)
+        return _started(poller)
 
     async def deployment_status(
         self,
@@ -305,13 +318,16 @@ class FoundryDeployer:
         image = getattr(found, "image", None)
         return str(image) if image else None
 
-    async def begin_delete_deployment(self, region: str, endpoint: str, name: str) -> None:
+    async def begin_delete_deployment(self, region: str, endpoint: str, name: str) -> Started:
         try:
-            await self._run(self._client(region).online_deployments.begin_delete, name, endpoint)
+            poller = await self._run(
+                self._client(region).online_deployments.begin_delete, name, endpoint
+            )
         except ResourceNotFoundError:
-            return
+            return Started()
         except AzureError as error:
             raise _failure(error) from error
+        return _started(poller)
 
     async def smoke_test(
         self, region: str, endpoint: str, name: str, request: Mapping[str, Any]
@@ -406,17 +422,48 @@ class FoundryDeployer:
         self._clients.clear()
 
 
-def _operation_url(poller: Any) -> str | None:
-    """The Azure-AsyncOperation URL of a started LRO, kept so a later tick can read Azure's error.
+def _started(poller: Any) -> Started:
+    """What a started LRO's poller knows: its Azure-AsyncOperation URL and ARM's Retry-After.
 
-    azure-core exposes it only on the polling method's operation object; if a
-    future version moves it, we lose the error detail, not the deployment.
+    azure-core keeps both only on the polling method (its operation object and the
+    initial response); if a future version moves them, we lose the error detail and
+    poll at GEOROLLOUT_DEPLOY_POLL_SECONDS, never the deployment.
     """
     try:
-        url = poller.polling_method()._operation.get_polling_url()
+        method = poller.polling_method()
     except Exception:
-        return None
-    return str(url) if url else None
+        return Started()
+    try:
+        url = method._operation.get_polling_url()
+    except Exception:
+        url = None
+    try:
+        headers = method._initial_response.http_response.headers
+    except Exception:
+        headers = {}
+    return Started(str(url) if url else None, retry_after_s(headers))
+
+
+def retry_after_s(headers: Mapping[str, str]) -> float | None:
+    """ARM's wish for the next poll, in seconds: `retry-after-ms`/`x-ms-retry-after-ms`
+    (what azure-core honours first) or `Retry-After` in seconds; None when absent or an
+    HTTP date (ARM sends seconds)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name, scale in (
+        ("retry-after-ms", 0.001),
+        ("x-ms-retry-after-ms", 0.001),
+        ("retry-after", 1),
+    ):
+        raw = lowered.get(name)
+        if raw is None:
+            continue
+        try:
+            value = float(raw) * scale
+        except ValueError:
+            continue
+        if value >= 0:
+            return value
+    return None
 
 
 __all__ = [
@@ -428,5 +475,6 @@ __all__ = [
     "FoundryDeployer",
     "ProvisioningState",
     "SmokeResult",
+    "Started",
     "WorkspaceRef",
 ]

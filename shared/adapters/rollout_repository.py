@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
+import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.adapters.table_keys import compose_key
 from shared.adapters.table_store import (
     RolloutAlreadyExistsError,
     RolloutStore,
@@ -25,11 +28,20 @@ from shared.adapters.table_store import (
     StaleRecordError,
     StoredRollout,
 )
-from shared.domain.model import Rollout, RolloutSummary, summarize
+from shared.domain.model import Rollout, RolloutSummary, rollout_id, summarize
+from shared.domain.push import PushNotice
 from shared.domain.rollout import RolloutPolicy
 from shared.domain.schedule import is_active, next_due_at
-from shared.domain.serialization import rollout_from_record, rollout_to_record
+from shared.domain.serialization import (
+    notice_from_record,
+    notice_to_record,
+    rollout_from_record,
+    rollout_to_record,
+)
 from shared.domain.timestamps import format_timestamp, parse_timestamp
+
+# (inbox key, the notice)
+WaitingNotices = list[tuple[str, PushNotice]]
 
 __all__ = [
     "Lease",
@@ -250,6 +262,29 @@ class RolloutRepository:
 
     async def purge_build_messages(self, now: datetime) -> int:
         return await self.store.purge_build_messages(now)
+
+    # --- the inbox ----------------------------------------------------------------------
+
+    async def accept(self, notice: PushNotice, now: datetime) -> str:
+        """Keep `notice` until it is recorded (one durable write); returns its inbox key.
+
+        The key is the rollout's id and a hash of the notice: a redelivery of the same
+        notice lands on the same entity, a different notice of the same digest (another
+        tag, a regional hint) on its own."""
+        record = notice_to_record(notice)
+        content = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+        identity = rollout_id(notice.registry, notice.repository, notice.digest)
+        key = compose_key(identity, hashlib.sha256(content).hexdigest()[:24])
+        await self.store.put_notice(key, record, now)
+        return key
+
+    async def waiting_notices(self, received_before: datetime, *, limit: int) -> WaitingNotices:
+        """Notices accepted before `received_before` and not yet recorded, as (key, notice)."""
+        found = await self.store.notices(received_before=received_before, limit=limit)
+        return [(key, notice_from_record(record)) for key, record in found]
+
+    async def notice_recorded(self, key: str) -> None:
+        await self.store.delete_notice(key)
 
     async def check_health(self) -> str | None:
         return await self.store.check_health()

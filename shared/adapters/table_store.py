@@ -164,6 +164,8 @@ RolloutPage = tuple[list[StoredRollout], str | None]
 # The method `RolloutStore.list` shadows the builtin inside the class body.
 RolloutList = list[StoredRollout]
 Summaries = list[dict[str, Any]]
+# (inbox key, notice as stored)
+WaitingNotices = list[tuple[str, dict[str, Any]]]
 ServingRecords = list["ServingRecord"]
 RegionEndpoints = list[tuple[str, str]]
 
@@ -177,6 +179,7 @@ _LEASE_PARTITION = "lease"
 _SERVING_PARTITION = "serving"
 _FAILED_ENDPOINT_PARTITION = "failed-endpoint"
 _BUILD_MESSAGE_PARTITION = "build-message"
+_INBOX_PARTITION = "inbox"
 _DOC_FORMAT = "json+zlib"
 # A binary property holds at most 64 KiB; an entity at most 1 MiB with every property.
 _CHUNK_BYTES = 64_000
@@ -808,6 +811,40 @@ class RolloutStore:
                 if purged >= limit:
                     break
         return purged
+
+    # --- the inbox: notices accepted, not yet recorded -------------------------------------
+
+    async def put_notice(self, key: str, notice: dict[str, Any], received_at: datetime) -> None:
+        """Keep `notice` under `key` until it is recorded (one write; the same key again
+        overwrites it with the same content, so a redelivery adds nothing)."""
+        entity = {
+            "PartitionKey": _INBOX_PARTITION,
+            "RowKey": key,
+            "Kind": "notice",
+            "Notice": json.dumps(notice, separators=(",", ":")),
+            "ReceivedAt": _iso(received_at),
+        }
+        with self._translated("accepting a notice"):
+            await self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    async def notices(self, *, received_before: datetime, limit: int) -> WaitingNotices:
+        """Up to `limit` notices accepted before `received_before`, as (key, notice)."""
+        found: WaitingNotices = []
+        with self._translated("reading the inbox"):
+            async for entity in self._table.query_entities(
+                "PartitionKey eq @pk and ReceivedAt lt @before",
+                parameters={"pk": _INBOX_PARTITION, "before": _iso(received_before)},
+                results_per_page=min(limit, 1000),
+            ):
+                found.append((entity["RowKey"], json.loads(entity["Notice"])))
+                if len(found) >= limit:
+                    break
+        return found
+
+    async def delete_notice(self, key: str) -> None:
+        """The notice under `key` is recorded: forget it (gone already is fine)."""
+        with self._translated("clearing a recorded notice"), suppress(ResourceNotFoundError):
+            await self._table.delete_entity(_INBOX_PARTITION, key)
 
     # --- endpoints seen in a failed state ----------------------------------------------------
 

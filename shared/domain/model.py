@@ -111,6 +111,15 @@ class DeploymentRef:
 
 
 @dataclass(frozen=True, slots=True)
+class OperationPace:
+    """ARM's Retry-After for a long-running operation a deploy step started: checks of the
+    region come this often while it is at that step (never slower than the deploy poll)."""
+
+    step: DeployStep
+    every_s: float
+
+
+@dataclass(frozen=True, slots=True)
 class RegionProgress:
     """One region's progress for one rollout generation."""
 
@@ -164,6 +173,14 @@ class RegionProgress:
     next_verify_at: datetime | None = None
     verify_passes: int = 0
     verify_failures: int = 0
+    # How often ARM asked to be polled about the operation this region's step started.
+    operation_pace: OperationPace | None = None
+
+    @property
+    def poll_every_s(self) -> float | None:
+        """ARM's pace for the operation in flight (None: the deploy poll alone)."""
+        pace = self.operation_pace
+        return pace.every_s if pace is not None and pace.step is self.deploy_step else None
 
     @property
     def shown_state(self) -> RegionState:

@@ -25,6 +25,7 @@ from shared.domain.model import (
     ApprovalGate,
     DeploymentRef,
     DeployStep,
+    OperationPace,
     RegionProgress,
     RegionState,
     Rollout,
@@ -705,6 +706,27 @@ def record_deployment_created(
         last_error=None,
     )
     return _commit(rollout, _with_region(rollout, created), now)
+
+
+# ARM may ask for the next poll at once (Retry-After: 0) or in milliseconds; one read a
+# second per region is as fast as anyone needs to see an operation end.
+MIN_CHECK_INTERVAL_S = 1.0
+
+
+def record_check_after(
+    rollout: Rollout, region: str, retry_after_s: float | None, now: datetime
+) -> Rollout:
+    """ARM accepted an operation in `region` and asked to be polled every `retry_after_s`
+    (its Retry-After): checks come at that pace while the region stays at this step (or at
+    the deploy poll, if sooner). Without a wish (None) nothing changes: a pace given
+    earlier at this step still holds, and with none the deploy poll alone paces checks."""
+    progress = _find(rollout, region)
+    if progress is None or retry_after_s is None or progress.deploy_step is None:
+        return rollout
+    pace = OperationPace(progress.deploy_step, max(retry_after_s, MIN_CHECK_INTERVAL_S))
+    if progress.operation_pace == pace:
+        return rollout
+    return _with_region(rollout, replace(progress, operation_pace=pace))
 
 
 def record_lease_renewed(rollout: Rollout, region: str, until: datetime, now: datetime) -> Rollout:

@@ -102,7 +102,12 @@ def _next_due_at(
 ) -> datetime | None:
     if not is_active(rollout):
         return None
-    moments: list[datetime] = [now + poll] if _housekeeping(rollout) else []
+    moments: list[datetime] = []
+    if _housekeeping(rollout):
+        moments.append(now + poll)
+        moments += [
+            _check_at(r, now, poll) for r in rollout.regions if r.deploy_step in PENDING_STEPS
+        ]
     for region in rollout.regions:
         if _probing(region):
             moments.append(region.next_probe_at or now)
@@ -113,8 +118,9 @@ def _next_due_at(
                 end = None  # held: the next step waits for the resume, only checks go on
             moments += [m for m in (region.next_verify_at or now, end) if m is not None]
         elif region.state in _DEPLOYING:
-            # Deployments are long-running operations: look again after the poll interval.
-            moments.append(now + poll)
+            # Deployments are long-running operations: look again when ARM asked (its
+            # Retry-After), at the latest after the poll interval.
+            moments.append(_check_at(region, now, poll))
     for region in rollout.regions:
         if region.state is RegionState.AWAITING_REPLICATION:
             moments.append(replication_deadline(rollout, policy, region))
@@ -130,3 +136,12 @@ def _next_due_at(
         if until is not None:
             moments.append(until)
     return min(moments) if moments else now + poll
+
+
+def _check_at(region: RegionProgress, now: datetime, poll: timedelta) -> datetime:
+    """When to read the region's long-running operation again: at ARM's pace for it (its
+    Retry-After) when that is quicker than the poll interval."""
+    every = region.poll_every_s
+    if every is not None and timedelta(seconds=every) < poll:
+        return now + timedelta(seconds=every)
+    return now + poll

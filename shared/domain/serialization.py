@@ -16,13 +16,14 @@ from shared.domain.model import (
     DeploymentRef,
     DeployStep,
     HistoryEntry,
+    OperationPace,
     OperatorAction,
     ProbeEvidence,
     RegionProgress,
     RegionState,
     Rollout,
 )
-from shared.domain.push import Build
+from shared.domain.push import Build, NoticeSource, PushNotice
 from shared.domain.rollout import build_to_document, stopped
 from shared.domain.steering import history_to_document
 from shared.domain.targets import (
@@ -101,6 +102,7 @@ def region_to_document(progress: RegionProgress, rollout: Rollout | None = None)
         "next_verify_at": _ts(progress.next_verify_at),
         "verify_passes": progress.verify_passes,
         "verify_failures": progress.verify_failures,
+        "poll_every_s": progress.poll_every_s,
     }
     if rollout is not None:
         document["wave"] = delivery.wave_of(rollout, progress)
@@ -281,6 +283,10 @@ def _region_record(progress: RegionProgress) -> dict[str, Any]:
     record["resumed_at"] = _ts(progress.resumed_at)
     record["restore_image"] = progress.restore_image
     record["waiting_for"] = progress.waiting_for  # the recorded wait, never a derived one
+    pace = progress.operation_pace
+    record["operation_pace"] = (
+        {"step": pace.step.value, "every_s": pace.every_s} if pace is not None else None
+    )
     if progress.deployment is not None and progress.deployment.operation:
         record["deployment"]["operation"] = progress.deployment.operation
     if progress.evidence is not None:
@@ -337,7 +343,14 @@ def _region_from(record: dict[str, Any]) -> RegionProgress:
         next_verify_at=_parse_ts(record.get("next_verify_at")),
         verify_passes=int(record.get("verify_passes", 0)),
         verify_failures=int(record.get("verify_failures", 0)),
+        operation_pace=_pace_from(record.get("operation_pace")),
     )
+
+
+def _pace_from(record: Any) -> OperationPace | None:
+    if not isinstance(record, dict):
+        return None
+    return OperationPace(DeployStep(record["step"]), float(record["every_s"]))
 
 
 def _served_share(record: dict[str, Any]) -> int:
@@ -482,3 +495,40 @@ def rollout_from_record(record: dict[str, Any]) -> Rollout:
         )
     except (KeyError, TypeError) as error:
         raise ValueError(f"malformed rollout record: {error!r}") from error
+
+
+# --- a push notice waiting in the inbox ------------------------------------------------
+
+
+def notice_to_record(notice: PushNotice) -> dict[str, Any]:
+    """A push notice as the inbox keeps it until it is recorded."""
+    return {
+        "registry": notice.registry,
+        "repository": notice.repository,
+        "digest": notice.digest,
+        "source": notice.source.value,
+        "tag": notice.tag,
+        "media_type": notice.media_type,
+        "size": notice.size,
+        "pushed_at": _ts(notice.pushed_at),
+        "region_hint": notice.region_hint,
+        "event_id": notice.event_id,
+        "build": build_to_document(notice.build) if notice.build is not None else None,
+    }
+
+
+def notice_from_record(record: dict[str, Any]) -> PushNotice:
+    build = record.get("build")
+    return PushNotice(
+        registry=record["registry"],
+        repository=record["repository"],
+        digest=record["digest"],
+        source=NoticeSource(record["source"]),
+        tag=record.get("tag"),
+        media_type=record.get("media_type"),
+        size=record.get("size"),
+        pushed_at=_parse_ts(record.get("pushed_at")),
+        region_hint=record.get("region_hint"),
+        event_id=record.get("event_id"),
+        build=_build_from(build) if isinstance(build, dict) else None,
+    )

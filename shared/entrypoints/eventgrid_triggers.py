@@ -15,7 +15,7 @@ import azure.functions as func
 from shared.errors import InvalidInputError
 from shared.intake.eventgrid import parse_eventgrid_event
 from shared.intake.validation import check_nesting_depth
-from shared.service.intake import check_regions, record_notices
+from shared.service.intake import accept_notices, check_regions
 from shared.service.reconcile import reconcile
 from shared.service.runtime import services
 
@@ -62,7 +62,7 @@ async def image_pushed(event: AnyEvent) -> None:
     except InvalidInputError as error:
         log.warning("event %s acknowledged and ignored: %s", event.id, error.message)
         return
-    result = await record_notices(app, notices)
+    result = await accept_notices(app, notices)
     if result.ignored:
         log.info("event %s ignored: %s", event.id, "; ".join(result.ignored))
 

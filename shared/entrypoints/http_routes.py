@@ -15,7 +15,7 @@ from shared.intake.hooks import parse_hook_payload
 from shared.intake.validation import parse_json_body
 from shared.service import builds, status, steering
 from shared.service import health as health_service
-from shared.service.intake import check_regions, record_notices
+from shared.service.intake import accept_notices, check_regions
 from shared.service.runtime import Services, services
 
 log = logging.getLogger("georollout.http")
@@ -83,7 +83,7 @@ async def acr_hook(req: func.HttpRequest) -> func.HttpResponse:
             payload, registry=app.config.registry_login_server, region=region
         )
         notices = check_regions(app, notices)
-        result = await record_notices(app, notices)
+        result = await accept_notices(app, notices)
         return json_response({"rollouts": list(result.recorded), "ignored": list(result.ignored)})
 
     return await _answer(work)

@@ -16,7 +16,7 @@ from typing import Any
 from shared.errors import UnauthorizedError
 from shared.intake.build_hook import check_build_body_size, parse_build_notice
 from shared.intake.webhook_signature import TOLERANCE_SECONDS, SignatureRefused, verify
-from shared.service.intake import record_notices
+from shared.service.intake import accept_notices
 from shared.service.reconcile import Clock, utc_now
 from shared.service.runtime import Services
 
@@ -57,7 +57,7 @@ async def record_build_notice(
         log.info("build message %s delivered again: answered as before", message.message_id)
         return earlier
     notices = parse_build_notice(body, registry=services.config.registry_login_server)
-    result = await record_notices(services, notices, clock=clock)
+    result = await accept_notices(services, notices, clock=clock)
     answer = {"rollout": result.recorded[0]}
     return await services.rollouts.remember_build_message(
         message.message_id, answer, clock(), keep=REMEMBER_FOR

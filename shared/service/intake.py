@@ -1,16 +1,22 @@
-"""Intake: record push notices as rollouts and move each on at once.
+"""Intake: accept push notices with one durable write, then record them as rollouts.
 
 A notice is a hint from any channel (Event Grid, ACR webhook, registry
-notification). Recording is idempotent: the same digest is the same rollout, a
-tag is claimed once, a redelivery changes nothing else. Nothing in a payload
-decides order or deploys anything: the reconcile step asks the registry.
+notification, build system). The answer to a delivery waits for one table write
+per push (`accept_notices`: the notice in the inbox), nothing else; recording it
+(the rollout, its indexes, the registry step) happens right after the answer in
+the function app's process, and the timer's tick records whatever a stopped
+process left in the inbox. Recording is idempotent: the same digest is the same
+rollout, a tag is claimed once, a redelivery changes nothing else. Nothing in a
+payload decides order or deploys anything: the reconcile step asks the registry.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 
 from shared.adapters.rollout_repository import RolloutAlreadyExistsError
 from shared.domain import rollout as machine
@@ -25,10 +31,86 @@ from shared.service.runtime import Services
 log = logging.getLogger("georollout.intake")
 
 
+# A notice younger than this may still be being recorded by the process that accepted it;
+# the tick leaves it alone until then (recording twice is harmless, only wasted work).
+INBOX_GRACE = timedelta(seconds=15)
+# Notices the tick records at most per run: the rest wait for the next run.
+INBOX_BATCH = 500
+
+
 @dataclass(frozen=True)
 class IntakeResult:
-    recorded: tuple[str, ...]  # rollout ids created or updated
+    recorded: tuple[str, ...]  # rollout ids accepted (or created, or updated)
     ignored: tuple[str, ...]  # reasons, for the log and the response
+
+
+async def accept_notices(
+    services: Services, notices: Sequence[ParsedDelivery], *, clock: Clock = utc_now
+) -> IntakeResult:
+    """The answer path: each push is kept in the inbox (one write), then recorded after
+    the answer (in the function app's process; inline where no follow-ups run, as in
+    tests). Deletes are recorded at once: rare, and they only ever mark."""
+    pushes = [n for n in notices if isinstance(n, PushNotice)]
+    now = clock()
+    keys = await asyncio.gather(*(services.rollouts.accept(n, now) for n in pushes))
+    recorded: list[str] = []
+    ignored: list[str] = []
+    for notice in notices:
+        if isinstance(notice, Ignored):
+            ignored.append(notice.reason)
+        elif isinstance(notice, DeleteNotice):
+            deleted = await _record_delete(services, notice, clock)
+            if deleted is not None:
+                recorded.append(deleted)
+        else:
+            identity = rollout_id(notice.registry, notice.repository, notice.digest)
+            recorded.append(identity)
+            log.info(
+                "accepted push %s@%s tag=%s hint=%s via %s: rollout %s",
+                notice.repository,
+                notice.digest,
+                notice.tag or "-",
+                notice.region_hint or "-",
+                notice.source.value,
+                identity,
+            )
+    accepted = list(zip(keys, pushes, strict=True))
+    if accepted:
+        if services.follow_ups is not None:
+            services.follow_ups.start(
+                lambda: record_accepted(services, accepted, clock=clock), "accepted notices"
+            )
+        else:
+            await record_accepted(services, accepted, clock=clock)
+    return IntakeResult(tuple(dict.fromkeys(recorded)), tuple(ignored))
+
+
+async def record_accepted(
+    services: Services, accepted: Sequence[tuple[str, PushNotice]], *, clock: Clock = utc_now
+) -> None:
+    """Record accepted notices, each removed from the inbox once its rollout is stored. One
+    that fails stays in the inbox for the tick; the others go on."""
+    for key, notice in accepted:
+        try:
+            await record_notices(services, [notice], clock=clock)
+        except Exception:
+            log.exception(
+                "recording the push of %s@%s failed; the timer tries again",
+                notice.repository,
+                notice.digest,
+            )
+            continue
+        await services.rollouts.notice_recorded(key)
+
+
+async def record_inbox(services: Services, *, clock: Clock = utc_now) -> int:
+    """Record the notices a process accepted and did not record (it stopped, or its step
+    failed): the tick's first task. Returns how many it found."""
+    waiting = await services.rollouts.waiting_notices(clock() - INBOX_GRACE, limit=INBOX_BATCH)
+    if waiting:
+        log.warning("%d accepted notice(s) were not recorded yet: recording them", len(waiting))
+        await record_accepted(services, waiting, clock=clock)
+    return len(waiting)
 
 
 def check_regions(
@@ -110,7 +192,7 @@ async def _record(services: Services, notice: PushNotice, clock: Clock) -> Rollo
                 await services.rollouts.add(fresh)
             except RolloutAlreadyExistsError:
                 continue  # a concurrent delivery created it first: record onto theirs
-            log.info("new rollout %s (%s)", fresh.id, fresh.state.value)
+            log.debug("new rollout %s (%s)", fresh.id, fresh.state.value)
             return fresh
         updated = await services.rollouts.update(
             identity, lambda current: machine.record_push(current, notice, clock(), target=target)

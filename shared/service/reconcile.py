@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from shared.adapters.event_publisher import EventToPublish, PublishError
-from shared.adapters.foundry_deployer import ProvisioningState
+from shared.adapters.foundry_deployer import ProvisioningState, Started
 from shared.adapters.replica_probe import ManifestRead
 from shared.adapters.rollout_repository import ServingRecord, StaleRecordError
 from shared.domain import manifests
@@ -83,7 +83,11 @@ async def reconcile(
             break
     if rollout is None:
         return None
-    return await publish_outbox(services, rollout)
+    rollout = await publish_outbox(services, rollout)
+    if services.follow_ups is not None:
+        # Its next step (a poll, a soak's end, a probe's back-off) runs when due, not per tick.
+        services.follow_ups.after(rollout, lambda: reconcile(services, rollout_id))
+    return rollout
 
 
 async def _pass(
@@ -343,7 +347,10 @@ async def _run(services: Services, work: _Pass, action: machine.Action, clock: C
                 return  # an update (maybe ours) is still running
             weights = _traffic_for(action)
             if any(found.traffic.get(name, 0) != share for name, share in weights.items()):
-                await deployer.begin_set_traffic(region, ref.endpoint, weights)
+                started = await deployer.begin_set_traffic(region, ref.endpoint, weights)
+                work.rollout = machine.record_check_after(
+                    rollout, region, started.retry_after_s, clock()
+                )
                 return
             if percent < 100:
                 work.rollout = machine.record_traffic_shifted(rollout, region, clock(), percent)
@@ -369,11 +376,21 @@ async def _run(services: Services, work: _Pass, action: machine.Action, clock: C
                 rollout, region, verdict.passed, verdict.detail, clock()
             )
         case machine.DeletePrevious(region=region, deployment=ref):
-            if await _deleted(services, region, ref.endpoint, ref.name):
+            deleting = await _delete(services, region, ref.endpoint, ref.name)
+            if deleting is None:
                 work.rollout = machine.record_previous_deleted(rollout, region, clock())
+            else:
+                work.rollout = machine.record_check_after(
+                    rollout, region, deleting.retry_after_s, clock()
+                )
         case machine.DiscardDeployment(region=region, deployment=ref):
-            if await _deleted(services, region, ref.endpoint, ref.name):
+            deleting = await _delete(services, region, ref.endpoint, ref.name)
+            if deleting is None:
                 work.rollout = machine.record_deployment_discarded(rollout, region, clock())
+            else:
+                work.rollout = machine.record_check_after(
+                    rollout, region, deleting.retry_after_s, clock()
+                )
         case machine.RenewLease(region=region, endpoint=endpoint):
             until, holder = await services.rollouts.take_lease(
                 region, endpoint, rollout.id, clock()
@@ -394,13 +411,16 @@ async def _run(services: Services, work: _Pass, action: machine.Action, clock: C
                 region, ref.endpoint, ref.name, operation_url=None
             )
             if status.state is ProvisioningState.MISSING:
-                await deployer.begin_create_deployment(
+                started = await deployer.begin_create_deployment(
                     region,
                     ref.endpoint,
                     ref.name,
                     image=action.image,
                     instance_type=action.settings.instance_type,
                     instance_count=action.settings.instance_count,
+                )
+                work.rollout = machine.record_check_after(
+                    rollout, region, started.retry_after_s, clock()
                 )
             elif status.state is ProvisioningState.SUCCEEDED:
                 work.rollout = machine.record_previous_redeployed(rollout, region, clock())
@@ -488,8 +508,8 @@ async def _restore(
             ServingRecord(region, ref.endpoint, ref.name, action.previous_rollout or "")
         )
         return machine.record_traffic_restored(rollout, region, clock())
-    await deployer.begin_set_traffic(region, ref.endpoint, {ref.name: 100})
-    return rollout
+    started = await deployer.begin_set_traffic(region, ref.endpoint, {ref.name: 100})
+    return machine.record_check_after(rollout, region, started.retry_after_s, clock())
 
 
 async def _previous_image(
@@ -543,16 +563,19 @@ async def _create(
             rollout_id=rollout.id,
             now=clock(),
         )
+    pace: float | None = None
     if step.apply_endpoint:
-        await deployer.begin_create_endpoint(
+        started = await deployer.begin_create_endpoint(
             region, endpoint, auth_mode=services.config.endpoint_auth_mode
         )
+        pace = started.retry_after_s
     if step.waiting_for is not None:
-        return machine.record_waiting(rollout, region, step.waiting_for, clock())
+        waiting = machine.record_waiting(rollout, region, step.waiting_for, clock())
+        return machine.record_check_after(waiting, region, pace, clock())
     existing = await deployer.deployment_status(region, endpoint, ref.name, operation_url=None)
     if existing.state is not ProvisioningState.MISSING:
         return machine.record_deployment_created(rollout, region, None, clock())
-    operation = await deployer.begin_create_deployment(
+    started = await deployer.begin_create_deployment(
         region,
         endpoint,
         ref.name,
@@ -560,16 +583,19 @@ async def _create(
         instance_type=action.settings.instance_type,
         instance_count=action.settings.instance_count,
     )
-    return machine.record_deployment_created(rollout, region, operation, clock())
+    created = machine.record_deployment_created(rollout, region, started.operation_url, clock())
+    # After the step changed: ARM's pace belongs to the provisioning it just started.
+    return machine.record_check_after(created, region, started.retry_after_s, clock())
 
 
-async def _deleted(services: Services, region: str, endpoint: str, name: str) -> bool:
-    """Delete `name` if it is still there; True once it is gone."""
+async def _delete(services: Services, region: str, endpoint: str, name: str) -> Started | None:
+    """Delete `name` if it is still there: None once it is gone, else the delete under way
+    (with ARM's pace when this call started it)."""
     status = await services.deployer.deployment_status(region, endpoint, name, operation_url=None)
     if status.state is ProvisioningState.MISSING:
-        return True
+        return None
     if status.state is ProvisioningState.IN_PROGRESS:
-        return False
+        return Started()
     # Never on a guess: a deployment that (still, or after all) holds traffic is not deleted,
     # whatever the record says (a traffic PUT may have landed after its deadline).
     endpoint_now = await services.deployer.endpoint_status(region, endpoint, with_deployments=False)
@@ -578,8 +604,7 @@ async def _deleted(services: Services, region: str, endpoint: str, name: str) ->
         raise TransientError(
             f"deployment {name} has {share}% of endpoint {endpoint}'s traffic: not deleted"
         )
-    await services.deployer.begin_delete_deployment(region, endpoint, name)
-    return False
+    return await services.deployer.begin_delete_deployment(region, endpoint, name)
 
 
 # --- other rollouts -----------------------------------------------------------------------

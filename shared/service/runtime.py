@@ -9,7 +9,7 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential
@@ -22,6 +22,7 @@ from shared.adapters.rollout_repository import RolloutRepository
 from shared.adapters.table_store import RolloutStore
 from shared.config import Config, TargetRuleConfig, load_config
 from shared.domain.rollout import RolloutPolicy
+from shared.domain.schedule import next_due_at
 from shared.domain.targets import (
     ApprovalMode,
     Delivery,
@@ -31,6 +32,7 @@ from shared.domain.targets import (
     VerifyPolicy,
 )
 from shared.service.budget import RequestBudget
+from shared.service.follow_ups import FollowUps
 
 log = logging.getLogger("georollout")
 
@@ -92,6 +94,8 @@ class Services:
     policy: RolloutPolicy
     budgets: dict[str, RequestBudget] = field(default_factory=dict)
     table_ready: bool = False
+    # Set in the function app's process (see `services()`): steps run when due, not per tick.
+    follow_ups: FollowUps | None = None
     rollouts: RolloutRepository = field(init=False)
 
     def __post_init__(self) -> None:
@@ -113,7 +117,19 @@ class Services:
             await self.store.ensure_table()
             self.table_ready = True
 
+    def follow_up_when_due(self) -> FollowUps:
+        """Turn follow-ups on: every reconcile then sets a wake-up for the rollout's next step."""
+        if self.follow_ups is None:
+            self.follow_ups = FollowUps(
+                lambda rollout, now: next_due_at(rollout, now, self.policy, self.deploy_poll),
+                lambda: datetime.now(UTC),
+                concurrency=self.config.probe.concurrency,
+            )
+        return self.follow_ups
+
     async def close(self) -> None:
+        if self.follow_ups is not None:
+            await self.follow_ups.close()
         await self.probe.close()
         await self.publisher.close()
         await self.store.close()
@@ -185,6 +201,7 @@ async def services() -> Services:
         async with _lock:
             if _services is None:
                 _services = build_services(load_config())
+                _services.follow_up_when_due()
                 log.info(
                     "georollout configured: registry %s, regions %s",
                     _services.config.registry_login_server,

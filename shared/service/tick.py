@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from shared.service.intake import record_inbox
 from shared.service.reconcile import Clock, postpone_after_crash, reconcile, utc_now
 from shared.service.runtime import Services
 
@@ -36,6 +37,11 @@ async def run_tick(
         await services.rollouts.purge_build_messages(clock())
     except Exception:
         log.exception("purging build messages failed; the next tick tries again")
+    try:
+        # Notices a process accepted but did not record (it stopped right after answering).
+        await record_inbox(services, clock=clock)
+    except Exception:
+        log.exception("recording the inbox failed; the next tick tries again")
     due = await services.rollouts.due(clock(), limit=limit)
     gate = asyncio.Semaphore(services.config.probe.concurrency)
     done = skipped = failed = 0

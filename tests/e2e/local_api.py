@@ -85,9 +85,34 @@ class FunctionApp:
         assert len(matches) <= 1, f"{len(matches)} rollouts for one digest: {matches}"
         return matches[0] if matches else None
 
-    def rollout(self, rollout_id: str) -> dict[str, Any]:
-        status, body = self.get(f"/api/rollouts/{urllib.parse.quote(rollout_id)}")
-        assert status == 200, f"GET /api/rollouts/{rollout_id} answered {status}: {body}"
+    def recorded(
+        self,
+        repository: str,
+        digest: str,
+        done: Callable[[dict[str, Any]], bool] = lambda _: True,
+        *,
+        timeout: float = 15.0,
+    ) -> dict[str, Any]:
+        """The rollout of `repository@digest` once listed and `done`: intake answers after
+        one durable write and records the rollout right after the answer."""
+        found = poll(
+            lambda: self.rollout_of(repository, digest),
+            lambda doc: doc is not None and done(doc),
+            timeout=timeout,
+            interval=0.05,
+            what=f"{repository}@{digest} recorded",
+        )
+        assert found is not None
+        return found
+
+    def rollout(self, rollout_id: str, *, timeout: float = 15.0) -> dict[str, Any]:
+        """One rollout; a 404 is asked again until `timeout` (intake answers after one
+        durable write and records the rollout right after the answer)."""
+        path = f"/api/rollouts/{urllib.parse.quote(rollout_id)}"
+        status, body = poll(
+            lambda: self.get(path), lambda answer: answer[0] != 404, timeout=timeout, what=path
+        )
+        assert status == 200, f"GET {path} answered {status}: {body}"
         document: dict[str, Any] = body
         return document
 

@@ -62,8 +62,7 @@ def test_a_cloudevents_image_pushed_records_a_rollout(app: FunctionApp, stack: S
         headers={**NOTIFICATION, "Content-Type": "application/cloudevents+json; charset=utf-8"},
     )
     assert status == 202, (status, body)
-    doc = app.rollout_of(repository, digest)
-    assert doc is not None
+    doc = app.recorded(repository, digest)
     # The tag is only claimed: no registry holds the digest, so none confirms it.
     assert doc["tags"] == [] and doc["pending_tags"] == ["v7"], doc
     assert doc["state"] == "replicating"
@@ -80,8 +79,7 @@ def test_an_image_pushed_from_a_replica_outside_the_regions_is_still_recorded(
     event["data"]["location"] = "brazilsouth"
     status, body = app.post_json(EVENTGRID_WEBHOOK, event, headers=NOTIFICATION)
     assert status == 202, (status, body)
-    doc = app.rollout_of(repository, digest)
-    assert doc is not None, "the push was dropped"
+    doc = app.recorded(repository, digest)
     assert [r["region"] for r in doc["regions"]] == [r.name for r in stack.env.regions]
 
 
@@ -115,10 +113,14 @@ def test_a_regional_hint_is_probed_at_once_and_cannot_mark_a_region_replicated(
         "/api/hooks/acr?region=westus", acr_push_webhook(repository, digest, "v1")
     )
     assert status == 200, (status, body)
-    doc = app.rollout_of(repository, digest)
-    assert doc is not None
-    westus = next(r for r in doc["regions"] if r["region"] == "westus")
-    # Probed during the request (the hint), and the replica said 404: still awaiting.
+
+    def westus_of(doc: dict[str, Any]) -> dict[str, Any]:
+        found: dict[str, Any] = next(r for r in doc["regions"] if r["region"] == "westus")
+        return found
+
+    doc = app.recorded(repository, digest, lambda d: westus_of(d)["probe_attempts"] >= 1)
+    westus = westus_of(doc)
+    # Probed at once (the hint), and the replica said 404: still awaiting.
     assert westus["probe_attempts"] >= 1, westus
     assert westus["state"] == "awaiting_replication"
     assert westus["replicated_at"] is None
@@ -174,8 +176,8 @@ def test_a_distribution_envelope_records_its_push(app: FunctionApp, stack: Stack
         headers={"Content-Type": "application/vnd.docker.distribution.events.v1+json"},
     )
     assert status == 200, (status, body)
-    doc = app.rollout_of(repository, digest)
-    assert doc is not None and doc["pending_tags"] == ["v2"] and doc["tags"] == [], doc
+    doc = app.recorded(repository, digest)
+    assert doc["pending_tags"] == ["v2"] and doc["tags"] == [], doc
 
 
 def test_status_api_errors_and_paging(app: FunctionApp) -> None:
@@ -186,8 +188,11 @@ def test_status_api_errors_and_paging(app: FunctionApp) -> None:
     status, body = app.get("/api/rollouts?state=bogus")
     assert status == 400 and body["error"]["field"] == "state", (status, body)
 
-    for _ in range(2):
-        app.post_json("/api/hooks/acr", acr_push_webhook("models/paging", random_digest(), "v1"))
+    digests = [random_digest() for _ in range(2)]
+    for digest in digests:
+        app.post_json("/api/hooks/acr", acr_push_webhook("models/paging", digest, "v1"))
+    for digest in digests:
+        app.recorded("models/paging", digest)
     status, first = app.get("/api/rollouts?repository=models/paging&limit=1")
     assert status == 200 and len(first["rollouts"]) == 1 and first["continuation"], first
     status, second = app.get(

@@ -130,7 +130,7 @@ def _create_ready_endpoint(deployer: FoundryDeployer, region: str, endpoint: str
 def _deploy(
     deployer: FoundryDeployer, region: str, endpoint: str, name: str, image: PushedImage
 ) -> tuple[str | None, list[DeploymentStatus]]:
-    operation_url = asyncio.run(
+    started = asyncio.run(
         deployer.begin_create_deployment(
             region,
             endpoint,
@@ -140,6 +140,9 @@ def _deploy(
             instance_count=1,
         )
     )
+    # ARM's pace for the next poll reaches the caller (the emulator sends retry-after-ms).
+    assert started.retry_after_s is not None and 0 < started.retry_after_s <= 1, started
+    operation_url = started.operation_url
     seen = _observe(
         lambda: _deployment_status(deployer, region, endpoint, name, operation_url),
         lambda s: s.state not in (ProvisioningState.IN_PROGRESS, ProvisioningState.MISSING),

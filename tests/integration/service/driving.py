@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from shared.domain.model import Rollout, RolloutState
 from shared.service.reconcile import Clock, reconcile, utc_now
 from shared.service.runtime import Services
 from shared.service.tick import run_tick
+
+T = TypeVar("T")
 
 DEADLINE_S = 45.0
 POLL_S = 0.2
@@ -74,4 +77,43 @@ async def tick_until(
         if time.monotonic() >= deadline:
             states = "; ".join(f"{rid}: {describe(r)}" for rid, r in current.items())
             raise AssertionError(f"timed out waiting for {what}; last: {states}")
+        await asyncio.sleep(POLL_S)
+
+
+async def stored_until(
+    services: Services,
+    rollout_id: str,
+    done: Callable[[Rollout], bool],
+    *,
+    what: str,
+    timeout: float = DEADLINE_S,
+) -> Rollout:
+    """Read (never reconcile) until the rollout is stored and satisfies `done`: for steps
+    that something else (the process's follow-ups, the host) carries out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        loaded = await services.rollouts.get(rollout_id)
+        if loaded is not None and done(loaded.rollout):
+            return loaded.rollout
+        if time.monotonic() >= deadline:
+            last = describe(loaded.rollout) if loaded else "not stored"
+            raise AssertionError(f"timed out waiting for {what}; last: {last}")
+        await asyncio.sleep(POLL_S)
+
+
+async def poll_until(
+    read: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    *,
+    what: str,
+    timeout: float = DEADLINE_S,
+) -> T:
+    """Read until `done(value)`; at the deadline fail with the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await read()
+        if done(value):
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out waiting for {what}; last: {value!r}")
         await asyncio.sleep(POLL_S)

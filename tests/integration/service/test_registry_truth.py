@@ -21,7 +21,7 @@ from devenv.images import (
     cosign_signature_tag,
     push_image,
 )
-from shared.adapters.foundry_deployer import ProvisioningState
+from shared.adapters.foundry_deployer import ProvisioningState, Started
 from shared.domain.model import DeployStep, RegionState, RolloutState, rollout_id
 from shared.domain.push import DeleteNotice, NoticeSource, PushNotice
 from shared.domain.rollout import UNTAGGED_REASON
@@ -249,7 +249,7 @@ def test_a_supersession_between_the_deployment_put_and_its_save_leaves_no_orphan
 
             pending: list[Callable[[], Awaitable[None]]] = [newer_push]
 
-            async def create_then_newer_push(*args: Any, **kwargs: Any) -> str | None:
+            async def create_then_newer_push(*args: Any, **kwargs: Any) -> Started:
                 # The real create reaches Azure; before its step can save, a newer push lands.
                 operation = await real_create(*args, **kwargs)
                 while pending:

@@ -15,7 +15,13 @@ from shared.domain.names import deployment_name
 from shared.service.intake import record_notices
 from tests.integration.service.arm_audit import deployment_writes
 from tests.integration.service.conftest import PRIMARY, REGIONS, SECONDARIES
-from tests.integration.service.driving import DEADLINE_S, is_live, stored, tick_until
+from tests.integration.service.driving import (
+    DEADLINE_S,
+    is_live,
+    stored,
+    stored_until,
+    tick_until,
+)
 from tests.integration.service.pushing import notice_of, push
 from tests.integration.service.service_stack import ServiceStack
 
@@ -71,3 +77,30 @@ def test_a_push_goes_live_primary_first_and_each_region_is_created_once(
     delivered = {e["id"]: e for e in stack.receiver.deliveries(wanted)}
     assert delivered[finished]["type"] == EventType.ROLLOUT_FINISHED.value
     assert delivered[finished]["subject"] == f"{pushed.repository}@{pushed.digest}"
+
+
+def test_each_step_wakes_the_next_when_due_without_a_tick(stack: ServiceStack) -> None:
+    """In the function app's process a step sets a wake-up for its rollout's next one (a
+    deployment's poll, the probe's back-off): from the intake alone, with no timer tick and
+    no completion event, every region goes live. Without follow-ups the rollout would sit
+    after the intake's registry step until the next tick."""
+    pushed = push(stack.env, stack.tls, "service/follow-ups", "v1", seed="follow-ups-v1")
+
+    async def scenario() -> None:
+        async with stack.services() as services:
+            follow_ups = services.follow_up_when_due()
+            await record_notices(services, [notice_of(pushed)])
+            assert pushed.rollout_id in follow_ups.pending()
+            rollout = await stored_until(
+                services, pushed.rollout_id, is_live, what="every region live by follow-ups"
+            )
+            assert all(r.state is RegionState.LIVE for r in rollout.regions)
+            # A settled rollout holds no wake-up: nothing runs until a new push or an action.
+            await stored_until(
+                services,
+                pushed.rollout_id,
+                lambda _: pushed.rollout_id not in follow_ups.pending(),
+                what="no wake-up left for the settled rollout",
+            )
+
+    asyncio.run(scenario())

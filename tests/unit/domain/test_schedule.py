@@ -7,14 +7,17 @@ from datetime import timedelta
 
 from shared.domain.model import RegionState
 from shared.domain.rollout import (
+    MIN_CHECK_INTERVAL_S,
     give_up_deadline,
     new_rollout,
+    record_check_after,
     record_deployable,
     record_deployment_discarded,
     record_lease_released,
     record_not_deployable,
     record_probe,
     record_provisioning_failed,
+    record_provisioning_succeeded,
     record_push,
     record_step_completed,
     record_step_crashed,
@@ -23,6 +26,7 @@ from shared.domain.rollout import (
     tick,
 )
 from shared.domain.schedule import is_active, next_due_at
+from shared.domain.serialization import region_to_document, rollout_from_record, rollout_to_record
 from shared.domain.targets import ApprovalMode
 from tests.unit.domain.builders import (
     ABSENT,
@@ -232,3 +236,37 @@ def test_a_rollout_whose_steps_crashed_is_not_due_before_its_retry_time() -> Non
     assert (recovered.step_failures, recovered.step_error, recovered.retry_after) == (0, None, None)
     assert next_due_at(recovered, T0, POLICY, POLL) == T0
     assert record_step_completed(recovered) is recovered
+
+
+def test_a_deploying_region_is_due_at_arms_pace_while_at_that_step() -> None:
+    rollout = fresh()
+    for region in REGIONS:
+        rollout = replicated(rollout, region, at(1))
+    rollout = published(started(rollout, "eastus", at(2)))
+    paced = record_check_after(rollout, "eastus", 4.0, at(2))
+    assert paced.region("eastus").poll_every_s == 4.0
+    # Every check while provisioning, 4 s after the last one, not the 30 s poll.
+    assert next_due_at(paced, at(3), POLICY, POLL) == at(7)
+    assert next_due_at(paced, at(7), POLICY, POLL) == at(11)
+    # No wish: the pace given earlier at this step holds.
+    assert record_check_after(paced, "eastus", None, at(3)) == paced
+    # ARM asking for "now" or slower than the poll: at most once a second, at least each poll.
+    assert next_due_at(record_check_after(rollout, "eastus", 0, at(2)), at(3), POLICY, POLL) == (
+        at(3) + timedelta(seconds=MIN_CHECK_INTERVAL_S)
+    )
+    slow = record_check_after(rollout, "eastus", 120, at(2))
+    assert next_due_at(slow, at(3), POLICY, POLL) == at(3) + POLL
+    # The pace belongs to the step that started the operation: the next step has none yet.
+    smoking = record_provisioning_succeeded(paced, "eastus", at(8))
+    assert smoking.region("eastus").poll_every_s is None
+    assert next_due_at(smoking, at(9), POLICY, POLL) == at(9) + POLL
+
+
+def test_arms_pace_survives_the_stored_record() -> None:
+    rollout = fresh()
+    for region in REGIONS:
+        rollout = replicated(rollout, region, at(1))
+    paced = record_check_after(published(started(rollout, "eastus", at(2))), "eastus", 4, at(2))
+    again = rollout_from_record(rollout_to_record(paced))
+    assert again.region("eastus").operation_pace == paced.region("eastus").operation_pace
+    assert region_to_document(again.region("eastus"))["poll_every_s"] == 4.0

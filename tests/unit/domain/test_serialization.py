@@ -14,6 +14,7 @@ from shared.domain.model import (
     parse_rollout_id,
     rollout_id,
 )
+from shared.domain.push import Build, NoticeSource, PushNotice
 from shared.domain.rollout import (
     EndpointClaim,
     give_up_deadline,
@@ -30,7 +31,13 @@ from shared.domain.rollout import (
     supersede,
     tick,
 )
-from shared.domain.serialization import rollout_from_record, rollout_to_document, rollout_to_record
+from shared.domain.serialization import (
+    notice_from_record,
+    notice_to_record,
+    rollout_from_record,
+    rollout_to_document,
+    rollout_to_record,
+)
 from shared.domain.targets import DeploymentSettings, RegionOverride, Target
 from shared.domain.verdicts import ProbeOutcome, ProbeVerdict
 from tests.unit.domain.builders import (
@@ -290,3 +297,27 @@ def test_a_superseded_claim_round_trips() -> None:
     )
     rollout = supersede(rollout, by="newer", now=at(3))
     assert rollout_from_record(json.loads(json.dumps(rollout_to_record(rollout)))) == rollout
+
+
+@pytest.mark.parametrize(
+    "waiting",
+    [
+        PushNotice("r.example", "models/llm", DIGEST_A, NoticeSource.ACR_WEBHOOK),
+        PushNotice(
+            "r.example:5001",
+            "models/llm",
+            DIGEST_B,
+            NoticeSource.BUILD_WEBHOOK,
+            tag="v2",
+            media_type="application/vnd.oci.image.manifest.v1+json",
+            size=512,
+            pushed_at=T0,
+            region_hint="westus",
+            event_id="evt-1",
+            build=Build("github-actions", "7421", "https://ci/7421", "abc", "https://src", T0),
+        ),
+    ],
+)
+def test_an_inbox_notice_round_trips_through_json(waiting: PushNotice) -> None:
+    stored = json.loads(json.dumps(notice_to_record(waiting)))
+    assert notice_from_record(stored) == waiting

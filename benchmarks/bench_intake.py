@@ -1,0 +1,135 @@
+"""Intake at the storage's speed: ACR webhook pushes answered per second by the function app,
+against raw `create_entity` calls on the same Azurite at the same concurrency, side by side in
+one run; log lines per intake and the host's memory.
+
+The pushes name digests no replica has (so nothing deploys): what is measured is the answer
+path and the recording right behind it. Not a test: numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+from azure.data.tables.aio import TableClient
+
+from benchmarks.bench_probe import machine
+from devenv.config import isolated_env
+from devenv.paths import REPO_ROOT
+from devenv.stack import start_stack
+from shared.adapters.http_pool import PooledTransport
+
+PUSHES = int(os.environ.get("BENCH_PUSHES", "300"))
+CONCURRENCY = 16
+REPOSITORIES = 30  # pushes spread over this many repositories (one busy repository: set 1)
+
+
+def _webhook(repository: str) -> dict[str, object]:
+    digest = "sha256:" + (uuid.uuid4().hex * 2)
+    return {
+        "id": str(uuid.uuid4()),
+        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "action": "push",
+        "target": {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "size": 1000,
+            "digest": digest,
+            "length": 1000,
+            "repository": repository,
+            "tag": "v1",
+        },
+        "request": {"id": str(uuid.uuid4()), "host": "127.0.0.1", "method": "PUT"},
+    }
+
+
+async def _intake_rate(url: str, repositories: int) -> float:
+    gate = asyncio.Semaphore(CONCURRENCY)
+    bodies = [_webhook(f"bench/intake-{i % repositories}") for i in range(PUSHES)]
+    async with aiohttp.ClientSession() as session:
+
+        async def one(body: dict[str, object]) -> None:
+            async with gate, session.post(url, json=body) as response:
+                assert response.status == 200, await response.text()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(b) for b in bodies))
+        return PUSHES / (time.perf_counter() - started)
+
+
+async def _raw_rate(connection_string: str) -> float:
+    name = "raw" + uuid.uuid4().hex[:12]
+    gate = asyncio.Semaphore(CONCURRENCY)
+    async with TableClient.from_connection_string(
+        connection_string, table_name=name, transport=PooledTransport()
+    ) as table:
+        await table.create_table()
+
+        async def one(i: int) -> None:
+            async with gate:
+                await table.create_entity(
+                    {"PartitionKey": "raw", "RowKey": f"{i:08d}", "Notice": json.dumps({"i": i})}
+                )
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(PUSHES)))
+        rate = PUSHES / (time.perf_counter() - started)
+        await table.delete_table()
+    return rate
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text(errors="replace").splitlines()) if path.exists() else 0
+
+
+def main() -> None:
+    app_dir = Path(os.environ.get("BENCH_APP_DIR") or REPO_ROOT)
+    with tempfile.TemporaryDirectory() as state:
+        env = isolated_env(Path(state), region_names=("eastus", "westus"))
+        # No timer tick during the measure: only the intake and what follows it run.
+        stack = start_stack(
+            env, app_dir=app_dir, extra_settings={"GEOROLLOUT_PROBE_SCHEDULE": "0 0 0 1 1 *"}
+        )
+        try:
+            host = next(p for p in stack.processes if p.name.startswith("functions-host"))
+            assert host.popen is not None
+            log = env.state_dir / "logs" / "functions-host.log"
+            url = f"{env.host_url}/api/hooks/acr"
+            asyncio.run(_intake_rate(url, REPOSITORIES))  # warm-up: imports, first clients
+            idle_mb, lines_before = _rss_mb(host.popen.pid), _lines(log)
+            results = []
+            for repositories in (REPOSITORIES, 1):
+                raw = asyncio.run(_raw_rate(env.table_connection_string))
+                intake = asyncio.run(_intake_rate(url, repositories))
+                results.append((repositories, intake, raw))
+            time.sleep(5)  # let the recording behind the last answers finish before counting
+            lines = (_lines(log) - lines_before) / (PUSHES * len(results))
+            busy_mb = _rss_mb(host.popen.pid)
+        finally:
+            stack.stop()
+    print(f"machine: {machine()}")
+    print(f"ACR webhook intake, {PUSHES} pushes, {CONCURRENCY} at a time, app {app_dir}")
+    for repositories, intake, raw in results:
+        print(
+            f"  {repositories:3d} repositories: {intake:7.1f} pushes/s vs raw create_entity "
+            f"{raw:7.1f}/s: {100 * intake / raw:5.1f} % (goal >= 80 %)"
+        )
+    print(f"  host log lines per intake (answer and recording): {lines:.1f} (goal <= 2)")
+    print(f"  host memory: {idle_mb:.0f} MB after warm-up, {busy_mb:.0f} MB after the pushes")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Follow-ups: each rollout's next step runs when it is due, not at the next timer tick.
+
+Every reconcile ends with the moment the rollout next needs a step (the same
+`next_due_at` the due queue holds). When that moment is near, this process sets
+an asyncio timer for it, so a deployment's status is read when its poll is due,
+a soak ends on the second, and a probe goes out at its back-off's end, whatever
+the timer's schedule (30 s in Azure).
+
+Nothing is lost when the process stops or a follow-up is dropped: the due queue
+in the table is the truth and the timer's tick works through it. A follow-up is
+only ever a reconcile that happens sooner; two instances doing it for the same
+rollout are serialised by the rollout's ETag like any two triggers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from shared.domain.model import Rollout
+
+log = logging.getLogger("georollout.follow_ups")
+
+# A step due further out than this is left to the timer (a kept deployment's hour, a gate's
+# timeout): the process need not hold a timer for every settled rollout.
+DEFAULT_HORIZON_S = 600.0
+
+# A step that leaves its rollout due at once could not do its work (a spent request budget,
+# an ETag race lost five times): it is tried again after this pause, never in a loop.
+MIN_DELAY_S = 1.0
+# Woken just after the due time, so the step finds the work due (the event loop's clock
+# and the wall clock differ by milliseconds).
+MARGIN_S = 0.05
+
+Step = Callable[[], Awaitable[object]]
+Due = Callable[[Rollout, datetime], datetime | None]
+
+
+class FollowUps:
+    """At most one pending wake-up per rollout, at its earliest due time; at most
+    `concurrency` follow-up steps at once."""
+
+    def __init__(
+        self,
+        due: Due,
+        now: Callable[[], datetime],
+        *,
+        concurrency: int,
+        horizon_s: float = DEFAULT_HORIZON_S,
+        min_delay_s: float = MIN_DELAY_S,
+    ) -> None:
+        self._due = due
+        self._min_delay_s = min_delay_s
+        self._now = now
+        self._horizon_s = horizon_s
+        self._gate = asyncio.Semaphore(concurrency)
+        self._pending: dict[str, tuple[datetime, asyncio.TimerHandle]] = {}
+        self._running: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    def after(self, rollout: Rollout, step: Step) -> None:
+        """A step of `rollout` just ended: run `step` when its next one is due (if soon)."""
+        if self._closed:
+            return
+        now = self._now()
+        due = self._due(rollout, now)
+        if due is None:
+            return  # settled: nothing until a new push or an operator's action
+        delay = max((due - now).total_seconds() + MARGIN_S, self._min_delay_s)
+        if delay > self._horizon_s:
+            return
+        pending = self._pending.get(rollout.id)
+        if pending is not None:
+            if pending[0] <= due:
+                return  # an earlier wake-up will see this change too
+            pending[1].cancel()
+        loop = asyncio.get_running_loop()
+        handle = loop.call_later(delay, self._wake, rollout.id, step)
+        self._pending[rollout.id] = (due, handle)
+
+    def start(self, step: Step, what: str) -> None:
+        """Run `step` now, beside the caller (which answers without waiting for it)."""
+        if self._closed:
+            return
+        task = asyncio.get_running_loop().create_task(self._run(what, step))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    def pending(self) -> dict[str, datetime]:
+        """Rollout id → when it will be woken (for health and tests)."""
+        return {rollout_id: due for rollout_id, (due, _) in self._pending.items()}
+
+    def _wake(self, rollout_id: str, step: Step) -> None:
+        self._pending.pop(rollout_id, None)
+        self.start(step, rollout_id)
+
+    async def _run(self, what: str, step: Step) -> None:
+        async with self._gate:
+            try:
+                # The step itself calls `after` with its outcome: the chain goes on.
+                await step()
+            except Exception:
+                # The step recorded nothing, so the due queue still has the rollout: the
+                # timer's tick tries it again (and postpones it if it crashes again).
+                log.exception("follow-up step of %s failed; the timer carries on", what)
+
+    async def close(self) -> None:
+        """Cancel every pending wake-up and step (the due queue keeps them)."""
+        self._closed = True
+        for _, handle in self._pending.values():
+            handle.cancel()
+        self._pending.clear()
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)

@@ -1,0 +1,100 @@
+"""The intake's answer path: one durable write per push (the inbox), recording after the answer,
+and nothing lost when the process stops right after answering."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from shared.service.intake import INBOX_GRACE, accept_notices
+from shared.service.reconcile import Clock, utc_now
+from shared.service.runtime import Services
+from shared.service.tick import run_tick
+from tests.integration.service.driving import is_live, poll_until, stored_until, tick_until
+from tests.integration.service.pushing import notice_of, push
+from tests.integration.service.service_stack import ServiceStack, new_table_name
+
+pytestmark = pytest.mark.integration
+
+
+def later(seconds: float) -> Clock:
+    """A clock `seconds` ahead of now (the tick's view once the inbox grace has passed)."""
+    return lambda: utc_now() + timedelta(seconds=seconds)
+
+
+async def inbox(services: Services) -> list[str]:
+    """The tags of every notice in the inbox, whatever its age."""
+    waiting = await services.rollouts.waiting_notices(utc_now() + INBOX_GRACE, limit=100)
+    return sorted(notice.tag or "" for _, notice in waiting)
+
+
+def test_a_process_that_stops_right_after_answering_loses_no_push(stack: ServiceStack) -> None:
+    pushed = push(stack.env, stack.tls, "service/inbox-crash", "v1", seed="inbox-crash-v1")
+    table = new_table_name()
+
+    async def answer_then_stop() -> None:
+        async with stack.services(table=table) as services:
+            follow_ups = services.follow_up_when_due()
+            result = await accept_notices(services, [notice_of(pushed)])
+            assert result.recorded == (pushed.rollout_id,)
+            # The process stops before its background step records anything.
+            await follow_ups.close()
+            assert await services.rollouts.get(pushed.rollout_id) is None
+            waiting = await services.rollouts.waiting_notices(utc_now() + INBOX_GRACE, limit=10)
+            assert [notice for _, notice in waiting] == [notice_of(pushed)]
+            page, _ = await services.rollouts.list()
+            assert page == []  # nothing but the inbox was written on the answer's path
+
+    async def next_process() -> None:
+        async with stack.services(table=table) as services:
+            # Within the grace the accepting process may still be at it: the tick leaves it.
+            await run_tick(services, time_budget_s=20)
+            assert await services.rollouts.get(pushed.rollout_id) is None
+            clock = later(INBOX_GRACE.total_seconds() + 1)
+            await tick_until(
+                services,
+                [pushed.rollout_id],
+                lambda found: is_live(found[pushed.rollout_id]),
+                what="the push recorded from the inbox and live",
+                clock=clock,
+            )
+            assert await services.rollouts.waiting_notices(clock(), limit=10) == []
+
+    asyncio.run(answer_then_stop())
+    asyncio.run(next_process())
+
+
+def test_a_redelivered_notice_is_kept_once_and_another_tag_beside_it(stack: ServiceStack) -> None:
+    pushed = push(stack.env, stack.tls, "service/inbox-dup", "v1", seed="inbox-dup-v1")
+
+    async def scenario() -> None:
+        async with stack.services() as services:
+            follow_ups = services.follow_up_when_due()
+            notice = notice_of(pushed)
+            retagged = replace(notice, tag="stable")
+            for delivery in (notice, notice, retagged, notice):
+                await accept_notices(services, [delivery])
+            await follow_ups.close()
+            assert await inbox(services) == ["stable", "v1"]
+
+    asyncio.run(scenario())
+
+
+def test_in_the_app_process_the_push_is_recorded_after_the_answer(stack: ServiceStack) -> None:
+    pushed = push(stack.env, stack.tls, "service/inbox-after", "v1", seed="inbox-after-v1")
+
+    async def scenario() -> None:
+        async with stack.services() as services:
+            services.follow_up_when_due()
+            await accept_notices(services, [notice_of(pushed)])
+            rollout = await stored_until(
+                services, pushed.rollout_id, lambda r: r.tags == ("v1",), what="recorded"
+            )
+            assert rollout.repository == pushed.repository
+            # Recorded, so taken out of the inbox (just after the rollout's write).
+            await poll_until(lambda: inbox(services), lambda tags: tags == [], what="inbox empty")
+
+    asyncio.run(scenario())

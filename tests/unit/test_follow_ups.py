@@ -1,0 +1,120 @@
+"""Follow-ups: one wake-up per rollout at its earliest due time, within the horizon; the
+step runs then; a failing step is logged and the chain (or the timer) carries on."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from shared.domain.model import Rollout
+from shared.service.follow_ups import FollowUps
+from tests.unit.domain.builders import fresh
+
+DEADLINE_S = 5.0
+
+
+class Dues:
+    """The due time each rollout id is given (offset from now in seconds, or None)."""
+
+    def __init__(self) -> None:
+        self.offsets: dict[str, float | None] = {}
+
+    def __call__(self, rollout: Rollout, now: datetime) -> datetime | None:
+        offset = self.offsets.get(rollout.id)
+        return None if offset is None else now + timedelta(seconds=offset)
+
+
+def follow_ups(dues: Dues, *, horizon_s: float = 60.0) -> FollowUps:
+    return FollowUps(
+        dues, lambda: datetime.now(UTC), concurrency=2, horizon_s=horizon_s, min_delay_s=0.0
+    )
+
+
+def rollout(rollout_id: str) -> Rollout:
+    return replace(fresh(), id=rollout_id)
+
+
+def recorder(calls: list[str], done: asyncio.Event, name: str) -> Callable[[], Awaitable[None]]:
+    async def step() -> None:
+        calls.append(name)
+        done.set()
+
+    return step
+
+
+def test_the_earliest_due_time_wins_and_the_step_runs_then() -> None:
+    async def scenario() -> list[str]:
+        dues, done = Dues(), asyncio.Event()
+        calls: list[str] = []
+        wakes = follow_ups(dues)
+        dues.offsets["r1"] = 30.0
+        wakes.after(rollout("r1"), recorder(calls, done, "late"))
+        dues.offsets["r1"] = 0.05
+        wakes.after(rollout("r1"), recorder(calls, done, "early"))
+        dues.offsets["r1"] = 20.0  # a later due time does not push the earlier wake-up back
+        wakes.after(rollout("r1"), recorder(calls, done, "later"))
+        assert list(wakes.pending()) == ["r1"]
+        await asyncio.wait_for(done.wait(), DEADLINE_S)
+        assert wakes.pending() == {}
+        await wakes.close()
+        return calls
+
+    assert asyncio.run(scenario()) == ["early"]
+
+
+def test_settled_or_far_rollouts_get_no_wake_up() -> None:
+    async def scenario() -> dict[str, datetime]:
+        dues = Dues()
+        wakes = follow_ups(dues, horizon_s=60.0)
+        dues.offsets["far"] = 3600.0  # a kept deployment's hour: the timer's
+        wakes.after(rollout("far"), recorder([], asyncio.Event(), "far"))
+        wakes.after(rollout("settled"), recorder([], asyncio.Event(), "settled"))
+        pending = wakes.pending()
+        await wakes.close()
+        return pending
+
+    assert asyncio.run(scenario()) == {}
+
+
+def test_a_failing_step_is_logged_and_the_others_still_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def scenario() -> list[str]:
+        dues, done = Dues(), asyncio.Event()
+        calls: list[str] = []
+        wakes = follow_ups(dues)
+
+        async def broken() -> None:
+            raise RuntimeError("table unreachable")
+
+        dues.offsets = {"bad": 0.0, "good": 0.05}
+        wakes.after(rollout("bad"), broken)
+        wakes.after(rollout("good"), recorder(calls, done, "good"))
+        await asyncio.wait_for(done.wait(), DEADLINE_S)
+        await wakes.close()
+        return calls
+
+    with caplog.at_level(logging.ERROR, logger="georollout.follow_ups"):
+        assert asyncio.run(scenario()) == ["good"]
+    assert "follow-up step of bad failed" in caplog.text
+
+
+def test_close_cancels_what_is_pending_and_refuses_more() -> None:
+    async def scenario() -> tuple[dict[str, datetime], list[str]]:
+        dues = Dues()
+        calls: list[str] = []
+        wakes = follow_ups(dues)
+        dues.offsets["r1"] = 0.2
+        wakes.after(rollout("r1"), recorder(calls, asyncio.Event(), "r1"))
+        await wakes.close()
+        wakes.after(rollout("r2"), recorder(calls, asyncio.Event(), "r2"))
+        # Past r1's due time, nothing ran: its wake-up was cancelled.
+        await asyncio.sleep(0.4)
+        return wakes.pending(), calls
+
+    assert asyncio.run(scenario()) == ({}, [])
