@@ -66,6 +66,8 @@ test: setup lint typecheck
 bench: app-setup
 	$(PY) -m benchmarks.bench_state_machine
 	$(PY) -m benchmarks.bench_probe
+	$(PY) -m benchmarks.bench_intake
+	$(PY) -m benchmarks.bench_steps
 
 clean:
 	rm -rf $(STATE)

@@ -100,6 +100,8 @@ param replicationGiveUpHours string = '24'
 param smokeTimeoutSeconds string = '5'
 @description('Minutes the deployment that served before a rollout is kept (0% traffic) after the rollout settled, so a rollback is a traffic change; 0 deletes it at once.')
 param keepPreviousMinutes string = '60'
+@description('Level of the Azure SDK loggers: WARNING keeps their problems only; INFO or DEBUG adds a record of every HTTP request (for debugging a connection).')
+param azureSdkLogLevel string = 'WARNING'
 
 @description('Application (client) id of the Entra ID app registration operators get tokens for (infra/README.md, "Operator routes behind Entra ID"). Empty: no App Service authentication in front of the function app.')
 param operatorAuthClientId string = ''
@@ -243,6 +245,7 @@ module functionApp 'app/function-app.bicep' = {
     replicationGiveUpHours: replicationGiveUpHours
     smokeTimeoutSeconds: smokeTimeoutSeconds
     keepPreviousMinutes: keepPreviousMinutes
+    azureSdkLogLevel: azureSdkLogLevel
     operatorAuthClientId: operatorAuthClientId
   }
 }

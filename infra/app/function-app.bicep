@@ -56,6 +56,8 @@ param replicationGiveUpHours string
 param smokeTimeoutSeconds string
 @description('Minutes the previous deployment is kept (0% traffic) after a rollout settled.')
 param keepPreviousMinutes string
+@description('Level of the Azure SDK loggers (WARNING, or INFO/DEBUG for every request).')
+param azureSdkLogLevel string
 
 @description('Flex Consumption instance memory (MB).')
 param instanceMemoryMB int = 2048
@@ -216,6 +218,10 @@ var georolloutSettings = [
   {
     name: 'GEOROLLOUT_KEEP_PREVIOUS_MINUTES'
     value: keepPreviousMinutes
+  }
+  {
+    name: 'GEOROLLOUT_AZURE_SDK_LOG_LEVEL'
+    value: azureSdkLogLevel
   }
   {
     name: 'GEOROLLOUT_ACR_WEBHOOK_TOKEN'

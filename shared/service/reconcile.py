@@ -177,7 +177,7 @@ async def _read_primary(
     primary = services.config.primary_region.name
     before = work.rollout
     if action.manifest:
-        if not _spend(services, primary):
+        if not _spend(services):
             return set()
         read = await services.probe.read_manifest(
             primary, work.rollout.repository, work.rollout.digest
@@ -208,13 +208,13 @@ async def _classify(services: Services, work: _Pass, read: ManifestRead, clock: 
         for part in first.parts:
             work.followups.append(_mark_child(services, rollout, part, clock))
         verdict, runs = None, first.digest
-        if _spend(services, primary):
+        if _spend(services):
             child = await services.probe.read_manifest(primary, rollout.repository, first.digest)
             if child.manifest is not None:
                 verdict = manifests.judge_platform_manifest(child.manifest, child.media_type)
     else:
         verdict, runs = None, rollout.digest
-        if _spend(services, primary):
+        if _spend(services):
             blob = await services.probe.read_config(primary, rollout.repository, first.digest)
             if blob is not None:
                 verdict = manifests.judge_config(blob, first.image_size_bytes)
@@ -236,7 +236,7 @@ async def _resolve_tags(
     rollout, primary = work.rollout, services.config.primary_region.name
     resolved: dict[str, str | None] = {}
     for tag in tags:
-        if not _spend(services, primary):
+        if not _spend(services):
             break
         read = await services.probe.resolve_tag(primary, rollout.repository, tag)
         if read.outcome.verdict is ProbeVerdict.PRESENT:
@@ -291,15 +291,15 @@ async def _peers(services: Services, rollout: Rollout) -> list[RolloutSummary]:
     return peers
 
 
-def _spend(services: Services, region: str) -> bool:
-    """One request from the region's registry budget (False: spent; a later step tries)."""
-    endpoint = services.config.region(region).registry_endpoint
-    return services.budget(endpoint).take(time.monotonic())
+def _spend(services: Services) -> bool:
+    """One request from the registry's budget, whichever replica it goes to (every replica
+    is the same registry, metered as one); False: spent, a later step tries."""
+    return services.budget(services.config.registry_login_server).take(time.monotonic())
 
 
 async def _probe(services: Services, rollout: Rollout, region: str) -> ProbeOutcome | None:
     """The replica's answer, or None when the registry's request budget is spent for now."""
-    if not _spend(services, region):
+    if not _spend(services):
         return None  # the region stays due and a later tick tries
     outcome = await services.probe.probe(region, rollout.repository, rollout.digest)
     if outcome.verdict is ProbeVerdict.CONFIG_ERROR:

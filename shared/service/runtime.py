@@ -105,11 +105,12 @@ class Services:
     def deploy_poll(self) -> timedelta:
         return timedelta(seconds=self.config.deploy_poll_seconds)
 
-    def budget(self, registry_endpoint: str) -> RequestBudget:
-        budget = self.budgets.get(registry_endpoint)
+    def budget(self, registry: str) -> RequestBudget:
+        """The request budget of `registry` (its login server) in this process."""
+        budget = self.budgets.get(registry)
         if budget is None:
             budget = RequestBudget(self.config.probe.budget_per_minute)
-            self.budgets[registry_endpoint] = budget
+            self.budgets[registry] = budget
         return budget
 
     async def ensure_table(self) -> None:
