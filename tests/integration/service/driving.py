@@ -90,15 +90,20 @@ async def stored_until(
 ) -> Rollout:
     """Read (never reconcile) until the rollout is stored and satisfies `done`: for steps
     that something else (the process's follow-ups, the host) carries out."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    async def read() -> Rollout | None:
         loaded = await services.rollouts.get(rollout_id)
-        if loaded is not None and done(loaded.rollout):
-            return loaded.rollout
-        if time.monotonic() >= deadline:
-            last = describe(loaded.rollout) if loaded else "not stored"
-            raise AssertionError(f"timed out waiting for {what}; last: {last}")
-        await asyncio.sleep(POLL_S)
+        return loaded.rollout if loaded else None
+
+    found = await poll_until(
+        read, lambda r: r is not None and done(r), what=what, timeout=timeout, show=_shown
+    )
+    assert found is not None
+    return found
+
+
+def _shown(rollout: Rollout | None) -> str:
+    return describe(rollout) if rollout is not None else "not stored"
 
 
 async def poll_until(
@@ -107,13 +112,14 @@ async def poll_until(
     *,
     what: str,
     timeout: float = DEADLINE_S,
+    show: Callable[[T], str] = repr,
 ) -> T:
-    """Read until `done(value)`; at the deadline fail with the last value."""
+    """Read until `done(value)`; at the deadline fail with the last value (`show` says it)."""
     deadline = time.monotonic() + timeout
     while True:
         value = await read()
         if done(value):
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out waiting for {what}; last: {value!r}")
+            raise AssertionError(f"timed out waiting for {what}; last: {show(value)}")
         await asyncio.sleep(POLL_S)
