@@ -27,8 +27,9 @@ log = logging.getLogger("georollout.follow_ups")
 # timeout): the process need not hold a timer for every settled rollout.
 DEFAULT_HORIZON_S = 600.0
 
-# A step that leaves its rollout due at once could not do its work (a spent request budget,
-# an ETag race lost five times): it is tried again after this pause, never in a loop.
+# No rollout is woken more often than this: a step that leaves its rollout due at once
+# could not do its work (a spent request budget, an ETag race lost five times), and it
+# is tried again after this pause, never in a loop.
 MIN_DELAY_S = 1.0
 # Woken just after the due time, so the step finds the work due (the event loop's clock
 # and the wall clock differ by milliseconds).
