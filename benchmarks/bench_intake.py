@@ -15,7 +15,6 @@ import re
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -26,6 +25,7 @@ from devenv.config import isolated_env
 from devenv.paths import REPO_ROOT
 from devenv.stack import start_stack
 from shared.adapters.http_pool import PooledTransport
+from tests.e2e.test_rollout_e2e import acr_push_webhook
 
 PUSHES = int(os.environ.get("BENCH_PUSHES", "300"))
 CONCURRENCY = 16
@@ -33,27 +33,17 @@ TABLE = "rollouts"  # the app's table (GEOROLLOUT_TABLE_NAME's default)
 REPOSITORIES = 30  # pushes spread over this many repositories (one busy repository: set 1)
 
 
-def _webhook(repository: str) -> dict[str, object]:
-    digest = "sha256:" + (uuid.uuid4().hex * 2)
-    return {
-        "id": str(uuid.uuid4()),
-        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-        "action": "push",
-        "target": {
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "size": 1000,
-            "digest": digest,
-            "length": 1000,
-            "repository": repository,
-            "tag": "v1",
-        },
-        "request": {"id": str(uuid.uuid4()), "host": "127.0.0.1", "method": "PUT"},
-    }
+def _new_digest() -> str:
+    """A digest no replica has: nothing deploys, the intake alone is measured."""
+    return "sha256:" + uuid.uuid4().hex * 2
 
 
 async def _intake_rate(url: str, repositories: int) -> float:
     gate = asyncio.Semaphore(CONCURRENCY)
-    bodies = [_webhook(f"bench/intake-{i % repositories}") for i in range(PUSHES)]
+    bodies = [
+        acr_push_webhook(f"bench/intake-{i % repositories}", _new_digest(), "v1")
+        for i in range(PUSHES)
+    ]
     async with aiohttp.ClientSession() as session:
 
         async def one(body: dict[str, object]) -> None:

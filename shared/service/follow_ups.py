@@ -90,7 +90,7 @@ class FollowUps:
         task.add_done_callback(self._running.discard)
 
     def pending(self) -> dict[str, datetime]:
-        """Rollout id → when it will be woken (for health and tests)."""
+        """Rollout id → when it will be woken."""
         return {rollout_id: due for rollout_id, (due, _) in self._pending.items()}
 
     def _wake(self, rollout_id: str, step: Step) -> None:

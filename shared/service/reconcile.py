@@ -375,22 +375,18 @@ async def _run(services: Services, work: _Pass, action: machine.Action, clock: C
             work.rollout = machine.record_verification(
                 rollout, region, verdict.passed, verdict.detail, clock()
             )
-        case machine.DeletePrevious(region=region, deployment=ref):
+        case (
+            machine.DeletePrevious(region=region, deployment=ref)
+            | machine.DiscardDeployment(region=region, deployment=ref)
+        ):
             deleting = await _delete(services, region, ref.endpoint, ref.name)
-            if deleting is None:
+            if deleting is not None:
+                pace = deleting.retry_after_s
+                work.rollout = machine.record_check_after(rollout, region, pace, clock())
+            elif isinstance(action, machine.DeletePrevious):
                 work.rollout = machine.record_previous_deleted(rollout, region, clock())
             else:
-                work.rollout = machine.record_check_after(
-                    rollout, region, deleting.retry_after_s, clock()
-                )
-        case machine.DiscardDeployment(region=region, deployment=ref):
-            deleting = await _delete(services, region, ref.endpoint, ref.name)
-            if deleting is None:
                 work.rollout = machine.record_deployment_discarded(rollout, region, clock())
-            else:
-                work.rollout = machine.record_check_after(
-                    rollout, region, deleting.retry_after_s, clock()
-                )
         case machine.RenewLease(region=region, endpoint=endpoint):
             until, holder = await services.rollouts.take_lease(
                 region, endpoint, rollout.id, clock()

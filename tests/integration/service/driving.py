@@ -47,15 +47,12 @@ async def reconcile_until(
     timeout: float = DEADLINE_S,
 ) -> Rollout:
     """Reconcile (as the completion function does) until the stored rollout satisfies `done`."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    async def step() -> Rollout:
         await reconcile(services, rollout_id, clock=clock)
-        current = await stored(services, rollout_id)
-        if done(current):
-            return current
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out waiting for {what}; last: {describe(current)}")
-        await asyncio.sleep(POLL_S)
+        return await stored(services, rollout_id)
+
+    return await poll_until(step, done, what=what, timeout=timeout, show=describe)
 
 
 async def tick_until(
