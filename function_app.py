@@ -48,6 +48,12 @@ async def rollout_action(req: func.HttpRequest) -> func.HttpResponse:
     return await http_routes.rollout_action(req)
 
 
+@app.route(route="stats", methods=["GET"])
+async def replication_stats(req: func.HttpRequest) -> func.HttpResponse:
+    """Each secondary region's observed replication latency and throughput."""
+    return await http_routes.replication_stats(req)
+
+
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     """Anonymous: statuses only."""

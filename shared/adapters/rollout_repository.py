@@ -30,6 +30,7 @@ from shared.adapters.table_store import (
 )
 from shared.domain.model import Rollout, RolloutSummary, rollout_id, summarize
 from shared.domain.push import PushNotice
+from shared.domain.replication import ReplicationSample
 from shared.domain.rollout import RolloutPolicy
 from shared.domain.schedule import is_active, next_due_at
 from shared.domain.serialization import (
@@ -37,11 +38,15 @@ from shared.domain.serialization import (
     notice_to_record,
     rollout_from_record,
     rollout_to_record,
+    sample_from_record,
+    sample_to_record,
 )
 from shared.domain.timestamps import format_timestamp, parse_timestamp
 
 # (inbox key, the notice)
 WaitingNotices = list[tuple[str, PushNotice]]
+# region -> (its recent samples, the version to write them back at)
+RegionSamples = dict[str, tuple[tuple[ReplicationSample, ...], str]]
 
 __all__ = [
     "Lease",
@@ -285,6 +290,22 @@ class RolloutRepository:
 
     async def notice_recorded(self, key: str) -> None:
         await self.store.delete_notice(key)
+
+    async def replication_samples(self) -> RegionSamples:
+        """Every region's recent replication samples and their version (one query)."""
+        stored = await self.store.replication_samples()
+        return {
+            region: (tuple(sample_from_record(r) for r in records), etag)
+            for region, (records, etag) in stored.items()
+        }
+
+    async def put_replication_samples(
+        self, region: str, samples: tuple[ReplicationSample, ...], *, version: str | None
+    ) -> bool:
+        """Write `region`'s samples if they are still at `version` (None: none stored yet);
+        False when another writer got there first."""
+        records = [sample_to_record(s) for s in samples]
+        return await self.store.put_replication_samples(region, records, etag=version)
 
     async def check_health(self) -> str | None:
         return await self.store.check_health()

@@ -168,6 +168,8 @@ Summaries = list[dict[str, Any]]
 WaitingNotices = list[tuple[str, dict[str, Any]]]
 ServingRecords = list["ServingRecord"]
 RegionEndpoints = list[tuple[str, str]]
+# region -> (samples as stored, ETag)
+RegionSamples = dict[str, tuple[list[dict[str, Any]], str]]
 
 # ---------------------------------------------------------------------------------------
 # Layout (docs/table-layout.md)
@@ -180,6 +182,7 @@ _SERVING_PARTITION = "serving"
 _FAILED_ENDPOINT_PARTITION = "failed-endpoint"
 _BUILD_MESSAGE_PARTITION = "build-message"
 _INBOX_PARTITION = "inbox"
+_REPLICATION_PARTITION = "replication"
 _DOC_FORMAT = "json+zlib"
 # A binary property holds at most 64 KiB; an entity at most 1 MiB with every property.
 _CHUNK_BYTES = 64_000
@@ -845,6 +848,52 @@ class RolloutStore:
         """The notice under `key` is recorded: forget it (gone already is fine)."""
         with self._translated("clearing a recorded notice"), suppress(ResourceNotFoundError):
             await self._table.delete_entity(_INBOX_PARTITION, key)
+
+    # --- replication statistics: recent arrivals per region --------------------------------
+
+    async def replication_samples(self) -> RegionSamples:
+        """Every region's recent replication samples with the entity's ETag (one query)."""
+        found: RegionSamples = {}
+        with self._translated("reading replication statistics"):
+            async for entity in self._table.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": _REPLICATION_PARTITION}
+            ):
+                found[str(entity["Region"])] = (
+                    json.loads(entity["Samples"]),
+                    str(entity.metadata["etag"]),
+                )
+        return found
+
+    async def put_replication_samples(
+        self, region: str, samples: Summaries, *, etag: str | None
+    ) -> bool:
+        """Store `region`'s samples: created when `etag` is None, else replaced only if the
+        entity is still at `etag`. False when another writer got there first (read again)."""
+        entity = {
+            "PartitionKey": _REPLICATION_PARTITION,
+            "RowKey": compose_key(region),
+            "Kind": "replication-samples",
+            "Region": region,
+            "Samples": json.dumps(samples, separators=(",", ":")),
+        }
+        with self._translated(f"recording replication statistics of {region}"):
+            try:
+                if etag is None:
+                    await self._table.create_entity(entity)
+                else:
+                    await self._table.update_entity(
+                        entity,
+                        mode=UpdateMode.REPLACE,
+                        etag=etag,
+                        match_condition=MatchConditions.IfNotModified,
+                    )
+            except (ResourceExistsError, ResourceModifiedError):
+                return False
+            except ResourceNotFoundError as error:
+                if _error_code(error) == "TableNotFound":
+                    raise
+                return False  # deleted since we read it: read again
+        return True
 
     # --- endpoints seen in a failed state ----------------------------------------------------
 

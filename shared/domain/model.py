@@ -175,6 +175,14 @@ class RegionProgress:
     verify_failures: int = 0
     # How often ARM asked to be polled about the operation this region's step started.
     operation_pace: OperationPace | None = None
+    # When the image should reach this replica (set once, from the region's replication
+    # statistics; None without history): `shared.domain.replication`.
+    expected_at: datetime | None = None
+
+    @property
+    def eta(self) -> datetime | None:
+        """The expected arrival while the region still waits for its replica."""
+        return self.expected_at if self.state is RegionState.AWAITING_REPLICATION else None
 
     @property
     def poll_every_s(self) -> float | None:

@@ -24,6 +24,7 @@ from shared.domain.model import (
     Rollout,
 )
 from shared.domain.push import Build, NoticeSource, PushNotice
+from shared.domain.replication import ReplicationModel, ReplicationSample
 from shared.domain.rollout import build_to_document, stopped
 from shared.domain.steering import history_to_document
 from shared.domain.targets import (
@@ -75,6 +76,7 @@ def region_to_document(progress: RegionProgress, rollout: Rollout | None = None)
         "primary": progress.primary,
         "state": progress.shown_state.value,
         "replicated_at": _ts(progress.replicated_at),
+        "eta": _ts(progress.eta),
         "deploy_started_at": _ts(progress.deploy_started_at),
         "live_at": _ts(progress.live_at),
         "probe_attempts": progress.probe_attempts,
@@ -283,6 +285,7 @@ def _region_record(progress: RegionProgress) -> dict[str, Any]:
     record["resumed_at"] = _ts(progress.resumed_at)
     record["restore_image"] = progress.restore_image
     record["waiting_for"] = progress.waiting_for  # the recorded wait, never a derived one
+    record["expected_at"] = _ts(progress.expected_at)
     pace = progress.operation_pace
     record["operation_pace"] = (
         {"step": pace.step.value, "every_s": pace.every_s} if pace is not None else None
@@ -344,6 +347,7 @@ def _region_from(record: dict[str, Any]) -> RegionProgress:
         verify_passes=int(record.get("verify_passes", 0)),
         verify_failures=int(record.get("verify_failures", 0)),
         operation_pace=_pace_from(record.get("operation_pace")),
+        expected_at=_parse_ts(record.get("expected_at")),
     )
 
 
@@ -532,3 +536,52 @@ def notice_from_record(record: dict[str, Any]) -> PushNotice:
         event_id=record.get("event_id"),
         build=_build_from(build) if isinstance(build, dict) else None,
     )
+
+
+def sample_to_record(sample: ReplicationSample) -> dict[str, Any]:
+    """A replication sample as the statistics entity keeps it."""
+    return {
+        "rollout": sample.rollout_id,
+        "generation": sample.generation,
+        "size": sample.image_size_bytes,
+        "latency_s": round(sample.latency_s, 3),
+        "at": _ts(sample.replicated_at),
+    }
+
+
+def sample_from_record(record: dict[str, Any]) -> ReplicationSample:
+    size = record.get("size")
+    return ReplicationSample(
+        rollout_id=str(record["rollout"]),
+        generation=int(record["generation"]),
+        image_size_bytes=int(size) if size is not None else None,
+        latency_s=float(record["latency_s"]),
+        replicated_at=parse_timestamp(str(record["at"])),
+    )
+
+
+def replication_model_to_document(model: ReplicationModel) -> dict[str, Any]:
+    """One region of `GET /api/stats`: its fitted pace and its recent samples, oldest first."""
+
+    def rounded(value: float | None) -> float | None:
+        return round(value, 3) if value is not None else None
+
+    return {
+        "region": model.region,
+        "samples": len(model.samples),
+        "base_latency_s": rounded(model.base_latency_s),
+        "throughput_bytes_per_s": rounded(model.throughput_bytes_per_s),
+        "typical_latency_s": rounded(model.typical_latency_s),
+        "latency_p50_s": rounded(model.latency_percentile(0.5)),
+        "latency_p95_s": rounded(model.latency_percentile(0.95)),
+        "recent": [
+            {
+                "rollout_id": s.rollout_id,
+                "generation": s.generation,
+                "image_size_bytes": s.image_size_bytes,
+                "latency_s": round(s.latency_s, 3),
+                "replicated_at": _ts(s.replicated_at),
+            }
+            for s in model.samples
+        ],
+    }

@@ -141,6 +141,19 @@ async def get_rollout(req: func.HttpRequest) -> func.HttpResponse:
     return await _answer(work)
 
 
+async def replication_stats(req: func.HttpRequest) -> func.HttpResponse:
+    """Each secondary region's replication pace (`GET /api/stats`, docs/api.md)."""
+
+    async def work() -> func.HttpResponse:
+        app = await services()
+        secondaries = [
+            r.name for r in app.config.regions if r.name != app.config.primary_region.name
+        ]
+        return json_response(await app.replication.document(secondaries))
+
+    return await _answer(work)
+
+
 async def _health_report() -> health_service.HealthReport:
     return await HEALTH_CACHE.get(lambda: health_service.process_health(services))
 

@@ -28,7 +28,7 @@ from shared.adapters.event_publisher import EventToPublish, PublishError
 from shared.adapters.foundry_deployer import ProvisioningState, Started
 from shared.adapters.replica_probe import ManifestRead
 from shared.adapters.rollout_repository import ServingRecord, StaleRecordError
-from shared.domain import manifests
+from shared.domain import manifests, replication
 from shared.domain import rollout as machine
 from shared.domain.model import Rollout, RolloutSummary, rollout_id
 from shared.domain.verdicts import ProbeOutcome, ProbeVerdict
@@ -103,6 +103,9 @@ async def _pass(
         if probe_now is not None:
             work.rollout = machine.expedite_probe(work.rollout, probe_now, now)
         await _act(services, work, clock, deploy=deploy)
+        if replication.needs_estimates(work.rollout):
+            models = await services.replication.models()
+            work.rollout = replication.estimate_arrivals(work.rollout, models)
         work.rollout = machine.record_step_completed(work.rollout)
         if work.rollout is loaded.rollout:
             return work.rollout, False
@@ -113,6 +116,9 @@ async def _pass(
             continue
         for followup in work.followups:
             await followup()
+        arrivals = replication.new_samples(loaded.rollout, work.rollout)
+        if arrivals:
+            await services.replication.record(arrivals)
         return work.rollout, True
     log.warning(
         "rollout %s: gave up after %d ETag conflicts; the next trigger carries on",

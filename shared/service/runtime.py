@@ -33,6 +33,7 @@ from shared.domain.targets import (
 )
 from shared.service.budget import RequestBudget
 from shared.service.follow_ups import FollowUps
+from shared.service.replication_stats import ReplicationStats
 
 log = logging.getLogger("georollout")
 
@@ -97,9 +98,11 @@ class Services:
     # Set in the function app's process (see `services()`): steps run when due, not per tick.
     follow_ups: FollowUps | None = None
     rollouts: RolloutRepository = field(init=False)
+    replication: ReplicationStats = field(init=False)
 
     def __post_init__(self) -> None:
         self.rollouts = RolloutRepository(self.store, policy=self.policy, poll=self.deploy_poll)
+        self.replication = ReplicationStats(self.rollouts)
 
     @property
     def deploy_poll(self) -> timedelta:

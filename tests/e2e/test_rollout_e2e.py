@@ -189,6 +189,15 @@ def test_rollout_waits_for_each_replica_and_deploys_the_primary_first(
     for region in doc["regions"]:
         assert region["deployment"]["name"] == by_region[region["region"]]["deployment"]
         assert parse_time(region["deploy_started_at"]) >= parse_time(region["replicated_at"])
+        assert region["eta"] is None  # nothing waits any more
+
+    # The arrivals it saw became replication statistics: the flaky region's is one of them.
+    status, stats = app.get("/api/stats")
+    assert status == 200, stats
+    assert [r["region"] for r in stats["regions"]] == list(REGIONS[1:])
+    flaky_stats = next(r for r in stats["regions"] if r["region"] == FLAKY_REGION)
+    assert doc["id"] in [s["rollout_id"] for s in flaky_stats["recent"]], flaky_stats
+    assert flaky_stats["typical_latency_s"] > 0, flaky_stats
 
 
 def test_a_push_is_listed_within_two_seconds(
