@@ -1,17 +1,18 @@
-"""The `georollout` command (contract: "Command line: georollout"): `notify`, `wait`, `status`
-and the operator actions `approve`, `hold`, `resume`, `retry`, `rollback`.
+"""The `georollout` command (contract: "Command line: georollout"): `notify`, `wait`, `status`,
+`watch` and the operator actions `approve`, `hold`, `resume`, `retry`, `rollback`.
 
 Exit statuses: 0 done (the notice accepted, the rollout live, the status shown, the action
-accepted); 1 the rollout ended without going live (`wait`) or the action does not fit the
-rollout's state (the API's 409); 2 a usage or configuration error (arguments, IMAGE_OR_ID,
-the secret); 3 the API refused the request otherwise or could not be reached; 124 the `wait`
-timeout passed first. Errors go to stderr.
+accepted); 1 the rollout ended without going live (`wait`, `watch`) or the action does not
+fit the rollout's state (the API's 409); 2 a usage or configuration error (arguments,
+IMAGE_OR_ID, the secret); 3 the API refused the request otherwise or could not be reached;
+124 the `wait` or `watch` timeout passed first. Errors go to stderr.
 """
 
 from __future__ import annotations
 
 import getpass
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -210,6 +211,44 @@ def wait(image_or_id: str, timeout: float, interval: float) -> None:
     live, 1 when it failed, was rolled back, superseded, timed out or ignored, 124 when
     --timeout passes first. Prints each change while waiting.
     """
+    _follow(image_or_id, timeout=timeout, interval=interval, detail_at_end=False)
+
+
+@cli.command()
+@click.argument("image_or_id")
+@click.option(
+    "--timeout",
+    type=Duration(),
+    default=None,
+    help="Stop watching (exit 124) after this long, e.g. 30m; default: until it ends.",
+)
+@click.option(
+    "--interval",
+    type=Duration(minimum=0.1),
+    default="2s",
+    show_default=True,
+    help="How often to ask.",
+)
+def watch(image_or_id: str, timeout: float | None, interval: float) -> None:
+    """Show the rollout of IMAGE_OR_ID region by region, live, until it ends.
+
+    On a terminal: the status view redrawn in place (each region's state, step, traffic,
+    timings, what it waits for and the expected arrival of its replica), each change also
+    printed above it. Otherwise: a line per change, then the status view once it ended.
+    Exits as wait does: 0 live everywhere, 1 ended otherwise, 124 when --timeout passes.
+    """
+    _follow(
+        image_or_id,
+        timeout=math.inf if timeout is None else timeout,
+        interval=interval,
+        detail_at_end=True,
+    )
+
+
+def _follow(image_or_id: str, *, timeout: float, interval: float, detail_at_end: bool) -> None:
+    """`wait` and `watch`: follow the rollout until it ends; exit with the outcome's status
+    (`detail_at_end`: show the rollout region by region once it ended, where the live view
+    did not already leave it on screen)."""
     ref = _ref(image_or_id)
     client = _client()
     renderer = _stdout_renderer()
@@ -222,6 +261,8 @@ def wait(image_or_id: str, timeout: float, interval: float) -> None:
         raise UsageProblem(str(error)) from None
     except KeyboardInterrupt:
         raise click.exceptions.Exit(EXIT_INTERRUPTED) from None
+    if detail_at_end and result.document is not None and not renderer.live:
+        renderer.rollout_detail(result.document)
     renderer.wait_result(result)
     raise click.exceptions.Exit(int(result.outcome))
 

@@ -91,6 +91,8 @@ def region_line(region: Mapping[str, Any]) -> str:
         text += f" (step {step})"
     if waiting_for := _text(region.get("waiting_for")):
         text += f"; waiting for: {waiting_for}"
+    if eta := _text(region.get("eta")):
+        text += f"; replica expected {eta}"
     if last_error := _text(region.get("last_error")):
         text += f"; error: {last_error}"
     return text

@@ -44,6 +44,9 @@ STATE_STYLES = {
 
 
 class Renderer(Protocol):
+    # True when `waiting()` keeps the rollout's detail on screen (a live view).
+    live: bool
+
     def rollout_list(self, documents: Sequence[Mapping[str, Any]]) -> None: ...
 
     def rollout_detail(self, document: Mapping[str, Any]) -> None: ...
@@ -79,6 +82,8 @@ def outcome_line(result: WaitResult) -> str:
 
 class PlainRenderer:
     """Lines for a CI log; every line is flushed at once, so the log follows along."""
+
+    live = False
 
     def __init__(
         self, out: TextIO, err: TextIO, *, monotonic: Callable[[], float] = time.monotonic
@@ -162,6 +167,8 @@ def _rich_table(
 class RichRenderer:
     """Coloured tables and a live region table for a person at a terminal. Markup is off:
     an Azure error text with brackets is shown as it is."""
+
+    live = True
 
     def __init__(self, out: TextIO, err: TextIO) -> None:
         self.console = Console(file=out, markup=False, highlight=False, emoji=False)

@@ -127,6 +127,8 @@ def region_rows(document: Mapping[str, Any]) -> list[Row]:
             notes.append(f"soaking until {clock_time(region['soak_until'])}")
         elif region.get("waiting_for"):
             notes.append(f"waiting for: {_one_line(region['waiting_for'])}")
+        if region.get("eta"):
+            notes.append(f"replica expected {clock_time(region['eta'])}")
         if region.get("last_error"):
             notes.append(f"error: {_one_line(region['last_error'])}")
         if region.get("probing_stopped"):

@@ -22,8 +22,9 @@ import pytest
 from devenv.build_secret import build_webhook_secret
 from devenv.stack import Stack
 from shared.domain.model import rollout_id
-from tests.e2e.conftest import REGIONS, Pushed
+from tests.e2e.conftest import REGIONS, SLOW_REGION, Pushed
 from tests.e2e.local_api import FunctionApp, poll
+from tests.support.terminal import run_in_terminal
 
 pytestmark = pytest.mark.e2e
 
@@ -32,6 +33,9 @@ LIVE_TIMEOUT = "3m"
 # Any escape sequence: colour (CSI), cursor movement, window titles (OSC); or a bare CR.
 ESCAPES = re.compile(r"\x1b|\r")
 SCRIPT = Path(sys.executable).with_name("georollout")
+# What the pseudo-terminal tests leave behind (screenshots), under the git-ignored state.
+ARTIFACTS = Path(__file__).resolve().parents[2] / ".georollout" / "artifacts"
+TERMINAL_COLUMNS, TERMINAL_ROWS = 150, 40
 
 
 @dataclass(frozen=True)
@@ -47,12 +51,18 @@ def secret(stack: Stack) -> str:
 
 
 @pytest.fixture(scope="module")
-def georollout(stack: Stack, secret: str) -> Callable[..., Run]:
+def command_env(stack: Stack) -> dict[str, str]:
+    """The command's environment: only what it reads from outside (a GEOROLLOUT_* of the
+    shell running the tests must not point it elsewhere)."""
     assert SCRIPT.exists(), f"{SCRIPT} is missing: install the project with `pip install -e .`"
-    # Only what the command reads from outside: a GEOROLLOUT_* of the shell running the
-    # tests must not point it elsewhere.
     base = {k: v for k, v in os.environ.items() if not k.startswith("GEOROLLOUT_")}
     base["GEOROLLOUT_URL"] = stack.env.host_url
+    return base
+
+
+@pytest.fixture(scope="module")
+def georollout(command_env: dict[str, str], secret: str) -> Callable[..., Run]:
+    base = command_env
 
     def run(*args: str, secret_value: str | None = secret, timeout: float = 240) -> Run:
         env = dict(base)
@@ -175,16 +185,25 @@ def test_status_shows_one_rollout_region_by_region_with_timings(
     georollout: Callable[..., Run], app: FunctionApp, stack: Stack, push: PushFn
 ) -> None:
     pushed = push("cli/detailed", "v1")
-    # By tag: the newest rollout the tag names, through the listing.
-    waited = georollout(
-        "wait",
+    # By tag: the newest rollout the tag names, through the listing. In a log, `watch`
+    # prints a line per change, then the rollout region by region once it ended.
+    watched = georollout(
+        "watch",
         f"{stack.env.primary.registry_host}/{pushed.repository}:v1",
         "--timeout",
         LIVE_TIMEOUT,
         "--interval",
         "1s",
     )
-    assert waited.code == 0, waited
+    assert watched.code == 0, watched
+    expected_id = rollout_id(stack.env.primary.registry_host, pushed.repository, pushed.digest)
+    lines = watched.stdout.splitlines()
+    assert lines[-1] == f"live: {expected_id}"
+    # The status view, as `status ID` shows it, after the progress lines.
+    view = lines[[line.split() for line in lines].index(["id", expected_id]) : -1]
+    region_rows = [line.split() for line in view if line.split()[:1] in ([r] for r in REGIONS)]
+    assert [row[0] for row in region_rows] == list(REGIONS), view
+    assert all("live" in row for row in region_rows), view
     shown = georollout("status", image_of(stack, pushed))
     assert shown.code == 0, shown
     rows = {
@@ -226,3 +245,55 @@ def test_wait_for_a_notified_digest_the_registry_lacks_times_out_while_it_replic
     assert waited.code == 124, waited
     assert "still replicating after 5s" in waited.stderr
     assert "] rollout replicating" in waited.stdout
+
+
+def test_watch_on_a_terminal_redraws_the_rollout_with_the_eta_until_it_is_live(
+    command_env: dict[str, str], app: FunctionApp, stack: Stack, push: PushFn
+) -> None:
+    _slow_region_has_history(app, push)
+    pushed = push("cli/watched", "v1")
+    run = run_in_terminal(
+        [str(SCRIPT), "watch", image_of(stack, pushed), "--interval", "0.5s"],
+        command_env,
+        columns=TERMINAL_COLUMNS,
+        rows=TERMINAL_ROWS,
+        timeout=240,
+    )
+    expected_id = rollout_id(stack.env.primary.registry_host, pushed.repository, pushed.digest)
+    assert run.code == 0, run.text
+    # A live view: coloured, redrawn in place (the cursor moves up over the last frame).
+    assert re.search(r"\x1b\[3\dm", run.raw), "no colour"
+    assert re.search(r"\x1b\[\d*A", run.raw), "never redrawn in place"
+    # While the slow replica lagged, its expected arrival was on screen.
+    assert re.search(rf"{SLOW_REGION}: awaiting_replication.*; replica expected \S+Z", run.text)
+    # What the person sees at the end: the rollout region by region, every region live.
+    screen = run.lines
+    assert screen[-1] == f"live: {expected_id}", screen
+    rows = {
+        line.split()[0]: line.split()
+        for line in screen
+        if line.split()[:1] in ([r] for r in REGIONS)
+    }
+    assert list(rows) == list(REGIONS), screen
+    assert all("live" in cells for cells in rows.values()), screen
+    run.save_svg(ARTIFACTS / "georollout-watch.svg", title="georollout watch")
+
+
+def _slow_region_has_history(app: FunctionApp, push: PushFn) -> None:
+    """One arrival on record in the slow region (other tests may have left one), so the
+    next push gets an ETA there."""
+
+    def samples() -> int:
+        status, stats = app.get("/api/stats")
+        assert status == 200, stats
+        return int(next(r for r in stats["regions"] if r["region"] == SLOW_REGION)["samples"])
+
+    if samples() > 0:
+        return
+    earlier = push("cli/watched-history", "v1")
+    poll(
+        samples,
+        lambda count: count > 0,
+        timeout=120,
+        what=f"an arrival of {earlier.repository} in {SLOW_REGION} on record",
+    )

@@ -169,6 +169,40 @@ def test_wait_on_a_refusal_exits_3(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 3 and "answered 403" in result.stderr
 
 
+def test_watch_follows_the_rollout_with_the_eta_and_ends_with_its_status_view(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    eta = "2026-11-24T07:11:30Z"
+    waiting = document(
+        digest_of("a"),
+        "replicating",
+        [region("eastus", "live"), region("westus", "awaiting_replication", eta=eta)],
+    )
+    live = document(digest_of("a"), "live", [region("eastus", "live"), region("westus", "live")])
+    answers = iter([waiting, waiting, live])
+    api = FakeApi(lambda exchange: ApiResponse(200, next(answers)))
+    result = invoke(monkeypatch, ["watch", IMAGE, "--interval", "0.1s"], api=api)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    # A line per change (the ETA with it), then the status view, then the outcome.
+    assert any(
+        line.endswith(f"westus: awaiting_replication; replica expected {eta}") for line in lines
+    )
+    assert sum("westus: awaiting_replication" in line for line in lines) == 1  # said once
+    assert ["westus", "-", "live"] in [line.split()[:3] for line in lines]  # its table row
+    assert lines[-1] == f"live: {live['id']}"
+    assert len(api.sent) == 3
+
+
+def test_watch_without_a_timeout_watches_until_the_rollout_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    failed = document(digest_of("a"), "failed", [region("eastus", "failed", last_error="boom")])
+    result = invoke(monkeypatch, ["watch", IMAGE], ApiResponse(200, failed))
+    assert result.exit_code == 1
+    assert "failed: eastus (failed): boom" in result.stderr
+
+
 def test_status_lists_and_shows_one_and_prints_json(monkeypatch: pytest.MonkeyPatch) -> None:
     newer = document(digest_of("b"), "deploying", [region("eastus", "deploying")], tags=["v2"])
     older = document(digest_of("a"), "live", [region("eastus", "live")], tags=["v1"])

@@ -99,6 +99,14 @@ def test_the_detail_shows_regions_with_timings_since_creation() -> None:
     assert not ANSI.search(text)
 
 
+def test_a_waiting_region_shows_when_its_replica_is_expected() -> None:
+    renderer, out, _ = plain()
+    waiting = region("westus", "awaiting_replication", eta="2026-11-24T07:11:30.250000Z")
+    renderer.rollout_detail(document(digest_of("a"), "replicating", [waiting]))
+    [row] = [line for line in out.getvalue().splitlines() if line.startswith("westus")]
+    assert row.endswith("replica expected 2026-11-24 07:11:30Z")
+
+
 def test_the_detail_lists_the_builds_when_the_document_has_them() -> None:
     renderer, out, _ = plain()
     build = {
