@@ -7,10 +7,15 @@ PY := $(VENV)/bin/python
 STATE := .georollout
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup app-setup infra-tools up demo test lint typecheck unit bench clean
+.PHONY: setup app-setup infra-tools browser up demo test lint typecheck unit bench clean
 
 # Everything the tests need; `make up` and `make demo` need only the app's part.
-setup: app-setup infra-tools
+set# The dashboard's browser test drives Debian's chromium (Playwright, from requirements-dev.txt,
+# launches it by path: no browser download). Only the tests need it.
+browser:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+up: app-setup infra-tools browser
 
 app-setup: $(STATE)/.setup-done
 

@@ -54,6 +54,12 @@ async def replication_stats(req: func.HttpRequest) -> func.HttpResponse:
     return await http_routes.replication_stats(req)
 
 
+@app.route(route="dashboard", methods=["GET"])
+async def dashboard(req: func.HttpRequest) -> func.HttpResponse:
+    """The operators' page: rollouts by region, a timeline, replication latency, ETAs."""
+    return await http_routes.dashboard(req)
+
+
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     """Anonymous: statuses only."""

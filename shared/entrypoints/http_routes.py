@@ -10,6 +10,7 @@ from typing import Any
 
 import azure.functions as func
 
+from shared.entrypoints import dashboard as dashboard_page
 from shared.errors import GeorolloutError, InvalidInputError, UnauthorizedError
 from shared.intake.hooks import parse_hook_payload
 from shared.intake.validation import parse_json_body
@@ -152,6 +153,12 @@ async def replication_stats(req: func.HttpRequest) -> func.HttpResponse:
         return json_response(await app.replication.document(secondaries))
 
     return await _answer(work)
+
+
+async def dashboard(req: func.HttpRequest) -> func.HttpResponse:
+    """The operators' page (`shared/entrypoints/dashboard.py`)."""
+    body, headers = dashboard_page.page()
+    return func.HttpResponse(body, status_code=200, mimetype="text/html", headers=headers)
 
 
 async def _health_report() -> health_service.HealthReport:
