@@ -10,12 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: setup app-setup infra-tools browser up demo test lint typecheck unit bench clean
 
 # Everything the tests need; `make up` and `make demo` need only the app's part.
-set# The dashboard's browser test drives Debian's chromium (Playwright, from requirements-dev.txt,
-# launches it by path: no browser download). Only the tests need it.
-browser:
-	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
-
-up: app-setup infra-tools browser
+setup: app-setup infra-tools browser
 
 app-setup: $(STATE)/.setup-done
 
@@ -47,6 +42,11 @@ $(INFRA_VENV)/.tools-$(CHECKOV_VERSION)-$(PYCEP_VERSION):
 	@$(INFRA_VENV)/bin/python -m pip install -q --disable-pip-version-check checkov==$(CHECKOV_VERSION) pycep-parser==$(PYCEP_VERSION)
 	@rm -f $(INFRA_VENV)/.tools-*
 	@touch $@
+
+# The dashboard's browser test drives Debian's chromium (Playwright, from requirements-dev.txt,
+# launches it by path: no browser download). Only the tests need it.
+browser:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
 up: app-setup
 	$(PY) -m devenv up
