@@ -22,7 +22,7 @@ import pytest
 from devenv.build_secret import build_webhook_secret
 from devenv.stack import Stack
 from shared.domain.model import rollout_id
-from tests.e2e.conftest import REGIONS, SLOW_REGION, Pushed
+from tests.e2e.conftest import REGIONS, SLOW_REGION, Pushed, slow_region_has_history
 from tests.e2e.local_api import FunctionApp, poll
 from tests.support.terminal import run_in_terminal
 
@@ -250,7 +250,7 @@ def test_wait_for_a_notified_digest_the_registry_lacks_times_out_while_it_replic
 def test_watch_on_a_terminal_redraws_the_rollout_with_the_eta_until_it_is_live(
     command_env: dict[str, str], app: FunctionApp, stack: Stack, push: PushFn
 ) -> None:
-    _slow_region_has_history(app, push)
+    slow_region_has_history(app, push)
     pushed = push("cli/watched", "v1")
     run = run_in_terminal(
         [str(SCRIPT), "watch", image_of(stack, pushed), "--interval", "0.5s"],
@@ -277,23 +277,3 @@ def test_watch_on_a_terminal_redraws_the_rollout_with_the_eta_until_it_is_live(
     assert list(rows) == list(REGIONS), screen
     assert all("live" in cells for cells in rows.values()), screen
     run.save_svg(ARTIFACTS / "georollout-watch.svg", title="georollout watch")
-
-
-def _slow_region_has_history(app: FunctionApp, push: PushFn) -> None:
-    """One arrival on record in the slow region (other tests may have left one), so the
-    next push gets an ETA there."""
-
-    def samples() -> int:
-        status, stats = app.get("/api/stats")
-        assert status == 200, stats
-        return int(next(r for r in stats["regions"] if r["region"] == SLOW_REGION)["samples"])
-
-    if samples() > 0:
-        return
-    earlier = push("cli/watched-history", "v1")
-    poll(
-        samples,
-        lambda count: count > 0,
-        timeout=120,
-        what=f"an arrival of {earlier.repository} in {SLOW_REGION} on record",
-    )

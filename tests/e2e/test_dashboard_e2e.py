@@ -4,6 +4,7 @@ whole local environment, during a rollout: what a person would see, not the page
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +15,14 @@ from playwright.sync_api import ConsoleMessage, Error, Page, sync_playwright
 from devenv.registries import RegistryControl
 from devenv.stack import Stack
 from shared.domain.model import rollout_id
-from tests.e2e.conftest import REGIONS, SLOW_EXTRA_DELAY_S, SLOW_REGION, Pushed
+from tests.e2e.conftest import (
+    REGIONS,
+    SLOW_EXTRA_DELAY_S,
+    SLOW_REGION,
+    Pushed,
+    slow_region_has_history,
+)
+from tests.e2e.local_api import FunctionApp
 
 pytestmark = pytest.mark.e2e
 
@@ -58,10 +66,12 @@ def page() -> Iterator[tuple[Page, list[str]]]:
 def test_the_dashboard_follows_a_rollout_by_itself_until_every_region_is_live(
     page: tuple[Page, list[str]],
     stack: Stack,
+    app: FunctionApp,
     registry_control: RegistryControl,
     push: Callable[[str, str], Pushed],
 ) -> None:
     tab, problems = page
+    slow_region_has_history(app, push)
     registry_control.set_region(SLOW_REGION, extra_delay_s=SLOW_REGION_DELAY_S)
     try:
         pushed = push("dashboard/model", "v1")
@@ -74,8 +84,17 @@ def test_the_dashboard_follows_a_rollout_by_itself_until_every_region_is_live(
         for region in REGIONS:
             assert row.locator(f'td[data-region="{region}"] .state').is_visible(), region
             assert tab.locator(f'#timeline g[data-region="{region}"] rect').count() >= 1, region
-        # The slow replica lags: the page lists it among the regions waiting for their image.
-        tab.locator(f'#waiting tbody tr[data-region="{SLOW_REGION}"]').wait_for(timeout=30_000)
+        # The slow replica lags: once the primary has the image, the page lists the slow
+        # region among those waiting, with when its replica is expected (it has history).
+        primary = row.locator(
+            f'td[data-region="{REGIONS[0]}"]:not([data-state="awaiting_replication"])'
+        )
+        primary.wait_for(timeout=30_000)
+        waiting = tab.locator(f'#waiting tbody tr[data-region="{SLOW_REGION}"]')
+        waiting.filter(has_text="Z").wait_for(timeout=10_000)
+        expected = waiting.locator("td").nth(2).inner_text()
+        assert re.fullmatch(r"\d\d:\d\d:\d\dZ", expected), expected
+        assert "eta " in row.locator(f'td[data-region="{SLOW_REGION}"]').inner_text()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         tab.screenshot(path=str(ARTIFACTS / "dashboard-during-rollout.png"), full_page=True)
     finally:
