@@ -178,6 +178,8 @@ class RegionProgress:
     # When the image should reach this replica (set once, from the region's replication
     # statistics; None without history): `shared.domain.replication`.
     expected_at: datetime | None = None
+    # When a probe last found the replica without the image: the image turned up after it.
+    absent_at: datetime | None = None
 
     @property
     def eta(self) -> datetime | None:

@@ -556,6 +556,8 @@ def record_probe(
             next_probe_at=None if progress.gave_up else now + delay,
             last_error=_probe_error(outcome, progress.last_error),
             evidence=outcome.evidence,
+            # Only a 404 says the image was not there (no answer says nothing).
+            absent_at=now if outcome.verdict is ProbeVerdict.ABSENT else progress.absent_at,
         )
     updated = _with_region(rollout, progress)
     return _commit(rollout, _apply_timeouts(updated, now, policy), now)

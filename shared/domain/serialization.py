@@ -286,6 +286,7 @@ def _region_record(progress: RegionProgress) -> dict[str, Any]:
     record["restore_image"] = progress.restore_image
     record["waiting_for"] = progress.waiting_for  # the recorded wait, never a derived one
     record["expected_at"] = _ts(progress.expected_at)
+    record["absent_at"] = _ts(progress.absent_at)
     pace = progress.operation_pace
     record["operation_pace"] = (
         {"step": pace.step.value, "every_s": pace.every_s} if pace is not None else None
@@ -348,6 +349,7 @@ def _region_from(record: dict[str, Any]) -> RegionProgress:
         verify_failures=int(record.get("verify_failures", 0)),
         operation_pace=_pace_from(record.get("operation_pace")),
         expected_at=_parse_ts(record.get("expected_at")),
+        absent_at=_parse_ts(record.get("absent_at")),
     )
 
 

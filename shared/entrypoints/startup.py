@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from shared.config import load_config
 from shared.errors import ConfigurationError
 from shared.service.health import Redactor, unprotected_webhook
+from shared.service.telemetry import configure_monitoring
 
 log = logging.getLogger("georollout.startup")
 
@@ -22,6 +23,7 @@ def report_configuration(environ: Mapping[str, str] | None = None) -> bool:
     Problem lines echo some settings' values; any secret among them is redacted, as
     start-up logs end up in Application Insights.
     """
+    start_monitoring(environ)
     try:
         config = load_config(environ)
     except ConfigurationError as error:
@@ -54,3 +56,12 @@ def quiet_azure_sdk(level: str) -> None:
     log (and in Application Insights' bill); WARNING keeps its problems only.
     """
     logging.getLogger("azure").setLevel(level)
+
+
+def start_monitoring(environ: Mapping[str, str] | None = None) -> None:
+    """Application Insights when its connection string is set; a failure to set it up is
+    logged, never raised (the app serves without telemetry rather than not at all)."""
+    try:
+        configure_monitoring(environ)
+    except Exception:
+        log.exception("telemetry could not be set up; the app runs without it")

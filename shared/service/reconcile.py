@@ -31,6 +31,7 @@ from shared.adapters.rollout_repository import ServingRecord, StaleRecordError
 from shared.domain import manifests, replication
 from shared.domain import rollout as machine
 from shared.domain.model import Rollout, RolloutSummary, rollout_id
+from shared.domain.observations import observe
 from shared.domain.verdicts import ProbeOutcome, ProbeVerdict
 from shared.errors import RefusedError, TransientError
 from shared.service import verification
@@ -42,6 +43,12 @@ Clock = Callable[[], datetime]
 _ATTEMPTS = 5
 # Passes in one invocation: enough for claim → create → check, or smoke → traffic → clean-up.
 _PASSES = 4
+# The trace of one reconcile step: a span per pass, the adapter calls as their children.
+RECONCILE_SPAN = "georollout.reconcile"
+PASS_SPAN = "georollout.reconcile.pass"
+ROLLOUT_ATTRIBUTE = "georollout.rollout_id"
+# Actions that only touch the table (the endpoint lease); the others call Azure ML.
+_TABLE_ACTIONS = (machine.RenewLease, machine.ReleaseLease, machine.ClaimEndpoint)
 
 
 def utc_now() -> datetime:
@@ -71,22 +78,33 @@ async def reconcile(
     `deploy=False` limits the step to the registry (manifest, tags, probes):
     intake answers fast and leaves deployments to the completion function and the timer.
     """
+    with services.telemetry.span(RECONCILE_SPAN, {ROLLOUT_ATTRIBUTE: rollout_id}):
+        rollout = await _passes(services, rollout_id, clock, probe_now, deploy)
+        if rollout is None:
+            return None
+        with services.telemetry.span("eventgrid.publish"):
+            rollout = await publish_outbox(services, rollout)
+    if services.follow_ups is not None:
+        # Its next step (a poll, a soak's end, a probe's back-off) runs when due, not per tick.
+        services.follow_ups.after(rollout, lambda: reconcile(services, rollout_id))
+    return rollout
+
+
+async def _passes(
+    services: Services, rollout_id: str, clock: Clock, probe_now: str | None, deploy: bool
+) -> Rollout | None:
+    """Pass after pass while each changes something (at most `_PASSES`)."""
     rollout: Rollout | None = None
     for number in range(_PASSES):
-        result = await _pass(
-            services, rollout_id, clock, probe_now if number == 0 else None, deploy
-        )
+        with services.telemetry.span(PASS_SPAN, {"georollout.pass": number + 1}):
+            result = await _pass(
+                services, rollout_id, clock, probe_now if number == 0 else None, deploy
+            )
         if result is None:
             break
         rollout, progressed = result
         if not progressed:
             break
-    if rollout is None:
-        return None
-    rollout = await publish_outbox(services, rollout)
-    if services.follow_ups is not None:
-        # Its next step (a poll, a soak's end, a probe's back-off) runs when due, not per tick.
-        services.follow_ups.after(rollout, lambda: reconcile(services, rollout_id))
     return rollout
 
 
@@ -94,8 +112,10 @@ async def _pass(
     services: Services, rollout_id: str, clock: Clock, probe_now: str | None, deploy: bool
 ) -> tuple[Rollout, bool] | None:
     """One decide-act-save round; (rollout, whether it changed), None when it does not exist."""
+    telemetry = services.telemetry
     for attempt in range(_ATTEMPTS):
-        loaded = await services.rollouts.get(rollout_id)
+        with telemetry.span("table.get"):
+            loaded = await services.rollouts.get(rollout_id)
         if loaded is None:
             return None
         now = clock()
@@ -110,15 +130,18 @@ async def _pass(
         if work.rollout is loaded.rollout:
             return work.rollout, False
         try:
-            await services.rollouts.save(loaded, work.rollout)
+            with telemetry.span("table.save"):
+                await services.rollouts.save(loaded, work.rollout)
         except StaleRecordError:
             log.info("rollout %s changed under us (attempt %d): again", rollout_id, attempt + 1)
             continue
+        telemetry.record(observe(loaded.rollout, work.rollout))
         for followup in work.followups:
             await followup()
         arrivals = replication.new_samples(loaded.rollout, work.rollout)
         if arrivals:
-            await services.replication.record(arrivals)
+            with telemetry.span("table.replication_stats"):
+                await services.replication.record(arrivals)
         return work.rollout, True
     log.warning(
         "rollout %s: gave up after %d ETag conflicts; the next trigger carries on",
@@ -158,7 +181,8 @@ async def _act(services: Services, work: _Pass, clock: Clock, *, deploy: bool) -
             continue
         region = action.region
         try:
-            await _run(services, work, action, clock)
+            with services.telemetry.span(_span_name(action), {"region": region}):
+                await _run(services, work, action, clock)
         except RefusedError as error:
             if isinstance(action, machine.RestorePrevious | machine.RedeployPrevious):
                 work.rollout = machine.record_rollback_failed(
@@ -170,6 +194,13 @@ async def _act(services: Services, work: _Pass, clock: Clock, *, deploy: bool) -
             )
         except TransientError as error:
             work.rollout = machine.record_action_error(work.rollout, region, error.message, clock())
+
+
+def _span_name(action: machine.Action) -> str:
+    """`azureml.create_deployment`, `table.renew_lease`: the service and the action."""
+    name = type(action).__name__
+    snake = "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+    return f"{'table' if isinstance(action, _TABLE_ACTIONS) else 'azureml'}.{snake}"
 
 
 # --- the registry -----------------------------------------------------------------------
@@ -185,9 +216,10 @@ async def _read_primary(
     if action.manifest:
         if not _spend(services):
             return set()
-        read = await services.probe.read_manifest(
-            primary, work.rollout.repository, work.rollout.digest
-        )
+        with services.telemetry.span("registry.read_manifest", {"region": primary}):
+            read = await services.probe.read_manifest(
+                primary, work.rollout.repository, work.rollout.digest
+            )
         work.rollout = machine.record_probe(
             work.rollout, primary, read.outcome, clock(), services.policy, jitter=random.random()
         )
@@ -244,7 +276,8 @@ async def _resolve_tags(
     for tag in tags:
         if not _spend(services):
             break
-        read = await services.probe.resolve_tag(primary, rollout.repository, tag)
+        with services.telemetry.span("registry.resolve_tag", {"region": primary}):
+            read = await services.probe.resolve_tag(primary, rollout.repository, tag)
         if read.outcome.verdict is ProbeVerdict.PRESENT:
             resolved[tag] = read.digest
         elif read.outcome.verdict is ProbeVerdict.ABSENT:
@@ -307,7 +340,8 @@ async def _probe(services: Services, rollout: Rollout, region: str) -> ProbeOutc
     """The replica's answer, or None when the registry's request budget is spent for now."""
     if not _spend(services):
         return None  # the region stays due and a later tick tries
-    outcome = await services.probe.probe(region, rollout.repository, rollout.digest)
+    with services.telemetry.span("registry.probe", {"region": region}):
+        outcome = await services.probe.probe(region, rollout.repository, rollout.digest)
     if outcome.verdict is ProbeVerdict.CONFIG_ERROR:
         log.error("probe of %s in %s: %s", rollout.subject, region, outcome.error)
     return outcome

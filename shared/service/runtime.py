@@ -34,6 +34,7 @@ from shared.domain.targets import (
 from shared.service.budget import RequestBudget
 from shared.service.follow_ups import FollowUps
 from shared.service.replication_stats import ReplicationStats
+from shared.service.telemetry import Telemetry
 
 log = logging.getLogger("georollout")
 
@@ -97,6 +98,8 @@ class Services:
     table_ready: bool = False
     # Set in the function app's process (see `services()`): steps run when due, not per tick.
     follow_ups: FollowUps | None = None
+    # Metrics and traces (the global OpenTelemetry providers unless a test passes its own).
+    telemetry: Telemetry = field(default_factory=Telemetry)
     rollouts: RolloutRepository = field(init=False)
     replication: ReplicationStats = field(init=False)
 

@@ -10,9 +10,10 @@ import pytest
 
 from devenv.process import wait_until
 from shared.domain.events import EventType, event_id
-from shared.domain.model import DeployStep, RegionState
+from shared.domain.model import DeployStep, RegionState, Rollout
 from shared.domain.names import deployment_name
 from shared.service.intake import record_notices
+from shared.service.reconcile import RECONCILE_SPAN, ROLLOUT_ATTRIBUTE
 from tests.integration.service.arm_audit import deployment_writes
 from tests.integration.service.conftest import PRIMARY, REGIONS, SECONDARIES
 from tests.integration.service.driving import (
@@ -24,6 +25,7 @@ from tests.integration.service.driving import (
 )
 from tests.integration.service.pushing import notice_of, push
 from tests.integration.service.service_stack import ServiceStack
+from tests.integration.service.telemetry import RecordedTelemetry
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +35,11 @@ def test_a_push_goes_live_primary_first_and_each_region_is_created_once(
 ) -> None:
     pushed = push(stack.env, stack.tls, "service/happy", "v1", seed="happy-v1")
 
+    telemetry = RecordedTelemetry()
+
     async def scenario() -> None:
         async with stack.services() as services:
+            services.telemetry = telemetry.telemetry
             result = await record_notices(services, [notice_of(pushed)])
             assert result.recorded == (pushed.rollout_id,)
             rollouts = await tick_until(
@@ -57,6 +62,8 @@ def test_a_push_goes_live_primary_first_and_each_region_is_created_once(
                 assert region.deployment.name == deployment_name(pushed.digest)
             # Live regions' outbox is sent by the step that wrote it.
             assert (await stored(services, pushed.rollout_id)).outbox == ()
+            models = await services.replication.models()
+            check_telemetry(telemetry, rollout, {r: len(m.samples) for r, m in models.items()})
 
     asyncio.run(scenario())
 
@@ -77,6 +84,46 @@ def test_a_push_goes_live_primary_first_and_each_region_is_created_once(
     delivered = {e["id"]: e for e in stack.receiver.deliveries(wanted)}
     assert delivered[finished]["type"] == EventType.ROLLOUT_FINISHED.value
     assert delivered[finished]["subject"] == f"{pushed.repository}@{pushed.digest}"
+
+
+def check_telemetry(recorded: RecordedTelemetry, rollout: Rollout, samples: dict[str, int]) -> None:
+    """What the in-memory reader and exporter hold after one rollout went live."""
+    durations = recorded.histogram("georollout.deployment.duration")
+    assert sorted(durations) == sorted(REGIONS), durations
+    for region in rollout.regions:
+        assert region.live_at is not None and region.deploy_started_at is not None
+        taken = (region.live_at - region.deploy_started_at).total_seconds()
+        assert durations[region.region] == pytest.approx([taken]), region.region
+    assert recorded.counter("georollout.rollouts.finished", "outcome") == {"live": 1}
+    # The latency histogram counts exactly the arrivals the statistics kept.
+    latencies = recorded.histogram("georollout.replication.latency")
+    assert {r: len(v) for r, v in latencies.items()} == {r: n for r, n in samples.items() if n}
+    lags = recorded.histogram("georollout.replication.detection_lag")
+    for region in rollout.regions:
+        if region.absent_at is not None:
+            assert region.replicated_at is not None
+            lag = (region.replicated_at - region.absent_at).total_seconds()
+            assert lags[region.region] == pytest.approx([lag]), region.region
+    # A trace per reconcile step: its passes, and under them the calls to the outside.
+    spans = recorded.spans()
+    names = {s.name for s in spans}
+    for wanted in (
+        "registry.read_manifest",
+        "registry.probe",
+        "table.get",
+        "table.save",
+        "table.claim_endpoint",
+        "azureml.create_deployment",
+        "azureml.check_deployment",
+        "azureml.shift_traffic",
+        "eventgrid.publish",
+    ):
+        assert wanted in names, (wanted, sorted(names))
+    for span in spans:
+        if span.name.split(".")[0] in ("registry", "table", "azureml", "eventgrid"):
+            root = recorded.root_of(span)
+            assert root.name == RECONCILE_SPAN, (span.name, root.name)
+            assert (root.attributes or {}).get(ROLLOUT_ATTRIBUTE) == rollout.id
 
 
 def test_each_step_wakes_the_next_when_due_without_a_tick(stack: ServiceStack) -> None:
