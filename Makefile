@@ -7,10 +7,10 @@ PY := $(VENV)/bin/python
 STATE := .georollout
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup app-setup infra-tools browser up demo test lint typecheck unit bench clean
+.PHONY: setup app-setup infra-tools test-tools up demo test lint typecheck unit bench clean
 
 # Everything the tests need; `make up` and `make demo` need only the app's part.
-setup: app-setup infra-tools browser
+setup: app-setup infra-tools test-tools
 
 app-setup: $(STATE)/.setup-done
 
@@ -43,10 +43,12 @@ $(INFRA_VENV)/.tools-$(CHECKOV_VERSION)-$(PYCEP_VERSION):
 	@rm -f $(INFRA_VENV)/.tools-*
 	@touch $@
 
-# The dashboard's browser test drives Debian's chromium (Playwright, from requirements-dev.txt,
-# launches it by path: no browser download). Only the tests need it.
-browser:
+# Only the tests need these: the dashboard's browser test drives Debian's chromium (Playwright,
+# from requirements-dev.txt, launches it by path: no browser download), and the README's
+# skopeo recipe runs in a test.
+test-tools:
 	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+	@command -v skopeo >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq skopeo; }
 
 up: app-setup
 	$(PY) -m devenv up

@@ -41,6 +41,7 @@ def ensure_tls(directory: Path = TLS_DIR) -> TlsFiles:
         key_pem=directory / "server-key.pem",
     )
     if files.ca_pem.exists() and files.cert_pem.exists() and files.key_pem.exists():
+        _write_ca_crt(files)
         return files
     directory.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA(organization_name="georollout local CA")
@@ -53,4 +54,14 @@ def ensure_tls(directory: Path = TLS_DIR) -> TlsFiles:
     for extra in server.cert_chain_pems[1:]:
         extra.write_to_path(str(files.cert_pem), append=True)
     ca.cert_pem.write_to_path(str(files.ca_pem))
+    _write_ca_crt(files)
     return files
+
+
+def _write_ca_crt(files: TlsFiles) -> None:
+    """The CA again as `ca.crt`: containers/image tools (skopeo, podman, buildah) read a
+    `--cert-dir` for `*.crt` files only, so `--dest-cert-dir .georollout/tls` trusts it."""
+    crt = files.ca_pem.with_name("ca.crt")
+    data = files.ca_pem.read_bytes()
+    if not crt.exists() or crt.read_bytes() != data:
+        crt.write_bytes(data)
