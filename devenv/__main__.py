@@ -162,17 +162,21 @@ def _push(args: argparse.Namespace) -> int:
     """Build a small real OCI image and push it to the running environment's primary registry."""
     import uuid
 
-    from devenv.images import build_image, push_image
+    from devenv.images import built_image_file, push_image
     from devenv.tls import ensure_tls
 
+    # The SDK logs every request and response at INFO: one line per push is the output.
+    logging.getLogger("azure").setLevel(logging.WARNING)
     env = default_env()
     tls = ensure_tls(env.state_dir / "tls")
-    image = build_image(
-        size_bytes=int(args.size_mb * 1_000_000), seed=args.seed or str(uuid.uuid4())
-    )
-    digest = push_image(
-        env.primary.registry_url, args.repository, args.tag, image, ca_path=tls.ca_pem
-    )
+    with built_image_file(
+        size_bytes=int(args.size_mb * 1_000_000),
+        seed=args.seed or str(uuid.uuid4()),
+        directory=env.state_dir / "images",
+    ) as image:
+        digest = push_image(
+            env.primary.registry_url, args.repository, args.tag, image, ca_path=tls.ca_pem
+        )
     print(f"pushed {env.primary.registry_host}/{args.repository}:{args.tag} = {digest}")
     print(f"follow it: curl -s '{env.host_url}/api/rollouts?repository={args.repository}'")
     return 0

@@ -34,7 +34,7 @@ from rich.table import Table
 
 from devenv.build_secret import build_webhook_secret
 from devenv.config import LocalEnv, default_env
-from devenv.images import build_image, push_image
+from devenv.images import built_image_file, push_image
 from devenv.ports import LOOPBACK
 from devenv.process import ProcessFailedError, port_open
 from devenv.stack import Stack, start_stack
@@ -460,12 +460,15 @@ def push_demo_image(stack: Stack, *, size_bytes: int, console: Console) -> Pushe
 
     seed = f"demo-llm-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S.%f')}"
     console.print(f"building a {size_bytes / 1e6:.0f} MB model image…", highlight=False)
-    image = build_image(size_bytes=size_bytes, seed=seed)
     primary = stack.env.primary
-    console.print(
-        f"pushing {REPOSITORY}:{TAG} to {primary.name}'s registry {primary.registry_url}…"
-    )
-    digest = push_image(primary.registry_url, REPOSITORY, TAG, image, ca_path=stack.tls.ca_pem)
+    with built_image_file(
+        size_bytes=size_bytes, seed=seed, directory=stack.env.state_dir / "images"
+    ) as image:
+        console.print(
+            f"pushing {REPOSITORY}:{TAG} to {primary.name}'s registry {primary.registry_url}…"
+        )
+        digest = push_image(primary.registry_url, REPOSITORY, TAG, image, ca_path=stack.tls.ca_pem)
+        total_bytes = image.total_bytes
     pushed_at = datetime.now(UTC)
     console.print(f"pushed {digest}", highlight=False)
     announce_build(stack, digest, console)
@@ -474,7 +477,7 @@ def push_demo_image(stack: Stack, *, size_bytes: int, console: Console) -> Pushe
         tag=TAG,
         digest=digest,
         rollout_id=rollout_id(primary.registry_host, REPOSITORY, digest),
-        size_bytes=image.total_bytes,
+        size_bytes=total_bytes,
         pushed_at=pushed_at,
     )
 

@@ -6,13 +6,18 @@ client the product uses, against a local registry that trusts no one but the loc
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import io
 import json
 import tarfile
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from azure.containerregistry import ContainerRegistryClient
 
@@ -43,8 +48,36 @@ class Blob:
         return sha256_digest(self.data)
 
     @property
+    def size(self) -> int:
+        return len(self.data)
+
+    @property
     def descriptor(self) -> dict[str, object]:
-        return {"mediaType": self.media_type, "digest": self.digest, "size": len(self.data)}
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+
+
+@dataclass(frozen=True)
+class LayerFile:
+    """A blob kept in a file (a large layer), read in chunks for its digest and its upload."""
+
+    media_type: str
+    path: Path
+
+    @functools.cached_property
+    def digest(self) -> str:
+        sha = hashlib.sha256()
+        with self.path.open("rb") as stream:
+            for chunk in iter(lambda: stream.read(_CHUNK), b""):
+                sha.update(chunk)
+        return "sha256:" + sha.hexdigest()
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+    @property
+    def descriptor(self) -> dict[str, object]:
+        return {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
 
 
 @dataclass(frozen=True)
@@ -52,7 +85,7 @@ class ImageBlobs:
     """One OCI manifest with its config and layers, all as bytes (an image or any artifact)."""
 
     config: Blob
-    layers: tuple[Blob, ...]
+    layers: tuple[Blob | LayerFile, ...]
     manifest: bytes
     media_type: str = OCI_MANIFEST
 
@@ -62,7 +95,7 @@ class ImageBlobs:
 
     @property
     def total_bytes(self) -> int:
-        return len(self.manifest) + len(self.config.data) + sum(len(b.data) for b in self.layers)
+        return len(self.manifest) + self.config.size + sum(b.size for b in self.layers)
 
     @property
     def descriptor(self) -> dict[str, object]:
@@ -86,10 +119,55 @@ class ImageIndex:
         return len(self.manifest) + sum(child.total_bytes for child in self.children)
 
 
+_CHUNK = 1 << 20
+
+
+def _incompressible_chunks(size: int, seed: str) -> Iterator[bytes]:
+    """`size` (at least 1) pseudo-random bytes from `seed`, a MiB at a time. SHAKE-256 output
+    is pseudo-random, so gzip cannot shrink it: the layer's size on the wire is what the
+    replication delay should be computed from."""
+    size = max(size, 1)
+    for number, start in enumerate(range(0, size, _CHUNK)):
+        yield hashlib.shake_256(f"{seed}:{number}".encode()).digest(min(_CHUNK, size - start))
+
+
 def _incompressible(size: int, seed: str) -> bytes:
-    # SHAKE-256 output is pseudo-random, so gzip cannot shrink it: the layer's
-    # size on the wire is what the replication delay should be computed from.
-    return hashlib.shake_256(seed.encode()).digest(max(size, 1))
+    return b"".join(_incompressible_chunks(size, seed))
+
+
+class _ChunkReader(io.RawIOBase):
+    """A read-only stream over chunks (tarfile copies a member's content by `read(n)`)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks, self._pending = chunks, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._pending) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._pending += chunk
+        taken = self._pending if size < 0 else self._pending[:size]
+        self._pending = self._pending[len(taken) :]
+        return taken
+
+
+class _HashingWriter(io.RawIOBase):
+    """Writes through to `target`, keeping the SHA-256 of what passed (the diff_id)."""
+
+    def __init__(self, target: BinaryIO) -> None:
+        self._target, self.sha256 = target, hashlib.sha256()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        self.sha256.update(data)
+        self._target.write(data)
+        return len(data)
 
 
 def _tar_layer(payload: bytes, name: str) -> tuple[bytes, bytes]:
@@ -105,7 +183,9 @@ def _tar_layer(payload: bytes, name: str) -> tuple[bytes, bytes]:
     return gzip.compress(uncompressed, compresslevel=1, mtime=0), uncompressed
 
 
-def _manifest(config: Blob, layers: tuple[Blob, ...], annotations: dict[str, str]) -> bytes:
+def _manifest(
+    config: Blob, layers: tuple[Blob | LayerFile, ...], annotations: dict[str, str]
+) -> bytes:
     return _canonical_json(
         {
             "schemaVersion": 2,
@@ -117,23 +197,48 @@ def _manifest(config: Blob, layers: tuple[Blob, ...], annotations: dict[str, str
     )
 
 
-def build_image(*, size_bytes: int, seed: str, architecture: str = "amd64") -> ImageBlobs:
-    """A real OCI image: one gzip'ed tar layer of about `size_bytes` random bytes, a config, a manifest."""
-    compressed, uncompressed = _tar_layer(_incompressible(size_bytes, seed), "model/weights.bin")
-    layer = Blob(OCI_LAYER_GZIP, compressed)
-    config = Blob(
+def _image_config(seed: str, architecture: str, diff_id: str) -> Blob:
+    return Blob(
         OCI_CONFIG,
         _canonical_json(
             {
                 "architecture": architecture,
                 "os": "linux",
                 "config": {"Cmd": ["/bin/serve"], "Labels": {"georollout.seed": seed}},
-                "rootfs": {"type": "layers", "diff_ids": [sha256_digest(uncompressed)]},
+                "rootfs": {"type": "layers", "diff_ids": [diff_id]},
             }
         ),
     )
+
+
+def build_image(*, size_bytes: int, seed: str, architecture: str = "amd64") -> ImageBlobs:
+    """A real OCI image: one gzip'ed tar layer of about `size_bytes` random bytes, a config, a manifest."""
+    compressed, uncompressed = _tar_layer(_incompressible(size_bytes, seed), "model/weights.bin")
+    layer = Blob(OCI_LAYER_GZIP, compressed)
+    config = _image_config(seed, architecture, sha256_digest(uncompressed))
     manifest = _manifest(config, (layer,), {"org.opencontainers.image.title": seed})
     return ImageBlobs(config=config, layers=(layer,), manifest=manifest)
+
+
+@contextmanager
+def built_image_file(
+    *, size_bytes: int, seed: str, directory: Path, architecture: str = "amd64"
+) -> Iterator[ImageBlobs]:
+    """The same image as `build_image`, its layer written to a file in `directory` a MiB at a
+    time (removed afterwards): memory stays flat whatever the size (`devenv push --size-mb`)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=directory, suffix=".tar.gz") as spool:
+        with gzip.GzipFile(fileobj=spool, mode="wb", compresslevel=1, mtime=0) as zipped:
+            uncompressed = _HashingWriter(zipped)  # type: ignore[arg-type]
+            with tarfile.open(fileobj=uncompressed, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+                info = tarfile.TarInfo("model/weights.bin")
+                info.size, info.mtime, info.mode = max(size_bytes, 1), 0, 0o644
+                tar.addfile(info, _ChunkReader(_incompressible_chunks(size_bytes, seed)))
+        spool.flush()
+        layer = LayerFile(OCI_LAYER_GZIP, Path(spool.name))
+        config = _image_config(seed, architecture, "sha256:" + uncompressed.sha256.hexdigest())
+        manifest = _manifest(config, (layer,), {"org.opencontainers.image.title": seed})
+        yield ImageBlobs(config=config, layers=(layer,), manifest=manifest)
 
 
 def build_index(children: tuple[ImageBlobs, ...]) -> ImageIndex:
@@ -219,7 +324,11 @@ def _push_manifest(
     client: ContainerRegistryClient, repository: str, image: ImageBlobs, tag: str | None
 ) -> str:
     for blob in (image.config, *image.layers):
-        client.upload_blob(repository, io.BytesIO(blob.data))
+        if isinstance(blob, LayerFile):
+            with blob.path.open("rb") as stream:  # uploaded in chunks by the SDK
+                client.upload_blob(repository, stream)
+        else:
+            client.upload_blob(repository, io.BytesIO(blob.data))
     # A stream, not a dict: the SDK would re-serialise a dict and change the digest.
     digest: str = client.set_manifest(
         repository, io.BytesIO(image.manifest), tag=tag, media_type=image.media_type

@@ -26,6 +26,7 @@ from azure.core.exceptions import ResourceNotFoundError, ServiceRequestError
 
 from devenv.config import LOCAL_REGISTRY_RESOURCE_ID, LOCAL_TOPIC_KEY, LocalEnv, isolated_env
 from devenv.images import (
+    Blob,
     ImageBlobs,
     build_helm_chart,
     build_image,
@@ -242,6 +243,7 @@ def test_a_larger_image_takes_longer_per_the_bandwidth(geo: LocalEnv, tls_files:
     assert seen["westus"] - started >= expected
     with _client(geo, "westus", tls_files) as client:
         layer = image.layers[0]
+        assert isinstance(layer, Blob)
         assert b"".join(client.download_blob("models/large", layer.digest)) == layer.data
 
 
