@@ -162,24 +162,36 @@ def _push(args: argparse.Namespace) -> int:
     """Build a small real OCI image and push it to the running environment's primary registry."""
     import uuid
 
+    lines = push_sample_image(
+        default_env(),
+        args.repository,
+        args.tag,
+        size_bytes=int(args.size_mb * 1_000_000),
+        seed=args.seed or str(uuid.uuid4()),
+    )
+    print("\n".join(lines))
+    return 0
+
+
+def push_sample_image(
+    env: LocalEnv, repository: str, tag: str, *, size_bytes: int, seed: str
+) -> list[str]:
+    """Push a sample image of about `size_bytes` (its layer streamed from a file) to `env`'s
+    primary registry; returns what `devenv push` prints. The SDK's per-request INFO records
+    (about fifty lines a push) are turned off: this is a command's output, not a debug log."""
     from devenv.images import built_image_file, push_image
     from devenv.tls import ensure_tls
 
-    # The SDK logs every request and response at INFO: one line per push is the output.
     logging.getLogger("azure").setLevel(logging.WARNING)
-    env = default_env()
     tls = ensure_tls(env.state_dir / "tls")
     with built_image_file(
-        size_bytes=int(args.size_mb * 1_000_000),
-        seed=args.seed or str(uuid.uuid4()),
-        directory=env.state_dir / "images",
+        size_bytes=size_bytes, seed=seed, directory=env.state_dir / "images"
     ) as image:
-        digest = push_image(
-            env.primary.registry_url, args.repository, args.tag, image, ca_path=tls.ca_pem
-        )
-    print(f"pushed {env.primary.registry_host}/{args.repository}:{args.tag} = {digest}")
-    print(f"follow it: curl -s '{env.host_url}/api/rollouts?repository={args.repository}'")
-    return 0
+        digest = push_image(env.primary.registry_url, repository, tag, image, ca_path=tls.ca_pem)
+    return [
+        f"pushed {env.primary.registry_host}/{repository}:{tag} = {digest}",
+        f"follow it: curl -s '{env.host_url}/api/rollouts?repository={repository}'",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

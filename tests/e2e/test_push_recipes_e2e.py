@@ -8,14 +8,17 @@ only change is the registry's address: this environment listens on free ports.
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from devenv.__main__ import push_sample_image
 from devenv.stack import Stack
 from tests.e2e.conftest import Pushed
 from tests.e2e.local_api import FunctionApp, poll
@@ -113,3 +116,23 @@ def test_the_cloudevents_recipe_is_accepted_and_records_the_push(
     # Accepted as a push of that digest (an invalid event would be acknowledged too, 202,
     # and logged as refused: the log says which).
     poll(acceptances, lambda count: count > before, timeout=15, what="the CloudEvent accepted")
+
+
+def test_devenv_push_says_two_lines_and_leaves_the_sdk_request_log_out(
+    app: FunctionApp, stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)  # `python -m devenv` logs at INFO
+    logging.getLogger("azure").setLevel(logging.INFO)  # where the SDK logs each request
+    lines = push_sample_image(
+        stack.env, "models/devenv-push", "v1", size_bytes=3_000_000, seed=uuid.uuid4().hex
+    )
+    registry = stack.env.primary.registry_host
+    assert len(lines) == 2 and lines[0].startswith(f"pushed {registry}/models/devenv-push:v1 = ")
+    assert [r.getMessage()[:80] for r in caplog.records if r.name.startswith("azure")] == []
+    digest = lines[0].rsplit(" = ", 1)[1]
+    poll(
+        lambda: app.rollout_of("models/devenv-push", digest),
+        lambda doc: doc is not None,
+        timeout=30,
+        what="the pushed image recorded",
+    )
