@@ -174,8 +174,13 @@ def estimate_arrivals(rollout: Rollout, models: Mapping[str, ReplicationModel]) 
         model = models.get(progress.region)
         latency = model.expected_latency_s(rollout.image_size_bytes) if model else None
         if _awaits_estimate(rollout, progress) and latency is not None:
+            expected = primary.replicated_at + timedelta(seconds=latency)
+            # The next probe goes out by the expected arrival, not after a blind back-off.
+            due = progress.next_probe_at
             progress = replace(
-                progress, expected_at=primary.replicated_at + timedelta(seconds=latency)
+                progress,
+                expected_at=expected,
+                next_probe_at=min(due, expected) if due is not None else due,
             )
         regions.append(progress)
     changed = tuple(regions)

@@ -83,6 +83,19 @@ class RolloutPolicy:
         spread = 1.0 + self.probe_jitter_ratio * (2.0 * min(max(jitter, 0.0), 1.0) - 1.0)
         return timedelta(seconds=base * spread)
 
+    def paced_by_arrival(
+        self, delay: timedelta, now: datetime, expected_at: datetime | None
+    ) -> timedelta:
+        """`delay` held to what the expected arrival justifies: before it, no later than
+        the arrival; after it, no longer than the image is already late (so probes close in
+        on a late image instead of backing off to the maximum). Never below the initial
+        back-off; without an expected arrival, `delay` as it is."""
+        if expected_at is None:
+            return delay
+        initial = timedelta(seconds=self.probe_initial_backoff_s)
+        until_or_since = abs(expected_at - now)
+        return max(min(delay, until_or_since), initial) if delay > initial else delay
+
     def replication_timeout(self, image_size_bytes: int | None) -> timedelta:
         """Size-aware: a base plus a share per GB (unknown size: the base alone)."""
         extra = self.replication_timeout_per_gb_s * (image_size_bytes or 0) / _GB
@@ -545,6 +558,8 @@ def record_probe(
         )
     else:
         delay = policy.probe_delay(attempts, jitter)
+        if outcome.verdict is ProbeVerdict.ABSENT:
+            delay = policy.paced_by_arrival(delay, now, progress.expected_at)
         if outcome.verdict is ProbeVerdict.CONFIG_ERROR:
             # Misconfiguration rarely fixes itself quickly: do not hammer the registry.
             delay = max(delay, timedelta(seconds=policy.probe_max_backoff_s))

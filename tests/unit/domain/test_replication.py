@@ -157,3 +157,31 @@ def test_samples_survive_their_record() -> None:
     assert sample_from_record(sample_to_record(one)) == one
     unsized = sample(None, 1.5)
     assert sample_from_record(sample_to_record(unsized)) == unsized
+
+
+def _probed(rollout: Rollout, times: int, now_s: float) -> Rollout:
+    for _ in range(times):
+        rollout = record_probe(rollout, "westus", ABSENT, at(now_s), POLICY, jitter=0.5)
+    return rollout
+
+
+def test_probes_close_in_on_the_expected_arrival_instead_of_backing_off_blind() -> None:
+    # Twenty misses: the back-off alone is at its maximum (300 s).
+    blind = _probed(_waiting(), 20, now_s=50)
+    assert blind.region("westus").next_probe_at == at(50 + 300)
+    model = ReplicationModel("westus", (sample(MB, 90.0),), None, None, 90.0)
+    expecting = estimate_arrivals(_waiting(), {"westus": model})  # expected at t=100
+    assert expecting.region("westus").expected_at == at(100)
+    before = _probed(expecting, 20, now_s=50)
+    assert before.region("westus").next_probe_at == at(100)  # at the expected arrival
+    late = _probed(before, 1, now_s=130)  # 30 s late: the next look within 30 s
+    assert late.region("westus").next_probe_at == at(160)
+    just_late = _probed(before, 1, now_s=101)  # never sooner than the initial back-off
+    assert just_late.region("westus").next_probe_at == at(101 + POLICY.probe_initial_backoff_s)
+
+
+def test_an_estimate_brings_a_far_probe_forward_to_the_expected_arrival() -> None:
+    far = _probed(_waiting(), 20, now_s=12)  # next probe at t=312
+    model = ReplicationModel("westus", (sample(MB, 30.0),), None, None, 30.0)
+    estimated = estimate_arrivals(far, {"westus": model})
+    assert estimated.region("westus").next_probe_at == at(40)
