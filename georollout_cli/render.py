@@ -151,14 +151,16 @@ def _rich_table(
     *,
     state_column: int | None = None,
     whole: Sequence[str] = (),
+    whole_words: Sequence[str] = (),
 ) -> Table:
-    """`whole` names columns never cut (an id is copied from here)."""
+    """`whole` names columns never cut (an id is copied from here); `whole_words` columns
+    may wrap between words but never cut one (a region's name)."""
     table = Table(header_style="bold", box=None, pad_edge=False)
-    for column in columns:
+    for index, column in enumerate(columns):
         # A narrow terminal folds the other columns, never below a readable width.
-        table.add_column(
-            column, no_wrap=column in whole, overflow="fold", min_width=min(len(column), 10)
-        )
+        widest_word = max((len(word) for row in rows for word in row[index].split()), default=0)
+        minimum = max(min(len(column), 10), widest_word if column in whole_words else 0)
+        table.add_column(column, no_wrap=column in whole, overflow="fold", min_width=minimum)
     for row in rows:
         table.add_row(*(_styled(c) if i == state_column else Text(c) for i, c in enumerate(row)))
     return table
@@ -193,7 +195,12 @@ class RichRenderer:
         parts: list[Any] = [
             fields,
             Text(""),
-            _rich_table(REGION_COLUMNS, region_rows(document), state_column=1),
+            _rich_table(
+                REGION_COLUMNS,
+                region_rows(document),
+                state_column=REGION_COLUMNS.index("STATE"),
+                whole_words=("REGION",),
+            ),
         ]
         builds = build_rows(document)
         if builds:

@@ -57,14 +57,14 @@ STEERED_TARGETS: list[dict[str, object]] = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def e2e_env(tmp_path_factory: pytest.TempPathFactory) -> LocalEnv:
     env = isolated_env(tmp_path_factory.mktemp("e2e"), region_names=REGIONS)
     env = replace(env, replication_base_s=1.0, arm_provisioning_s=1.0)
     return env.with_region(SLOW_REGION, extra_delay_s=SLOW_EXTRA_DELAY_S)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(e2e_env: LocalEnv) -> Iterator[Stack]:
     running = start_stack(e2e_env, extra_settings={"GEOROLLOUT_PROBE_SCHEDULE": PROBE_SCHEDULE})
     try:
@@ -73,22 +73,22 @@ def stack(e2e_env: LocalEnv) -> Iterator[Stack]:
         running.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def app(stack: Stack) -> FunctionApp:
     return FunctionApp(stack.env)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def audit(stack: Stack) -> ArmAudit:
     return ArmAudit(stack.env, stack.tls.client_context())
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def registry_control(stack: Stack) -> RegistryControl:
     return RegistryControl(stack.env.relay_url)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def host_log_tail(stack: Stack) -> Callable[[], str]:
     """The function host's last log lines, for failure messages."""
 
@@ -108,7 +108,7 @@ class Pushed:
     image: ImageBlobs
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def push(stack: Stack) -> Callable[[str, str], Pushed]:
     """Build a new (unique) small image and push it to the primary registry through the SDK."""
 
@@ -144,13 +144,13 @@ class _SteeredStack:
 _steered = _SteeredStack()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def steered_env(tmp_path_factory: pytest.TempPathFactory) -> LocalEnv:
     env = isolated_env(tmp_path_factory.mktemp("steered-e2e"), region_names=STEERED_REGIONS)
     return replace(env, replication_base_s=1.0, arm_provisioning_s=1.0)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def steered_stack(steered_env: LocalEnv, request: pytest.FixtureRequest) -> Iterator[Stack]:
     users = [
         i.nodeid for i in request.session.items if "steered_stack" in getattr(i, "fixturenames", ())
@@ -185,17 +185,17 @@ def pytest_runtest_teardown(
             _steered.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def steered_app(steered_stack: Stack) -> FunctionApp:
     return FunctionApp(steered_stack.env)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def steered_audit(steered_stack: Stack) -> ArmAudit:
     return ArmAudit(steered_stack.env, steered_stack.tls.client_context())
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def steered_log_tail(steered_stack: Stack) -> Callable[[], str]:
     """The steered function host's last log lines, for failure messages."""
 
@@ -207,7 +207,7 @@ def steered_log_tail(steered_stack: Stack) -> Callable[[], str]:
     return tail
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def steered_push(steered_stack: Stack) -> Callable[[str, str], Pushed]:
     """A new small image pushed to the steered primary registry through the SDK."""
 

@@ -268,12 +268,13 @@ def test_watch_on_a_terminal_redraws_the_rollout_with_the_eta_until_it_is_live(
     assert re.search(rf"{SLOW_REGION}: awaiting_replication.*; replica expected \S+Z", run.text)
     # What the person sees at the end: the rollout region by region, every region live.
     screen = run.lines
-    assert screen[-1] == f"live: {expected_id}", screen
+    shown = "\n".join(screen)
+    assert screen[-1] == f"live: {expected_id}", shown
     rows = {
         line.split()[0]: line.split()
         for line in screen
         if line.split()[:1] in ([r] for r in REGIONS)
     }
-    assert list(rows) == list(REGIONS), screen
-    assert all("live" in cells for cells in rows.values()), screen
+    assert list(rows) == list(REGIONS), shown
+    assert all("live" in cells for cells in rows.values()), shown
     run.save_svg(ARTIFACTS / "georollout-watch.svg", title="georollout watch")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import re
 
+from rich.console import Console
+
 from georollout_cli.render import PlainRenderer, RichRenderer, renderer_for
 from georollout_cli.waiting import WaitOutcome, WaitResult
 from tests.unit.cli.fake_api import digest_of, document, region
@@ -203,6 +205,27 @@ def test_live_goes_to_stdout_and_a_failure_or_timeout_to_stderr() -> None:
         "failed: eastus (failed): boom",
         "timed out: x: never recorded after 5s",
     ]
+
+
+def test_rich_keeps_region_names_whole_and_colours_the_state_on_a_narrow_terminal() -> None:
+    out = io.StringIO()
+    renderer = RichRenderer(out, io.StringIO())
+    # An 80-column colour terminal (the renderer's own settings otherwise).
+    renderer.console = Console(
+        file=out, width=80, force_terminal=True, color_system="standard", markup=False
+    )
+    long_wait = "endpoint models-llm-0123456789abcdef is updating after a change of traffic"
+    regions = [
+        region("eastus", "live", wave=0),
+        region("northeurope", "live", wave=1, waiting_for=long_wait),
+    ]
+    renderer.rollout_detail(document(digest_of("a"), "live", regions))
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", out.getvalue())
+    rows = [line.split() for line in plain.splitlines()]
+    assert ["northeurope", "1", "live"] in [row[:3] for row in rows], plain
+    # The region's STATE cell is the coloured one (green for live), not its WAVE.
+    [row] = [line for line in out.getvalue().splitlines() if "northeurope" in line]
+    assert "\x1b[32mlive" in row, row
 
 
 def test_rich_shows_the_same_rows_and_keeps_brackets_in_error_texts() -> None:

@@ -1,0 +1,183 @@
+"""Detection with webhooks off: how long after an image really reached a slow replica
+georollout saw it, probing with the production back-off scaled down, blind (no history)
+and then paced by the expected arrival (the region's replication statistics).
+
+In-process Services (the app's own follow-ups, a tick every 5 s) against the local
+registries, ARM emulator, Event Grid emulator and Azurite; no regional webhook reaches the
+app. The real arrival is measured apart from georollout: a thread asks the replica every
+50 ms. Not a test: numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchmarks.bench_probe import machine
+from devenv.arm.launcher import start_arm_emulator
+from devenv.azurite import start_azurite
+from devenv.config import LocalEnv, isolated_env
+from devenv.eventgrid.config import TopicSpec
+from devenv.eventgrid.launcher import start_eventgrid
+from devenv.images import OCI_MANIFEST, build_image, push_image
+from devenv.local_settings import EVENTS_TOPIC, app_settings
+from devenv.registries import RegistryControl, start_registries
+from devenv.tls import TlsFiles, ensure_tls
+from shared.config import load_config
+from shared.domain.model import rollout_id
+from shared.domain.push import NoticeSource, PushNotice
+from shared.domain.replication import ReplicationModel
+from shared.service.intake import accept_notices
+from shared.service.runtime import Services, build_services
+from shared.service.tick import run_tick
+from tests.integration.service.pushing import replica_has
+from tests.integration.service.service_stack import FixedTokenCredential
+
+REGIONS = ("eastus", "westus", "westeurope")
+SLOW = "westeurope"
+SLOW_DELAY_S = 6.0
+BANDWIDTH = 2_000_000.0
+# Production's back-off (15 s, growing to 300 s) and timer (30 s), divided by six.
+SCALED = {
+    "GEOROLLOUT_PROBE_BACKOFF_INITIAL_SECONDS": "2.5",
+    "GEOROLLOUT_PROBE_BACKOFF_MAX_SECONDS": "50",
+    "GEOROLLOUT_DEPLOY_POLL_SECONDS": "2",
+}
+TICK_S = 5.0
+SIZES_MB = (1, 4, 7, 10, 13, 16)
+DEADLINE_S = 180.0
+
+
+async def _real_arrival(env: LocalEnv, tls: TlsFiles, repository: str, digest: str) -> datetime:
+    def wait() -> datetime:
+        deadline = time.monotonic() + DEADLINE_S
+        while not replica_has(env, tls, SLOW, repository, digest):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{repository}@{digest} never reached {SLOW}")
+            time.sleep(0.05)  # the measurement's resolution
+        return datetime.now(UTC)
+
+    return await asyncio.to_thread(wait)
+
+
+async def _seen(services: Services, the_id: str) -> tuple[datetime, int]:
+    """When georollout recorded the slow region replicated, and how many probes it took."""
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        loaded = await services.rollouts.get(the_id)
+        region = loaded.rollout.region(SLOW) if loaded else None
+        if region is not None and region.replicated_at is not None:
+            return region.replicated_at, region.probe_attempts
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"{the_id} never recorded replicated in {SLOW}")
+
+
+async def _phase(
+    services: Services, env: LocalEnv, tls: TlsFiles, label: str
+) -> list[tuple[float, int]]:
+    """Push one image per size (each its own repository) and return (lag s, probes) each."""
+    pending = []
+    for size_mb in SIZES_MB:
+        repository = f"bench/detect-{label}-{size_mb}"
+        image = build_image(size_bytes=size_mb * 1_000_000, seed=f"{label}-{uuid.uuid4()}")
+        digest = await asyncio.to_thread(
+            push_image, env.primary.registry_url, repository, "v1", image, ca_path=tls.ca_pem
+        )
+        arrival = asyncio.create_task(_real_arrival(env, tls, repository, digest))
+        notice = PushNotice(
+            registry=env.primary.registry_host,
+            repository=repository,
+            digest=digest,
+            source=NoticeSource.EVENTGRID,
+            tag="v1",
+            media_type=OCI_MANIFEST,
+            size=len(image.manifest),
+            pushed_at=datetime.now(UTC),
+        )
+        await accept_notices(services, [notice])
+        the_id = rollout_id(env.primary.registry_host, repository, digest)
+        pending.append((arrival, asyncio.create_task(_seen(services, the_id))))
+    results = []
+    for arrival, seen in pending:
+        arrived_at = await arrival
+        seen_at, probes = await seen
+        results.append(((seen_at - arrived_at).total_seconds(), probes))
+    return results
+
+
+async def _ticks(services: Services) -> None:
+    while True:
+        await asyncio.sleep(TICK_S)
+        await run_tick(services, time_budget_s=TICK_S)
+
+
+async def _run(env: LocalEnv, tls: TlsFiles) -> dict[str, list[tuple[float, int]]]:
+    settings = app_settings(env, tls) | SCALED | {"GEOROLLOUT_TABLE_NAME": "benchdetect"}
+    services = build_services(load_config(settings), credential=FixedTokenCredential())
+    services.follow_up_when_due()
+    await services.ensure_table()
+    ticking = asyncio.create_task(_ticks(services))
+    try:
+        # Blind: the statistics are kept, but no estimate is made (as before the ETA existed).
+        with_estimates = services.replication.models
+
+        async def no_history() -> dict[str, ReplicationModel]:
+            return {}
+
+        services.replication.models = no_history  # type: ignore[method-assign]
+        blind = await _phase(services, env, tls, "blind")
+        services.replication.models = with_estimates  # type: ignore[method-assign]
+        paced = await _phase(services, env, tls, "paced")  # history from the blind phase
+        return {"blind": blind, "paced": paced}
+    finally:
+        ticking.cancel()
+        await services.close()
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(0.95 * len(ordered) + 0.5) - 1)]
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as state:
+        env = isolated_env(Path(state), region_names=REGIONS)
+        env = replace(env, replication_base_s=1.0, replication_bandwidth_bytes_per_s=BANDWIDTH)
+        tls = ensure_tls(Path(state) / "tls")
+        processes = [
+            start_azurite(env),
+            start_arm_emulator(env, tls),
+            start_eventgrid(env, tls, [TopicSpec(EVENTS_TOPIC)]),
+            start_registries(env, tls, eventgrid_topic_endpoint=None),
+        ]
+        try:
+            RegistryControl(env.relay_url).set_region(SLOW, extra_delay_s=SLOW_DELAY_S)
+            results = asyncio.run(_run(env, tls))
+        finally:
+            for process in reversed(processes):
+                process.stop()
+    initial = float(SCALED["GEOROLLOUT_PROBE_BACKOFF_INITIAL_SECONDS"])
+    print(f"machine: {machine()}")
+    print(
+        f"detection in {SLOW} without webhooks: replication {SLOW_DELAY_S:g} s + 1 s + size at "
+        f"{BANDWIDTH / 1e6:g} MB/s, images of {', '.join(map(str, SIZES_MB))} MB; back-off "
+        f"{initial:g}-{SCALED['GEOROLLOUT_PROBE_BACKOFF_MAX_SECONDS']} s (production's / 6)"
+    )
+    for label, what in (("blind", "no history"), ("paced", "paced by the ETA")):
+        lags = [lag for lag, _ in results[label]]
+        probes = [n for _, n in results[label]]
+        print(
+            f"  {what:17}: lag median {statistics.median(lags):5.2f} s, p95 {_p95(lags):5.2f} s, "
+            f"max {max(lags):5.2f} s; probes per image median {statistics.median(probes):g} "
+            f"(goal: p95 <= initial back-off + 10% = {initial * 1.1:.2f} s)"
+        )
+
+
+if __name__ == "__main__":
+    main()
