@@ -111,7 +111,8 @@ def new_samples(before: Rollout, after: Rollout) -> list[tuple[str, ReplicationS
     """(region, sample) for each secondary region `after` saw arrive that `before` had not.
 
     A region found on its very first probe is left out: the image was there before anyone
-    looked, so its arrival time is unknown (counting it would teach the model zeros)."""
+    looked, so its arrival time is unknown (counting it would teach the model zeros). The
+    arrival is taken as the middle of the window the probes left (see `_arrival`)."""
     primary = after.primary
     if before.generation != after.generation or primary is None:
         return []
@@ -136,11 +137,22 @@ def new_samples(before: Rollout, after: Rollout) -> list[tuple[str, ReplicationS
             rollout_id=after.id,
             generation=after.generation,
             image_size_bytes=after.image_size_bytes,
-            latency_s=(arrived - anchor).total_seconds(),
+            latency_s=(_arrival(prior, arrived) - anchor).total_seconds(),
             replicated_at=arrived,
         )
         found.append((progress.region, sample))
     return found
+
+
+def _arrival(prior: RegionProgress, seen: datetime) -> datetime:
+    """When the image most likely reached the replica: the middle of the window between
+    the last probe that did not find it and the one that did. Counting the whole window
+    would teach the model the probes' lag as replication time and put every later ETA
+    late; an early ETA costs a probe, a late one costs detection time."""
+    missing = prior.absent_at
+    if missing is None or missing >= seen:
+        return seen
+    return missing + (seen - missing) / 2
 
 
 def _awaits_estimate(rollout: Rollout, progress: RegionProgress) -> bool:

@@ -42,6 +42,11 @@ from shared.domain.verdicts import ProbeOutcome, ProbeVerdict
 _GB = 1_000_000_000
 
 
+# Initial back-offs after a replica's expected arrival during which it is probed at the
+# initial pace: the estimate is a median, and an image a little late is the common case.
+ARRIVAL_GRACE = 4
+
+
 @dataclass(frozen=True, slots=True)
 class RolloutPolicy:
     """Timing knobs of the state machine (seconds)."""
@@ -87,14 +92,19 @@ class RolloutPolicy:
         self, delay: timedelta, now: datetime, expected_at: datetime | None
     ) -> timedelta:
         """`delay` held to what the expected arrival justifies: before it, no later than
-        the arrival; after it, no longer than the image is already late (so probes close in
-        on a late image instead of backing off to the maximum). Never below the initial
-        back-off; without an expected arrival, `delay` as it is."""
-        if expected_at is None:
-            return delay
+        the arrival; for `ARRIVAL_GRACE` initial back-offs after it, the initial back-off
+        (the image is due: look often); later, no longer than the image is already late (so
+        probes close in on a late image instead of backing off to the maximum). Never below
+        the initial back-off; without an expected arrival, `delay` as it is."""
         initial = timedelta(seconds=self.probe_initial_backoff_s)
-        until_or_since = abs(expected_at - now)
-        return max(min(delay, until_or_since), initial) if delay > initial else delay
+        if expected_at is None or delay <= initial:
+            return delay
+        if now < expected_at:
+            return max(min(delay, expected_at - now), initial)
+        late = now - expected_at
+        if late <= initial * ARRIVAL_GRACE:
+            return initial
+        return max(min(delay, late), initial)
 
     def replication_timeout(self, image_size_bytes: int | None) -> timedelta:
         """Size-aware: a base plus a share per GB (unknown size: the base alone)."""

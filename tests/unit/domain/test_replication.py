@@ -18,7 +18,7 @@ from shared.domain.replication import (
     needs_estimates,
     new_samples,
 )
-from shared.domain.rollout import record_probe
+from shared.domain.rollout import ARRIVAL_GRACE, record_probe
 from shared.domain.serialization import (
     region_to_document,
     rollout_from_record,
@@ -109,8 +109,9 @@ def test_a_region_seen_arriving_yields_its_latency_after_the_primary() -> None:
     before = _waiting()
     after = replicated(before, "westus", at(25))
     found = new_samples(before, after)
+    # Missing at t=10, there at t=25: it arrived in between, taken as the middle (t=17.5).
     assert [(region, s.latency_s, s.image_size_bytes) for region, s in found] == [
-        ("westus", 15.0, 2_000_000_000)
+        ("westus", 7.5, 2_000_000_000)
     ]
     assert new_samples(after, after) == []  # counted once
 
@@ -174,10 +175,12 @@ def test_probes_close_in_on_the_expected_arrival_instead_of_backing_off_blind() 
     assert expecting.region("westus").expected_at == at(100)
     before = _probed(expecting, 20, now_s=50)
     assert before.region("westus").next_probe_at == at(100)  # at the expected arrival
-    late = _probed(before, 1, now_s=130)  # 30 s late: the next look within 30 s
-    assert late.region("westus").next_probe_at == at(160)
-    just_late = _probed(before, 1, now_s=101)  # never sooner than the initial back-off
-    assert just_late.region("westus").next_probe_at == at(101 + POLICY.probe_initial_backoff_s)
+    initial = POLICY.probe_initial_backoff_s
+    due = _probed(before, 1, now_s=130)  # 30 s late, within the grace: the initial pace
+    assert due.region("westus").next_probe_at == at(130 + initial)
+    late = _probed(before, 1, now_s=100 + ARRIVAL_GRACE * initial + 20)  # past the grace
+    lateness = ARRIVAL_GRACE * initial + 20  # the next look within as long as it is late
+    assert late.region("westus").next_probe_at == at(100 + 2 * lateness)
 
 
 def test_an_estimate_brings_a_far_probe_forward_to_the_expected_arrival() -> None:
