@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from itertools import combinations
 
 from shared.domain.model import RegionProgress, RegionState, Rollout
+from shared.domain.rollout import RolloutPolicy
 
 # Samples kept per region: enough for a steady fit, small enough for one table entity.
 SAMPLE_WINDOW = 30
@@ -172,8 +173,11 @@ def needs_estimates(rollout: Rollout) -> bool:
     return any(_awaits_estimate(rollout, r) for r in rollout.regions)
 
 
-def estimate_arrivals(rollout: Rollout, models: Mapping[str, ReplicationModel]) -> Rollout:
-    """`rollout` with `expected_at` set for each waiting region whose model has history.
+def estimate_arrivals(
+    rollout: Rollout, models: Mapping[str, ReplicationModel], policy: RolloutPolicy
+) -> Rollout:
+    """`rollout` with `expected_at` set for each waiting region whose model has history, and
+    its next probe brought forward to the window around it (`policy.arrival_window`).
 
     Set once per generation: an ETA that moved whenever it was read would hide how good
     the prediction was."""
@@ -187,12 +191,12 @@ def estimate_arrivals(rollout: Rollout, models: Mapping[str, ReplicationModel]) 
         latency = model.expected_latency_s(rollout.image_size_bytes) if model else None
         if _awaits_estimate(rollout, progress) and latency is not None:
             expected = primary.replicated_at + timedelta(seconds=latency)
-            # The next probe goes out by the expected arrival, not after a blind back-off.
-            due = progress.next_probe_at
+            # The next probe goes out when the image may be due, not after a blind back-off.
+            due, opens = progress.next_probe_at, expected - policy.arrival_window
             progress = replace(
                 progress,
                 expected_at=expected,
-                next_probe_at=min(due, expected) if due is not None else due,
+                next_probe_at=min(due, opens) if due is not None else due,
             )
         regions.append(progress)
     changed = tuple(regions)

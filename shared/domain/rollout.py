@@ -42,8 +42,8 @@ from shared.domain.verdicts import ProbeOutcome, ProbeVerdict
 _GB = 1_000_000_000
 
 
-# Initial back-offs after a replica's expected arrival during which it is probed at the
-# initial pace: the estimate is a median, and an image a little late is the common case.
+# Initial back-offs either side of a replica's expected arrival during which it is probed at
+# the initial pace: the estimate is a fit, and an image a little early or late is common.
 ARRIVAL_GRACE = 4
 
 
@@ -88,21 +88,28 @@ class RolloutPolicy:
         spread = 1.0 + self.probe_jitter_ratio * (2.0 * min(max(jitter, 0.0), 1.0) - 1.0)
         return timedelta(seconds=base * spread)
 
+    @property
+    def arrival_window(self) -> timedelta:
+        """How far either side of an expected arrival a replica is probed at the initial pace."""
+        return timedelta(seconds=self.probe_initial_backoff_s) * ARRIVAL_GRACE
+
     def paced_by_arrival(
         self, delay: timedelta, now: datetime, expected_at: datetime | None
     ) -> timedelta:
-        """`delay` held to what the expected arrival justifies: before it, no later than
-        the arrival; for `ARRIVAL_GRACE` initial back-offs after it, the initial back-off
-        (the image is due: look often); later, no longer than the image is already late (so
-        probes close in on a late image instead of backing off to the maximum). Never below
-        the initial back-off; without an expected arrival, `delay` as it is."""
+        """`delay` held to what the expected arrival justifies. Within `ARRIVAL_GRACE`
+        initial back-offs either side of the arrival, the initial back-off (the image is due:
+        look often); before that window, no later than its start; after it, no longer than
+        the image is already late (so probes close in on a late image instead of backing
+        off to the maximum). Never below the initial back-off; without an expected arrival,
+        `delay` as it is."""
         initial = timedelta(seconds=self.probe_initial_backoff_s)
         if expected_at is None or delay <= initial:
             return delay
-        if now < expected_at:
-            return max(min(delay, expected_at - now), initial)
+        window = self.arrival_window
+        if now < expected_at - window:
+            return max(min(delay, expected_at - window - now), initial)
         late = now - expected_at
-        if late <= initial * ARRIVAL_GRACE:
+        if late <= window:
             return initial
         return max(min(delay, late), initial)
 

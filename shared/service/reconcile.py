@@ -125,7 +125,7 @@ async def _pass(
         await _act(services, work, clock, deploy=deploy)
         if replication.needs_estimates(work.rollout):
             models = await services.replication.models()
-            work.rollout = replication.estimate_arrivals(work.rollout, models)
+            work.rollout = replication.estimate_arrivals(work.rollout, models, services.policy)
         work.rollout = machine.record_step_completed(work.rollout)
         if work.rollout is loaded.rollout:
             return work.rollout, False

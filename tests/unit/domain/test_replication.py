@@ -126,19 +126,20 @@ def test_waiting_regions_get_an_eta_once_from_their_model() -> None:
     rollout = _waiting()
     assert needs_estimates(rollout)
     models = {"westus": fit("westus", exact(3.0, 100 * MB, [MB, 100 * MB, 300 * MB]))}
-    estimated = estimate_arrivals(rollout, models)
+    estimated = estimate_arrivals(rollout, models, POLICY)
     west, north = estimated.region("westus"), estimated.region("northeurope")
     assert west.expected_at == at(10 + 3.0 + 20.0)  # 2 GB at 100 MB/s after the primary
     assert north.expected_at is None  # no history there: null, never a guess
     # Set once: a model that changed later does not move the ETA.
     faster = {"westus": fit("westus", exact(1.0, 1000 * MB, [MB, 100 * MB]))}
-    assert estimate_arrivals(estimated, faster).region("westus").expected_at == at(33)
+    assert estimate_arrivals(estimated, faster, POLICY).region("westus").expected_at == at(33)
 
 
 def test_the_eta_is_shown_only_while_the_region_waits() -> None:
     rollout = estimate_arrivals(
         _waiting(),
         {"westus": ReplicationModel("westus", (sample(MB, 5.0),), None, None, 5.0)},
+        POLICY,
     )
     assert region_to_document(rollout.region("westus"))["eta"] == "2025-03-01T12:00:15Z"
     arrived = replicated(rollout, "westus", at(14))
@@ -171,12 +172,15 @@ def test_probes_close_in_on_the_expected_arrival_instead_of_backing_off_blind() 
     blind = _probed(_waiting(), 20, now_s=50)
     assert blind.region("westus").next_probe_at == at(50 + 300)
     model = ReplicationModel("westus", (sample(MB, 90.0),), None, None, 90.0)
-    expecting = estimate_arrivals(_waiting(), {"westus": model})  # expected at t=100
+    expecting = estimate_arrivals(_waiting(), {"westus": model}, POLICY)  # expected at t=100
     assert expecting.region("westus").expected_at == at(100)
-    before = _probed(expecting, 20, now_s=50)
-    assert before.region("westus").next_probe_at == at(100)  # at the expected arrival
     initial = POLICY.probe_initial_backoff_s
-    due = _probed(before, 1, now_s=130)  # 30 s late, within the grace: the initial pace
+    window = ARRIVAL_GRACE * initial  # either side of the expected arrival
+    before = _probed(expecting, 20, now_s=10)
+    assert before.region("westus").next_probe_at == at(100 - window)  # where the window opens
+    early = _probed(before, 1, now_s=100 - window)  # in the window: the initial pace
+    assert early.region("westus").next_probe_at == at(100 - window + initial)
+    due = _probed(before, 1, now_s=130)  # 30 s late, within the window: the initial pace
     assert due.region("westus").next_probe_at == at(130 + initial)
     late = _probed(before, 1, now_s=100 + ARRIVAL_GRACE * initial + 20)  # past the grace
     lateness = ARRIVAL_GRACE * initial + 20  # the next look within as long as it is late
@@ -186,5 +190,6 @@ def test_probes_close_in_on_the_expected_arrival_instead_of_backing_off_blind() 
 def test_an_estimate_brings_a_far_probe_forward_to_the_expected_arrival() -> None:
     far = _probed(_waiting(), 20, now_s=12)  # next probe at t=312
     model = ReplicationModel("westus", (sample(MB, 30.0),), None, None, 30.0)
-    estimated = estimate_arrivals(far, {"westus": model})
-    assert estimated.region("westus").next_probe_at == at(40)
+    estimated = estimate_arrivals(far, {"westus": model}, POLICY)
+    # Where the window around the expected arrival (t=40) opens.
+    assert estimated.region("westus").next_probe_at == at(40) - POLICY.arrival_window

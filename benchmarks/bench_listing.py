@@ -1,0 +1,155 @@
+"""Listing and point-read latency against raw table operations, at 1,000 and 10,000 rollouts.
+
+The service calls behind `GET /api/rollouts` (a page of 50, unfiltered and `?state=`) and
+`GET /api/rollouts/{id}` are timed in-process against one Azurite, next to what the table
+itself takes for one 50-entity query and one point read in the same run. The HTTP hop is
+left out on both sides. Not a test: numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchmarks.bench_probe import machine
+from devenv.azurite import start_azurite
+from devenv.config import isolated_env
+from devenv.local_settings import app_settings
+from devenv.tls import ensure_tls
+from shared.adapters.table_store import _rollout_partition
+from shared.config import load_config
+from shared.domain.push import NoticeSource, PushNotice
+from shared.domain.rollout import new_rollout
+from shared.domain.targets import match_target
+from shared.service import status
+from shared.service.runtime import Services, build_services
+from tests.integration.service.service_stack import FixedTokenCredential
+
+SIZES = (1_000, 10_000)
+REPEATS = 30
+FILTERED_REPEATS = 3
+WRITERS = 16
+
+
+async def _seed(services: Services, count: int, start: int) -> list[str]:
+    """`count` new rollouts as intake records them (entity, listing rows, due entry)."""
+    regions = services.config.region_names
+    gate = asyncio.Semaphore(WRITERS)
+    ids: list[str] = []
+
+    async def one(number: int) -> None:
+        digest = "sha256:" + hashlib.sha256(f"listing-{number}".encode()).hexdigest()
+        notice = PushNotice(
+            registry=services.config.registry_login_server,
+            repository=f"bench/listing-{number % 20}",
+            digest=digest,
+            source=NoticeSource.ACR_WEBHOOK,
+            tag="v1",
+        )
+        target = match_target(services.rules, notice.repository, "v1")
+        rollout = new_rollout(notice, regions, target, datetime.now(UTC))
+        async with gate:
+            await services.rollouts.add(rollout)
+        ids.append(rollout.id)
+
+    await asyncio.gather(*(one(n) for n in range(start, start + count)))
+    return ids
+
+
+async def _timed(call: Callable[[], Awaitable[object]], repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        began = time.perf_counter()
+        await call()
+        times.append((time.perf_counter() - began) * 1000)
+    return times
+
+
+def _p(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1)]
+
+
+async def _measure(services: Services, ids: list[str]) -> dict[str, list[float]]:
+    table = services.store._table  # the raw SDK client under the store, for the baselines
+    one_id = ids[len(ids) // 2]
+    doc_partition = _rollout_partition(one_id)
+
+    async def raw_query() -> None:
+        pages = table.query_entities("PartitionKey eq 'created'", results_per_page=50).by_page()
+        async for page in pages:
+            _ = [entity async for entity in page]
+            break
+
+    async def listing(state: str | None = None) -> None:
+        await status.list_rollouts(
+            services, repository=None, state=state, limit=50, continuation=None
+        )
+
+    async def point() -> None:
+        await status.get_rollout(services, one_id)
+
+    async def raw_point() -> None:
+        await table.get_entity(doc_partition, "doc")
+
+    return {
+        "raw query": await _timed(raw_query, REPEATS),
+        "list": await _timed(listing, REPEATS),
+        "list ?state=replicating": await _timed(lambda: listing("replicating"), REPEATS),
+        "list ?state=failed": await _timed(lambda: listing("failed"), FILTERED_REPEATS),
+        "raw point read": await _timed(raw_point, REPEATS),
+        "point read": await _timed(point, REPEATS),
+    }
+
+
+async def _run(settings: dict[str, str]) -> list[tuple[int, dict[str, list[float]]]]:
+    services = build_services(load_config(settings), credential=FixedTokenCredential())
+    await services.ensure_table()
+    results = []
+    ids: list[str] = []
+    try:
+        for size in SIZES:
+            ids += await _seed(services, size - len(ids), len(ids))
+            results.append((size, await _measure(services, ids)))
+    finally:
+        await services.close()
+    return results
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as state:
+        env = isolated_env(Path(state))
+        tls = ensure_tls(Path(state) / "tls")
+        azurite = start_azurite(env)
+        try:
+            settings = app_settings(env, tls) | {"GEOROLLOUT_TABLE_NAME": "benchlisting"}
+            results = asyncio.run(_run(settings))
+        finally:
+            azurite.stop()
+    print(f"machine: {machine()}")
+    print("page of 50 and point read (ms, in-process service call vs the raw table operation)")
+    for size, timings in results:
+        query, point = timings["raw query"], timings["raw point read"]
+        print(
+            f"  {size:,} rollouts: raw 50-entity query p50 {_p(query, 0.5):6.1f}, p99 {_p(query, 0.99):6.1f}"
+        )
+        for name in ("list", "list ?state=replicating", "list ?state=failed"):
+            values = timings[name]
+            print(
+                f"    {name:24} p50 {_p(values, 0.5):7.1f}, p99 {_p(values, 0.99):7.1f}: "
+                f"{_p(values, 0.99) / _p(query, 0.99):5.1f}x the raw query (goal <= 1.5x)"
+            )
+        values = timings["point read"]
+        print(
+            f"    {'GET one rollout':24} p50 {_p(values, 0.5):7.1f} vs raw {_p(point, 0.5):5.1f}: "
+            f"{_p(values, 0.5) / _p(point, 0.5):5.1f}x (goal <= 1.3x); n={len(values)}"
+        )
+
+
+if __name__ == "__main__":
+    main()
