@@ -78,6 +78,7 @@ bench: app-setup
 	$(PY) -m benchmarks.bench_intake
 	$(PY) -m benchmarks.bench_steps
 	$(PY) -m benchmarks.bench_detection
+	$(PY) -m benchmarks.bench_listing
 
 clean:
 	rm -rf $(STATE)
