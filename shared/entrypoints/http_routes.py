@@ -157,8 +157,12 @@ async def replication_stats(req: func.HttpRequest) -> func.HttpResponse:
 
 async def dashboard(req: func.HttpRequest) -> func.HttpResponse:
     """The operators' page (`shared/entrypoints/dashboard.py`)."""
-    body, headers = dashboard_page.page()
-    return func.HttpResponse(body, status_code=200, mimetype="text/html", headers=headers)
+
+    async def work() -> func.HttpResponse:
+        body, headers = dashboard_page.page()
+        return func.HttpResponse(body, status_code=200, mimetype="text/html", headers=headers)
+
+    return await _answer(work)
 
 
 async def _health_report() -> health_service.HealthReport:
