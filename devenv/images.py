@@ -136,23 +136,31 @@ def _incompressible(size: int, seed: str) -> bytes:
 
 
 class _ChunkReader(io.RawIOBase):
-    """A read-only stream over chunks (tarfile copies a member's content by `read(n)`)."""
+    """A read-only stream over chunks (tarfile copies a member's content by `read(n)`); each
+    chunk is sliced by offset, never copied whole again per read."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks, self._pending = chunks, b""
+        self._chunks = chunks
+        self._chunk, self._offset = b"", 0
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int = -1) -> bytes:
-        while size < 0 or len(self._pending) < size:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                break
-            self._pending += chunk
-        taken = self._pending if size < 0 else self._pending[:size]
-        self._pending = self._pending[len(taken) :]
-        return taken
+        parts: list[bytes] = []
+        wanted = size if size >= 0 else None
+        while wanted is None or wanted > 0:
+            if self._offset >= len(self._chunk):
+                self._chunk, self._offset = next(self._chunks, b""), 0
+                if not self._chunk:
+                    break
+            end = len(self._chunk) if wanted is None else self._offset + wanted
+            part = self._chunk[self._offset : end]
+            self._offset += len(part)
+            parts.append(part)
+            if wanted is not None:
+                wanted -= len(part)
+        return b"".join(parts)
 
 
 class _HashingWriter(io.RawIOBase):
