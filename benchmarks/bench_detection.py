@@ -19,7 +19,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.bench_probe import machine
+from benchmarks.figures import machine, percentile
 from devenv.arm.launcher import start_arm_emulator
 from devenv.azurite import start_azurite
 from devenv.config import LocalEnv, isolated_env
@@ -140,11 +140,6 @@ async def _run(env: LocalEnv, tls: TlsFiles) -> dict[str, list[tuple[float, int]
         await services.close()
 
 
-def _p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * len(ordered) + 0.5) - 1)]
-
-
 def main() -> None:
     with tempfile.TemporaryDirectory() as state:
         env = isolated_env(Path(state), region_names=REGIONS)
@@ -173,7 +168,7 @@ def main() -> None:
         lags = [lag for lag, _ in results[label]]
         probes = [n for _, n in results[label]]
         print(
-            f"  {what:17}: lag median {statistics.median(lags):5.2f} s, p95 {_p95(lags):5.2f} s, "
+            f"  {what:17}: lag median {statistics.median(lags):5.2f} s, p95 {percentile(lags, 0.95):5.2f} s, "
             f"max {max(lags):5.2f} s; probes per image median {statistics.median(probes):g} "
             f"(goal: p95 <= initial back-off + 10% = {initial * 1.1:.2f} s)"
         )

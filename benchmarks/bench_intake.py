@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 from azure.data.tables.aio import TableClient
 
-from benchmarks.bench_probe import machine
+from benchmarks.figures import machine
 from devenv.config import isolated_env
 from devenv.paths import REPO_ROOT
 from devenv.stack import start_stack

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.bench_probe import machine
+from benchmarks.figures import machine, percentile
 from devenv.azurite import start_azurite
 from devenv.config import isolated_env
 from devenv.local_settings import app_settings
@@ -68,11 +68,6 @@ async def _timed(call: Callable[[], Awaitable[object]], repeats: int) -> list[fl
         await call()
         times.append((time.perf_counter() - began) * 1000)
     return times
-
-
-def _p(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * len(ordered) + 0.5) - 1)]
 
 
 async def _measure(services: Services, ids: list[str]) -> dict[str, list[float]]:
@@ -136,19 +131,19 @@ def main() -> None:
     for size, timings in results:
         query, point = timings["raw query"], timings["raw point read"]
         print(
-            f"  {size:,} rollouts: raw 50-entity query p50 {_p(query, 0.5):6.1f}, p99 {_p(query, 0.99):6.1f}"
+            f"  {size:,} rollouts: raw 50-entity query p50 {percentile(query, 0.5):6.1f}, p99 {percentile(query, 0.99):6.1f}"
         )
         for name in ("list", "list ?state=replicating", "list ?state=failed"):
             values = timings[name]
             print(
-                f"    {name:24} p50 {_p(values, 0.5):7.1f}, p99 {_p(values, 0.99):7.1f}: "
-                f"{_p(values, 0.5) / _p(query, 0.5):5.1f}x the raw query at p50, "
-                f"{_p(values, 0.99) / _p(query, 0.99):5.1f}x at p99 (goal <= 1.5x)"
+                f"    {name:24} p50 {percentile(values, 0.5):7.1f}, p99 {percentile(values, 0.99):7.1f}: "
+                f"{percentile(values, 0.5) / percentile(query, 0.5):5.1f}x the raw query at p50, "
+                f"{percentile(values, 0.99) / percentile(query, 0.99):5.1f}x at p99 (goal <= 1.5x)"
             )
         values = timings["point read"]
         print(
-            f"    {'GET one rollout':24} p50 {_p(values, 0.5):7.1f} vs raw {_p(point, 0.5):5.1f}: "
-            f"{_p(values, 0.5) / _p(point, 0.5):5.1f}x (goal <= 1.3x); n={len(values)}"
+            f"    {'GET one rollout':24} p50 {percentile(values, 0.5):7.1f} vs raw {percentile(point, 0.5):5.1f}: "
+            f"{percentile(values, 0.5) / percentile(point, 0.5):5.1f}x (goal <= 1.3x); n={len(values)}"
         )
 
 

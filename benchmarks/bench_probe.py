@@ -7,14 +7,13 @@ with the machine it ran on. Not a test: numbers depend on the machine.
 from __future__ import annotations
 
 import asyncio
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 from azure.containerregistry.aio import ContainerRegistryClient
 
+from benchmarks.figures import machine
 from devenv.config import isolated_env
 from devenv.images import build_image, push_image
 from devenv.registries.launcher import start_registries
@@ -25,18 +24,6 @@ from shared.domain.verdicts import ProbeVerdict
 PROBES = 400
 CONCURRENCY = 50
 REPOSITORY = "bench/model"
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}"
 
 
 async def pooled(endpoint: str, ca: str, digest: str) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
-from benchmarks.bench_probe import machine
+from benchmarks.figures import machine
 from shared.domain import rollout as m
 from shared.domain.push import NoticeSource, PushNotice
 from shared.domain.targets import CATCH_ALL_RULE, match_target

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_probe import machine
+from benchmarks.figures import machine, percentile
 from devenv.arm.config import DEFAULT_ENDPOINT_SETTLE_S
 from devenv.config import isolated_env
 from devenv.images import build_image, push_image
@@ -76,11 +76,6 @@ def _overheads(document: dict[str, Any], audit: list[dict[str, Any]]) -> list[tu
     return found
 
 
-def _p95(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-
-
 def main() -> None:
     app_dir = Path(os.environ.get("BENCH_APP_DIR") or REPO_ROOT)
     samples: list[tuple[float, float]] = []
@@ -114,15 +109,15 @@ def main() -> None:
     )
     print(
         f"  Succeeded -> traffic PUT: median {statistics.median(to_put):5.2f} s, "
-        f"p95 {_p95(to_put):5.2f} s (polling, smoke request)"
+        f"p95 {percentile(to_put, 0.95):5.2f} s (polling, smoke request)"
     )
     print(
         f"  traffic PUT -> live:      median {statistics.median(to_live):5.2f} s, "
-        f"p95 {_p95(to_live):5.2f} s (ARM's update takes {arm_update_s:.2f} s of it)"
+        f"p95 {percentile(to_live, 0.95):5.2f} s (ARM's update takes {arm_update_s:.2f} s of it)"
     )
     print(
         f"  added by georollout:      median {statistics.median(added):5.2f} s, "
-        f"p95 {_p95(added):5.2f} s (goal: p95 <= 2 s)"
+        f"p95 {percentile(added, 0.95):5.2f} s (goal: p95 <= 2 s)"
     )
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from shared.domain.events import EventType
 from shared.domain.model import Rollout
-from shared.domain.replication import new_samples
+from shared.domain.replication import ReplicationSample, new_samples
 
 RegionSeconds = list[tuple[str, float]]
 
@@ -20,8 +20,8 @@ RegionSeconds = list[tuple[str, float]]
 class Observations:
     """Seconds per region, and the rollout's state if this step ended it."""
 
-    # An image's arrival in a secondary region after the primary had it.
-    replication_latency_s: RegionSeconds = field(default_factory=list)
+    # Images that arrived in secondary regions (what the replication statistics keep).
+    arrivals: list[tuple[str, ReplicationSample]] = field(default_factory=list)
     # The longest an image can have been in a replica before georollout saw it: from the
     # last probe that found it missing (404) to the one that found it.
     detection_lag_s: RegionSeconds = field(default_factory=list)
@@ -29,12 +29,14 @@ class Observations:
     deployment_duration_s: RegionSeconds = field(default_factory=list)
     finished_as: str | None = None
 
+    @property
+    def replication_latency_s(self) -> RegionSeconds:
+        """Each arrival's latency after the primary had the image."""
+        return [(region, sample.latency_s) for region, sample in self.arrivals]
+
     def __bool__(self) -> bool:
         return bool(
-            self.replication_latency_s
-            or self.detection_lag_s
-            or self.deployment_duration_s
-            or self.finished_as
+            self.arrivals or self.detection_lag_s or self.deployment_duration_s or self.finished_as
         )
 
 
@@ -60,7 +62,7 @@ def observe(before: Rollout, after: Rollout) -> Observations:
         e.type is EventType.ROLLOUT_FINISHED and e.id not in sent_before for e in after.outbox
     )
     return Observations(
-        replication_latency_s=[(r, s.latency_s) for r, s in new_samples(before, after)],
+        arrivals=new_samples(before, after),
         detection_lag_s=lags,
         deployment_duration_s=durations,
         finished_as=after.state.value if finished else None,

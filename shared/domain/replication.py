@@ -156,7 +156,7 @@ def _arrival(prior: RegionProgress, seen: datetime) -> datetime:
     return missing + (seen - missing) / 2
 
 
-def _awaits_estimate(rollout: Rollout, progress: RegionProgress) -> bool:
+def _awaits_estimate(progress: RegionProgress) -> bool:
     return (
         not progress.primary
         and progress.state is RegionState.AWAITING_REPLICATION
@@ -170,7 +170,7 @@ def needs_estimates(rollout: Rollout) -> bool:
     primary = rollout.primary
     if primary is None or primary.replicated_at is None or rollout.deployable is not True:
         return False
-    return any(_awaits_estimate(rollout, r) for r in rollout.regions)
+    return any(_awaits_estimate(r) for r in rollout.regions)
 
 
 def estimate_arrivals(
@@ -189,7 +189,7 @@ def estimate_arrivals(
     for progress in rollout.regions:
         model = models.get(progress.region)
         latency = model.expected_latency_s(rollout.image_size_bytes) if model else None
-        if _awaits_estimate(rollout, progress) and latency is not None:
+        if _awaits_estimate(progress) and latency is not None:
             expected = primary.replicated_at + timedelta(seconds=latency)
             # The next probe goes out when the image may be due, not after a blind back-off.
             due, opens = progress.next_probe_at, expected - policy.arrival_window

@@ -135,13 +135,13 @@ async def _pass(
         except StaleRecordError:
             log.info("rollout %s changed under us (attempt %d): again", rollout_id, attempt + 1)
             continue
-        telemetry.record(observe(loaded.rollout, work.rollout))
+        observed = observe(loaded.rollout, work.rollout)
+        telemetry.record(observed)
         for followup in work.followups:
             await followup()
-        arrivals = replication.new_samples(loaded.rollout, work.rollout)
-        if arrivals:
+        if observed.arrivals:
             with telemetry.span("table.replication_stats"):
-                await services.replication.record(arrivals)
+                await services.replication.record(observed.arrivals)
         return work.rollout, True
     log.warning(
         "rollout %s: gave up after %d ETag conflicts; the next trigger carries on",
