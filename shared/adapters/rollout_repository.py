@@ -194,6 +194,11 @@ class RolloutRepository:
         )
         return [rollout_from_record(s.record) for s in page], token
 
+    async def repair_listings(self, now: datetime) -> int:
+        """Put back the listing rows of writes that died before their rollout (the tick's
+        housekeeping); how many writes were repaired."""
+        return await self.store.repair_listings(now)
+
     async def due(self, now: datetime, *, limit: int) -> RolloutIds:
         """Ids of active rollouts due at `now`, earliest first."""
         return [s.id for s in await self.store.list_due(now, limit=limit)]

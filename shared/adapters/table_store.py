@@ -1,7 +1,8 @@
 """RolloutStore: rollout records in Azure Table Storage, with ETag concurrency.
 
-One table holds the rollout documents, two listing indexes, a queue of rollouts due
-for work and per-endpoint leases (docs/table-layout.md explains the keys). The same
+One table holds the rollout documents, their listing rows (`table_listing`), a queue
+of rollouts due for work and per-endpoint leases (docs/table-layout.md explains the
+keys). The same
 code runs on Azurite (connection string) and Azure (DefaultAzureCredential). Azure
 SDK errors are translated here into the exceptions below; none leaks out.
 """
@@ -17,7 +18,7 @@ import json
 import random
 import secrets
 import zlib
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -40,9 +41,19 @@ from shared.adapters.http_pool import PooledTransport
 from shared.adapters.table_keys import (
     ascending_time,
     compose_key,
-    descending_time,
     split_key,
     time_from_ascending,
+)
+from shared.adapters.table_listing import (
+    MARKER_PARTITION,
+    Marker,
+    is_copy,
+    listing_partition,
+    listing_partitions,
+    listing_row_key,
+    listing_rows,
+    repair_action,
+    version_of,
 )
 from shared.errors import (
     ConflictError,
@@ -133,8 +144,12 @@ class StoredRollout:
     record: dict[str, Any]
     etag: str | None = None
     # Store-private: the due-queue entry the stored version points at, so that a replace
-    # can drop the entry it supersedes. dataclasses.replace carries it along.
+    # can drop the entry it supersedes; the write count and the state as read, so that
+    # it can tag its listing rows and drop those of the state it leaves.
+    # dataclasses.replace carries them along.
     _due_key: str | None = field(default=None, repr=False, compare=False)
+    _version: int = field(default=0, repr=False, compare=False)
+    _listed_state: str | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +190,6 @@ RegionSamples = dict[str, tuple[list[dict[str, Any]], str]]
 # Layout (docs/table-layout.md)
 
 _DOC_ROW = "doc"
-_CREATED_PARTITION = "created"
 _DUE_PARTITION = "due"
 _LEASE_PARTITION = "lease"
 _SERVING_PARTITION = "serving"
@@ -188,11 +202,13 @@ _DOC_FORMAT = "json+zlib"
 _CHUNK_BYTES = 64_000
 _MAX_CHUNKS = 15
 _READ_CONCURRENCY = 16
-# How many index entries one listing call may look at before it returns a short page.
-_SCAN_BUDGET = 5_000
 # A due entry no rollout points at is kept this long, because its writer may still be
 # between writing it and writing the rollout that will point at it.
 _ORPHAN_GRACE = timedelta(minutes=15)
+# A listing marker older than this belongs to a write that died (a live one deletes its
+# marker within a request or two); the tick repairs its rows. Generous, because a repair
+# that ran beside a write still in flight would put that write's rows back.
+_MARKER_GRACE = timedelta(minutes=5)
 MAX_LIST_LIMIT = 1000
 
 
@@ -200,22 +216,19 @@ def _rollout_partition(rollout_id: str) -> str:
     return compose_key("rollout", rollout_id)
 
 
-def _repository_partition(repository: str) -> str:
-    return compose_key("repo", repository)
-
-
 def _endpoint_partition(endpoint: str) -> str:
     return compose_key("endpoint", endpoint)
-
-
-def _listing_row(created_at: datetime, rollout_id: str) -> str:
-    return compose_key(descending_time(created_at), rollout_id)
 
 
 def _new_due_row(due_at: datetime, rollout_id: str) -> str:
     # The nonce makes every due entry unique to the write that made it, so deleting a
     # superseded entry can never delete one a concurrent writer is about to point at.
     return compose_key(ascending_time(due_at), rollout_id, secrets.token_hex(6))
+
+
+def _new_intent() -> str:
+    """The tag of one write's listing rows (docs/table-layout.md, "Listing rows")."""
+    return secrets.token_hex(8)
 
 
 def _due_time(due_row: str) -> datetime | None:
@@ -264,7 +277,9 @@ def _decode_document(entity: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-def _rollout_entity(rec: StoredRollout, due_key: str | None) -> dict[str, Any]:
+def _rollout_entity(
+    rec: StoredRollout, due_key: str | None, *, version: int, intent: str
+) -> dict[str, Any]:
     chunks = _encode_document(rec.id, rec.record)
     entity: dict[str, Any] = {
         "PartitionKey": _rollout_partition(rec.id),
@@ -279,6 +294,8 @@ def _rollout_entity(rec: StoredRollout, due_key: str | None) -> dict[str, Any]:
         "Active": rec.active,
         "DocFormat": _DOC_FORMAT,
         "DocChunks": len(chunks),
+        "Version": version,
+        "Intent": intent,
     }
     if rec.next_due_at is not None:
         entity["NextDueAt"] = _iso(rec.next_due_at)
@@ -289,7 +306,7 @@ def _rollout_entity(rec: StoredRollout, due_key: str | None) -> dict[str, Any]:
     return entity
 
 
-def _stored_rollout(entity: dict[str, Any], etag: str) -> StoredRollout:
+def _stored_rollout(entity: dict[str, Any], etag: str | None) -> StoredRollout:
     next_due = entity.get("NextDueAt")
     return StoredRollout(
         id=str(entity["Id"]),
@@ -303,6 +320,8 @@ def _stored_rollout(entity: dict[str, Any], etag: str) -> StoredRollout:
         record=_decode_document(entity),
         etag=etag,
         _due_key=entity.get("DueKey") or None,
+        _version=version_of(entity),
+        _listed_state=str(entity["State"]),
     )
 
 
@@ -443,16 +462,21 @@ class RolloutStore:
     async def insert(self, rec: StoredRollout) -> StoredRollout:
         """Store a new rollout; RolloutAlreadyExistsError when `rec.id` is taken.
 
-        Index entries go first (idempotent upserts), the rollout last, so a crash in
-        between leaves entries that readers skip, never a rollout they cannot find.
+        The marker and the due entry, the rollout, then its listing rows (created, never
+        overwritten: a row already there is a newer write's), the marker last. Rows go
+        after the rollout here, unlike in `replace`, because two deliveries of one push
+        race to insert it, each at its own creation time (the rows' key): the loser must
+        never have listed it. A crash before the rows leaves the marker, whose repair
+        creates them.
         """
         due_key = _new_due_row(rec.next_due_at, rec.id) if rec.active and rec.next_due_at else None
-        entity = _rollout_entity(rec, due_key)
-        doing = f"inserting rollout {rec.id!r}"
-        with self._translated(doing):
-            await asyncio.gather(
-                *(self._table.upsert_entity(e) for e in self._listing_entries(rec))
-            )
+        intent = _new_intent()
+        entity = _rollout_entity(rec, due_key, version=1, intent=intent)
+        row_key = listing_row_key(rec.created_at, rec.id)
+        rows = listing_rows(entity, row_key)
+        marker = Marker(rec.id, intent, row_key, tuple(rows), creates=True)
+        with self._translated(f"inserting rollout {rec.id!r}"):
+            await self._table.upsert_entity(marker.entity())
             if due_key is not None:
                 await self._table.upsert_entity(self._due_entry(rec, due_key))
             try:
@@ -460,11 +484,24 @@ class RolloutStore:
             except ResourceExistsError:
                 if due_key is not None:
                     await self._quietly(self._table.delete_entity(_DUE_PARTITION, due_key))
+                await self._quietly(self._table.delete_entity(MARKER_PARTITION, marker.key))
                 raise RolloutAlreadyExistsError(rec.id) from None
-        return dataclasses.replace(rec, etag=metadata["etag"], _due_key=due_key)
+            await self._then_forget(
+                marker, asyncio.gather(*(self._create_quietly(row) for row in rows.values()))
+            )
+        return dataclasses.replace(
+            rec, etag=metadata["etag"], _due_key=due_key, _version=1, _listed_state=rec.state
+        )
 
     async def replace(self, rec: StoredRollout) -> StoredRollout:
-        """Overwrite the rollout if it is still at `rec.etag`; StaleRecordError if not."""
+        """Overwrite the rollout if it is still at `rec.etag`; StaleRecordError if not.
+
+        The marker, the listing rows of the new version (and a new due entry), the
+        rollout, then the rows of the state it leaves (dropped before, a crash would
+        unlist a rollout still in that state), the marker last. Rows go before the
+        rollout so that two writes in a row land their rows in order: the next writer
+        reads this version only once its rows are out.
+        """
         if rec.etag is None:
             raise ValueError(f"rollout {rec.id!r}: replace needs the etag of the version it read")
         old_key = rec._due_key
@@ -475,10 +512,20 @@ class RolloutStore:
             new_key = old_key
         else:
             new_key = _new_due_row(due_at, rec.id)
-        entity = _rollout_entity(rec, new_key)
+        intent = _new_intent()
+        version = rec._version + 1
+        entity = _rollout_entity(rec, new_key, version=version, intent=intent)
+        row_key = listing_row_key(rec.created_at, rec.id)
+        rows = listing_rows(entity, row_key)
+        was = rec._listed_state
+        left = [
+            p for p in (listing_partitions(rec.repository, was) if was else ()) if p not in rows
+        ]
+        marker = Marker(rec.id, intent, row_key, (*rows, *left))
         with self._translated(f"replacing rollout {rec.id!r}"):
-            if new_key is not None and new_key != old_key:
-                await self._table.upsert_entity(self._due_entry(rec, new_key))
+            await self._table.upsert_entity(marker.entity())
+            due = [self._due_entry(rec, new_key)] if new_key not in (None, old_key) else []
+            await asyncio.gather(*(self._table.upsert_entity(e) for e in [*rows.values(), *due]))
             try:
                 metadata = await self._table.update_entity(
                     entity,
@@ -489,6 +536,8 @@ class RolloutStore:
             except (ResourceModifiedError, ResourceNotFoundError) as error:
                 if new_key is not None and new_key != old_key:
                     await self._quietly(self._table.delete_entity(_DUE_PARTITION, new_key))
+                # The winner's rows may have been overwritten by ours: put them back.
+                await self._quietly(self._settle(marker))
                 if isinstance(error, ResourceNotFoundError):
                     if _error_code(error) == "TableNotFound":
                         raise
@@ -496,7 +545,14 @@ class RolloutStore:
                 raise StaleRecordError(rec.id) from None
             if old_key is not None and old_key != new_key:
                 await self._quietly(self._table.delete_entity(_DUE_PARTITION, old_key))
-        return dataclasses.replace(rec, etag=metadata["etag"], _due_key=new_key)
+            await self._then_forget(marker, self._repair_rows(marker, left, entity))
+        return dataclasses.replace(
+            rec,
+            etag=metadata["etag"],
+            _due_key=new_key,
+            _version=version,
+            _listed_state=rec.state,
+        )
 
     async def update_with_retry(
         self,
@@ -521,7 +577,13 @@ class RolloutStore:
                 raise ValueError(f"mutate changed the rollout id {rollout_id!r} to {changed.id!r}")
             try:
                 return await self.replace(
-                    dataclasses.replace(changed, etag=current.etag, _due_key=current._due_key)
+                    dataclasses.replace(
+                        changed,
+                        etag=current.etag,
+                        _due_key=current._due_key,
+                        _version=current._version,
+                        _listed_state=current._listed_state,
+                    )
                 )
             except StaleRecordError:
                 if attempt == attempts - 1:
@@ -531,14 +593,6 @@ class RolloutStore:
         raise StaleRecordError(rollout_id)
 
     # --- index entries -----------------------------------------------------------------
-
-    def _listing_entries(self, rec: StoredRollout) -> list[dict[str, Any]]:
-        row = _listing_row(rec.created_at, rec.id)
-        common = {"RowKey": row, "Kind": "listing", "Id": rec.id, "CreatedAt": _iso(rec.created_at)}
-        return [
-            {"PartitionKey": _CREATED_PARTITION, **common},
-            {"PartitionKey": _repository_partition(rec.repository), **common},
-        ]
 
     def _due_entry(self, rec: StoredRollout, due_key: str) -> dict[str, Any]:
         assert rec.next_due_at is not None
@@ -560,64 +614,127 @@ class RolloutStore:
         continuation: str | None = None,
     ) -> RolloutPage:
         """Rollouts newest first (of one repository, in one state, when given), and the
-        continuation for the next page or None at the end.
-
-        A page may be shorter than `limit` with a continuation when a filter made the
-        scan long; keep following the continuation.
+        continuation for the next page or None at the end: one partition query, the
+        documents read from the listing rows themselves.
         """
         if not 1 <= limit <= MAX_LIST_LIMIT:
             raise ValueError(f"limit must be within 1..{MAX_LIST_LIMIT}, got {limit}")
-        partition = _CREATED_PARTITION if repository is None else _repository_partition(repository)
+        partition = listing_partition(repository, state)
         after = _decode_continuation(continuation, partition)
         query = "PartitionKey eq @pk" + (" and RowKey gt @after" if after else "")
         parameters = {"pk": partition, "after": after or ""}
-
-        def wanted(rec: StoredRollout) -> bool:
-            return (repository is None or rec.repository == repository) and (
-                state is None or rec.state == state
-            )
-
-        found: list[StoredRollout] = []
-        last_row: str | None = None
-        scanned = 0
+        rows: list[dict[str, Any]] = []
         with self._translated("listing rollouts"):
-            entries = self._table.query_entities(
-                query, parameters=parameters, results_per_page=min(max(limit, 100), 1000)
-            ).__aiter__()
-            exhausted = False
-            while len(found) < limit and scanned < _SCAN_BUDGET and not exhausted:
-                batch: list[dict[str, Any]] = []
-                while len(batch) < min(limit - len(found), _SCAN_BUDGET - scanned):
-                    try:
-                        batch.append(await entries.__anext__())
-                    except StopAsyncIteration:
-                        exhausted = True
-                        break
-                rollouts = await asyncio.gather(*(self._listed(entry) for entry in batch))
-                for entry, rec in zip(batch, rollouts, strict=True):
-                    scanned += 1
-                    last_row = str(entry["RowKey"])
-                    if rec is not None and wanted(rec):
-                        found.append(rec)
-            if not exhausted:
-                try:
-                    await entries.__anext__()
-                except StopAsyncIteration:
-                    exhausted = True
-        if exhausted or last_row is None:
+            # One more than the page, in the same request, says whether another page follows.
+            async for row in self._table.query_entities(
+                query, parameters=parameters, results_per_page=min(limit + 1, MAX_LIST_LIMIT)
+            ):
+                rows.append(row)
+                if len(rows) > limit:
+                    break
+            page = rows[:limit]
+            listed = await asyncio.gather(*(self._listed(row) for row in page))
+        found = [rec for rec in listed if rec is not None]
+        if len(rows) <= limit:
             return found, None
-        return found, _encode_continuation(partition, last_row)
+        return found, _encode_continuation(partition, str(page[-1]["RowKey"]))
 
-    async def _listed(self, entry: dict[str, Any]) -> StoredRollout | None:
-        """The rollout a listing entry points at, when the entry is current."""
-        rec = await self.get(str(entry["Id"]))
+    async def _listed(self, row: dict[str, Any]) -> StoredRollout | None:
+        """The rollout a listing row stands for: the copy it holds, or (a row written by an
+        earlier version, which held only the id) the rollout itself when the row is current."""
+        if is_copy(row):
+            return _stored_rollout(row, None)
+        rec = await self.get(str(row["Id"]))
         if rec is None:
             return None  # an insert in flight (or one that crashed): not listed yet
-        if _listing_row(rec.created_at, rec.id) != entry["RowKey"]:
+        if listing_row_key(rec.created_at, rec.id) != row["RowKey"]:
             # An earlier, failed insert of this id at another time: never valid again.
-            await self._quietly(self._table.delete_entity(entry["PartitionKey"], entry["RowKey"]))
+            await self._quietly(self._table.delete_entity(row["PartitionKey"], row["RowKey"]))
             return None
         return rec
+
+    async def _then_forget(self, marker: Marker, rows: Awaitable[object]) -> None:
+        """The listing rows written after the rollout, then the marker deleted; if the rows
+        fail, the rollout stands and the marker stays for the tick's repair."""
+        try:
+            await rows
+        except AzureError:
+            return
+        await self._quietly(self._table.delete_entity(MARKER_PARTITION, marker.key))
+
+    async def _create_quietly(self, row: dict[str, Any]) -> None:
+        """Create a listing row unless one is there (then a newer write made it)."""
+        with suppress(ResourceExistsError):
+            await self._table.create_entity(row)
+
+    # --- listing repair --------------------------------------------------------------------
+
+    async def repair_listings(self, now: datetime, *, limit: int = 100) -> int:
+        """Put back the listing rows of writes that died between their rows and their
+        rollout (markers older than the grace); how many writes were repaired."""
+        repaired = 0
+        with self._translated("repairing listings"):
+            async for entity in self._table.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": MARKER_PARTITION}
+            ):
+                written_at = entity.metadata.get("timestamp")
+                if not isinstance(written_at, datetime) or now - written_at <= _MARKER_GRACE:
+                    continue
+                await self._settle(Marker.from_entity(entity))
+                repaired += 1
+                if repaired >= limit:
+                    break
+        return repaired
+
+    async def _settle(self, marker: Marker) -> None:
+        """Repair every row `marker`'s write touched against the rollout as it is now,
+        then forget the marker."""
+        try:
+            truth: dict[str, Any] | None = await self._table.get_entity(
+                _rollout_partition(marker.rollout_id), _DOC_ROW
+            )
+        except ResourceNotFoundError as error:
+            if _error_code(error) == "TableNotFound":
+                raise
+            truth = None
+        await self._repair_rows(marker, marker.partitions, truth)
+        await self._table.delete_entity(MARKER_PARTITION, marker.key)
+
+    async def _repair_rows(
+        self, marker: Marker, partitions: Sequence[str], truth: dict[str, Any] | None
+    ) -> None:
+        if truth is not None:
+            created_at = _parse_iso(str(truth["CreatedAt"]))
+            if listing_row_key(created_at, marker.rollout_id) != marker.row_key:
+                # A losing insert of the same id at another time: its rows list nothing.
+                truth = None
+        copies = listing_rows(truth, marker.row_key) if truth is not None else {}
+
+        async def repair(partition: str) -> None:
+            try:
+                row = await self._table.get_entity(partition, marker.row_key)
+            except ResourceNotFoundError:
+                if marker.creates and partition in copies:
+                    await self._create_quietly(copies[partition])  # an insert died before
+                return
+            action = repair_action(partition, row, intent=marker.intent, truth=truth)
+            etag = str(row.metadata["etag"])
+            unchanged = MatchConditions.IfNotModified
+            # A row changed since we read it was written by a newer write: it stays.
+            with suppress(ResourceModifiedError, ResourceNotFoundError):
+                if action == "delete":
+                    await self._table.delete_entity(
+                        partition, marker.row_key, etag=etag, match_condition=unchanged
+                    )
+                elif action == "rewrite":
+                    await self._table.update_entity(
+                        copies[partition],
+                        mode=UpdateMode.REPLACE,
+                        etag=etag,
+                        match_condition=unchanged,
+                    )
+
+        await asyncio.gather(*(repair(partition) for partition in partitions))
 
     async def list_due(self, now: datetime, limit: int = 100) -> RolloutList:
         """Active rollouts whose next_due_at is at or before `now`, earliest due first."""

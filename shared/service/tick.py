@@ -42,6 +42,13 @@ async def run_tick(
         await record_inbox(services, clock=clock)
     except Exception:
         log.exception("recording the inbox failed; the next tick tries again")
+    try:
+        # Listing rows of writes that died between their rows and their rollout.
+        repaired = await services.rollouts.repair_listings(clock())
+        if repaired:
+            log.warning("repaired the listing rows of %d interrupted writes", repaired)
+    except Exception:
+        log.exception("repairing listings failed; the next tick tries again")
     due = await services.rollouts.due(clock(), limit=limit)
     gate = asyncio.Semaphore(services.config.probe.concurrency)
     done = skipped = failed = 0

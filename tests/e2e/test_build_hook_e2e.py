@@ -82,7 +82,18 @@ def test_a_replayed_message_answers_as_the_first_time_and_changes_nothing(
     headers = signed(secret, body)
     first = app.post_bytes(ROUTE, body, headers)
     assert first[0] == 202, first
-    before = app.rollout(first[1]["rollout"])
+    identity = first[1]["rollout"]
+
+    def build_ids(doc: dict[str, Any]) -> list[str]:
+        return sorted(b["id"] for b in doc["builds"])
+
+    # The answer waits only for the inbox write: the build is attached right after it.
+    poll(
+        lambda: app.rollout(identity),
+        lambda d: build_ids(d) == ["7421"],
+        timeout=30,
+        what="the first build attached",
+    )
     # The same message again, and the same id with a fresh signature over another build.
     assert app.post_bytes(ROUTE, body, headers) == first
     other = notice_body(registry, pushed.repository, pushed.digest, build={"id": "9999"})
@@ -90,8 +101,20 @@ def test_a_replayed_message_answers_as_the_first_time_and_changes_nothing(
         app.post_bytes(ROUTE, other, signed(secret, other, message_id=headers["webhook-id"]))
         == first
     )
-    after = app.rollout(first[1]["rollout"])
-    assert [b["id"] for b in after["builds"]] == [b["id"] for b in before["builds"]] == ["7421"]
+    # A new message after the replays: once its build shows, a replay that had been
+    # accepted would show too (recording is asynchronous, so an immediate read proves
+    # nothing).
+    sentinel = notice_body(
+        registry, pushed.repository, pushed.digest, build={**BUILD, "id": "8000"}
+    )
+    assert app.post_bytes(ROUTE, sentinel, signed(secret, sentinel)) == first
+    after = poll(
+        lambda: app.rollout(identity),
+        lambda d: "8000" in build_ids(d),
+        timeout=30,
+        what="the message after the replays attached",
+    )
+    assert build_ids(after) == ["7421", "8000"]
 
 
 @pytest.mark.parametrize(

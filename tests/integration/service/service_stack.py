@@ -22,7 +22,27 @@ from devenv.tls import TlsFiles
 from shared.config import load_config
 from shared.domain.targets import match_target
 from shared.service.runtime import Services, build_services
+from tests.integration.listing_check import listings_disagree
+from tests.integration.service.driving import poll_until
 from tests.support.cloudevents_receiver import EventReceiver
+
+
+async def listings_settle(services: Services) -> None:
+    """After a scenario, whatever it did: every listing equals the rollouts it lists, and
+    no write left a marker. Follow-ups may still be writing (polled, with a deadline); a
+    scenario that stopped them mid-write (a process dying) leaves markers, which the tick
+    repairs five minutes later: done here as the tick would, then checked the same way."""
+    store = services.rollouts.store
+
+    async def problems() -> list[str]:
+        dead = [m async for m in store._table.query_entities("PartitionKey eq 'relist'")]
+        return [*await listings_disagree(store), *(f"marker {m['RowKey']}" for m in dead)]
+
+    try:
+        await poll_until(problems, lambda found: not found, what="listings", timeout=5)
+    except AssertionError:
+        await services.rollouts.repair_listings(datetime.now(UTC) + timedelta(minutes=6))
+        assert await problems() == [], "listings disagree with the rollouts after the repair"
 
 
 class FixedTokenCredential:
@@ -91,5 +111,6 @@ class ServiceStack:
         try:
             await services.ensure_table()
             yield services
+            await listings_settle(services)
         finally:
             await services.close()
