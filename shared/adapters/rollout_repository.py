@@ -37,6 +37,7 @@ from shared.domain.serialization import (
     notice_from_record,
     notice_to_record,
     rollout_from_record,
+    rollout_to_document,
     rollout_to_record,
     sample_from_record,
     sample_to_record,
@@ -188,11 +189,19 @@ class RolloutRepository:
         state: str | None = None,
         limit: int = 50,
         continuation: str | None = None,
-    ) -> tuple[list[Rollout], str | None]:
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The rollout documents of one page, newest first, as rendered when each was
+        written (one query), and the continuation."""
         page, token = await self.store.list(
             repository=repository, state=state, limit=limit, continuation=continuation
         )
-        return [rollout_from_record(s.record) for s in page], token
+        documents = [
+            s.listing
+            if s.listing is not None
+            else rollout_to_document(rollout_from_record(s.record))
+            for s in page
+        ]
+        return documents, token
 
     async def repair_listings(self, now: datetime) -> int:
         """Put back the listing rows of writes that died before their rollout (the tick's
@@ -344,6 +353,7 @@ class RolloutRepository:
             "next_due_at": next_due_at(rollout, now, self._policy, self._poll),
             "active": is_active(rollout),
             "record": rollout_to_record(rollout),
+            "listing": rollout_to_document(rollout),
         }
         if base is None:
             return StoredRollout(**fields)  # type: ignore[arg-type]

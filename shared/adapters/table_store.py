@@ -143,6 +143,9 @@ class StoredRollout:
     active: bool
     record: dict[str, Any]
     etag: str | None = None
+    # The document listings show, rendered by the writer (kept beside the record so that
+    # a page needs no rendering); read from a listing row, the record is then left empty.
+    listing: dict[str, Any] | None = None
     # Store-private: the due-queue entry the stored version points at, so that a replace
     # can drop the entry it supersedes; the write count and the state as read, so that
     # it can tag its listing rows and drop those of the state it leaves.
@@ -265,6 +268,24 @@ def _encode_document(rollout_id: str, record: dict[str, Any]) -> list[bytes]:
     return chunks
 
 
+def _listing_chunks(rollout_id: str, listing: dict[str, Any] | None, room: int) -> list[bytes]:
+    """The listing document's chunks, or none when it does not fit beside the record (the
+    listing then renders the record: slower, same answer)."""
+    if listing is None:
+        return []
+    chunks = _encode_document(rollout_id, listing)
+    return chunks if len(chunks) <= room else []
+
+
+def _decode_listing(entity: dict[str, Any]) -> dict[str, Any] | None:
+    count = int(entity.get("ListChunks", 0))
+    if not count:
+        return None
+    packed = b"".join(bytes(entity[f"List{i}"]) for i in range(count))
+    listing = json.loads(zlib.decompress(packed).decode("utf-8"))
+    return listing if isinstance(listing, dict) else None
+
+
 def _decode_document(entity: dict[str, Any]) -> dict[str, Any]:
     if entity.get("DocFormat") != _DOC_FORMAT:
         raise StoreError(
@@ -303,11 +324,21 @@ def _rollout_entity(
         entity["DueKey"] = due_key
     for index, chunk in enumerate(chunks):
         entity[f"Doc{index}"] = chunk
+    listing = _listing_chunks(rec.id, rec.listing, room=_MAX_CHUNKS - len(chunks))
+    if listing:
+        entity["ListChunks"] = len(listing)
+        for index, chunk in enumerate(listing):
+            entity[f"List{index}"] = chunk
     return entity
 
 
-def _stored_rollout(entity: dict[str, Any], etag: str | None) -> StoredRollout:
+def _stored_rollout(
+    entity: dict[str, Any], etag: str | None, *, for_listing: bool = False
+) -> StoredRollout:
+    """The rollout an entity (or a listing row) holds; `for_listing`: only what a listing
+    shows (the record is not decoded when the listing document is there)."""
     next_due = entity.get("NextDueAt")
+    listing = _decode_listing(entity)
     return StoredRollout(
         id=str(entity["Id"]),
         registry=str(entity["Registry"]),
@@ -317,8 +348,9 @@ def _stored_rollout(entity: dict[str, Any], etag: str | None) -> StoredRollout:
         created_at=_parse_iso(str(entity["CreatedAt"])),
         next_due_at=_parse_iso(str(next_due)) if next_due else None,
         active=bool(entity["Active"]),
-        record=_decode_document(entity),
+        record={} if for_listing and listing is not None else _decode_document(entity),
         etag=etag,
+        listing=listing,
         _due_key=entity.get("DueKey") or None,
         _version=version_of(entity),
         _listed_state=str(entity["State"]),
@@ -643,7 +675,7 @@ class RolloutStore:
         """The rollout a listing row stands for: the copy it holds, or (a row written by an
         earlier version, which held only the id) the rollout itself when the row is current."""
         if is_copy(row):
-            return _stored_rollout(row, None)
+            return _stored_rollout(row, None, for_listing=True)
         rec = await self.get(str(row["Id"]))
         if rec is None:
             return None  # an insert in flight (or one that crashed): not listed yet

@@ -58,4 +58,4 @@ async def list_rollouts(
     page, token = await services.rollouts.list(
         repository=repository, state=state, limit=limit, continuation=continuation
     )
-    return {"rollouts": [rollout_to_document(r) for r in page], "continuation": token}
+    return {"rollouts": page, "continuation": token}

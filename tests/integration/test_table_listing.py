@@ -295,3 +295,24 @@ def _replace_mode() -> Any:
     from azure.data.tables import UpdateMode
 
     return UpdateMode.REPLACE
+
+
+def test_a_page_hands_out_the_document_its_writer_rendered(azurite: LocalEnv) -> None:
+    """The writer renders the listed document once; a page decodes it and nothing else,
+    and a later write renders it again."""
+
+    async def scenario() -> None:
+        async with fresh_store(azurite) as store:
+            shown = {"id": "r1", "state": "replicating", "regions": [{"region": "eastus"}]}
+            await store.insert(dataclasses.replace(rollout("r1"), listing=shown))
+            (listed,) = (await store.list())[0]
+            assert listed.listing == shown and listed.record == {}
+            stored = await store.get("r1")
+            assert stored is not None and stored.record == {"id": "r1", "tags": []}
+            moved = {**shown, "state": "live"}
+            await store.replace(dataclasses.replace(stored, state="live", listing=moved))
+            (listed,) = (await store.list(state="live"))[0]
+            assert listed.listing == moved
+            assert await ids(store, state="replicating") == []
+
+    run(scenario)

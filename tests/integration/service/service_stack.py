@@ -20,11 +20,16 @@ from devenv.local_settings import app_settings
 from devenv.registries import RegistryControl
 from devenv.tls import TlsFiles
 from shared.config import load_config
+from shared.domain.serialization import rollout_from_record, rollout_to_document
 from shared.domain.targets import match_target
 from shared.service.runtime import Services, build_services
 from tests.integration.listing_check import listings_disagree
 from tests.integration.service.driving import poll_until
 from tests.support.cloudevents_receiver import EventReceiver
+
+
+def _document(record: dict[str, Any]) -> dict[str, Any]:
+    return rollout_to_document(rollout_from_record(record))
 
 
 async def listings_settle(services: Services) -> None:
@@ -36,7 +41,8 @@ async def listings_settle(services: Services) -> None:
 
     async def problems() -> list[str]:
         dead = [m async for m in store._table.query_entities("PartitionKey eq 'relist'")]
-        return [*await listings_disagree(store), *(f"marker {m['RowKey']}" for m in dead)]
+        disagree = await listings_disagree(store, render=_document)
+        return [*disagree, *(f"marker {m['RowKey']}" for m in dead)]
 
     try:
         await poll_until(problems, lambda found: not found, what="listings", timeout=5)

@@ -36,7 +36,7 @@ def test_the_same_notice_recorded_three_times_at_once_makes_one_rollout_tagged_o
             results = await asyncio.gather(*(record_notices(services, [notice]) for _ in range(3)))
             assert [r.recorded for r in results] == [(pushed.rollout_id,)] * 3
             page, _ = await services.rollouts.list(repository=pushed.repository)
-            assert [r.id for r in page] == [pushed.rollout_id]
+            assert [r["id"] for r in page] == [pushed.rollout_id]
             rollout = await stored(services, pushed.rollout_id)
             assert rollout.tags == ("v1",)
             assert rollout.generation == 1
@@ -60,7 +60,7 @@ def test_two_tags_of_one_digest_recorded_at_once_make_one_rollout_with_both_tags
                 record_notices(services, [notice_of(second)]),
             )
             page, _ = await services.rollouts.list(repository=first.repository)
-            assert [r.id for r in page] == [first.rollout_id]
+            assert [r["id"] for r in page] == [first.rollout_id]
             rollout = await stored(services, first.rollout_id)
             assert sorted(rollout.tags) == ["2.0", "stable"]
             assert rollout.generation == 1
