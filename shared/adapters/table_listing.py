@@ -2,9 +2,10 @@
 
 A rollout is listed in four partitions, newest first: every rollout (`created`), its
 repository (`repo|<repository>`), its state (`state|<state>`), and both
-(`repostate|<repository>|<state>`). Each row is a copy of the rollout entity (the
-same compressed document) under another key, so a page is read straight from the
-rows, with no point read behind it.
+(`repostate|<repository>|<state>`). Each row is a copy of the rollout entity under
+another key, holding the document listings show as the writer rendered it (and
+the record only when there is no such document), so a page is read straight
+from the rows, with no point read and no rendering behind it.
 
 Table Storage has no transaction across partitions, so a write goes rows first,
 rollout last, with a marker that names what it touched: a write that dies between
@@ -59,9 +60,20 @@ def listing_row_key(created_at: Any, rollout_id: str) -> str:
     return compose_key(descending_time(created_at), rollout_id)
 
 
+def _record_property(name: str) -> bool:
+    return name in ("DocFormat", "DocChunks") or (name.startswith("Doc") and name[3:].isdigit())
+
+
 def listing_rows(rollout_entity: dict[str, Any], row_key: str) -> dict[str, dict[str, Any]]:
-    """The rows, by partition, that list the rollout stored as `rollout_entity`."""
-    copied = {k: v for k, v in rollout_entity.items() if k not in _ROLLOUT_ONLY}
+    """The rows, by partition, that list the rollout stored as `rollout_entity`: its
+    properties, without the record when the listed document is there (a page needs
+    only that)."""
+    rendered = "ListChunks" in rollout_entity
+    copied = {
+        k: v
+        for k, v in rollout_entity.items()
+        if k not in _ROLLOUT_ONLY and not (rendered and _record_property(k))
+    }
     return {
         partition: {"PartitionKey": partition, "RowKey": row_key, "Kind": _ROW_KIND, **copied}
         for partition in listing_partitions(
@@ -71,8 +83,8 @@ def listing_rows(rollout_entity: dict[str, Any], row_key: str) -> dict[str, dict
 
 
 def is_copy(row: dict[str, Any]) -> bool:
-    """Whether `row` carries the document (rows of earlier versions held only the id)."""
-    return "DocFormat" in row
+    """Whether `row` carries the rollout (rows of earlier versions held only the id)."""
+    return "DocFormat" in row or "ListChunks" in row
 
 
 @dataclass(frozen=True, slots=True)
