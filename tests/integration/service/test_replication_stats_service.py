@@ -82,6 +82,7 @@ def test_the_eta_of_a_slow_region_lands_near_the_real_arrival(stack: ServiceStac
             assert region.expected_at is not None, "no ETA despite three samples"
             arrival = await _real_arrival(stack, pushed)
             error = abs((region.expected_at - arrival).total_seconds())
+            print(f"ETA {region.expected_at}, arrival {arrival}: {error:.2f} s off")
             assert error <= ETA_ERROR_S, (
                 f"ETA {region.expected_at.isoformat()} vs arrival {arrival.isoformat()}: "
                 f"{error:.2f} s off"
