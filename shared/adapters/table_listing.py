@@ -7,11 +7,12 @@ another key, holding the document listings show as the writer rendered it (and
 the record only when there is no such document), so a page is read straight
 from the rows, with no point read and no rendering behind it.
 
-Table Storage has no transaction across partitions, so a write goes rows first,
-rollout last, with a marker that names what it touched: a write that dies between
-the two leaves its marker, and `repair_actions` (run by the writer that lost a race
-at once, by the timer's tick for a writer that died) puts the rows back to what the
-rollout says. Every row carries the `Version` of the rollout it copies and the
+Table Storage has no transaction across partitions, so a write leaves a marker that
+names what it touched before anything else and deletes it last (a replace writes its
+rows before the rollout, an insert after it): a write that dies in between leaves
+its marker, and the repair (`repair_action` decides each row; run by the writer that
+lost a race at once, by the timer's tick for a writer that died) puts the rows back
+to what the rollout says. Every row carries the `Version` of the rollout it copies and the
 `Intent` (a nonce) of the write that made it, which is what lets a repair tell a
 dead writer's rows from those of a writer still in flight. docs/table-layout.md has
 the whole argument.
