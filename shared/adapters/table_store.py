@@ -508,9 +508,9 @@ class RolloutStore:
         rows = listing_rows(entity, row_key)
         marker = Marker(rec.id, intent, row_key, tuple(rows), creates=True)
         with self._translated(f"inserting rollout {rec.id!r}"):
-            await self._table.upsert_entity(marker.entity())
-            if due_key is not None:
-                await self._table.upsert_entity(self._due_entry(rec, due_key))
+            # Side by side: the rows come after the rollout, so nothing needs the marker first.
+            due = [self._due_entry(rec, due_key)] if due_key is not None else []
+            await asyncio.gather(*(self._table.upsert_entity(e) for e in [marker.entity(), *due]))
             try:
                 metadata = await self._table.create_entity(entity)
             except ResourceExistsError:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from devenv.config import LocalEnv
@@ -282,19 +283,13 @@ def test_rows_of_an_earlier_version_are_listed_through_their_rollout(azurite: Lo
             row_key = listing_row_key(T0, "r1")
             await store._table.upsert_entity(
                 {"PartitionKey": "created", "RowKey": row_key, "Id": "r1", "CreatedAt": "x"},
-                mode=_replace_mode(),
+                mode=UpdateMode.REPLACE,
             )
             (listed,) = (await store.list())[0]
             assert isinstance(listed, StoredRollout) and listed.id == "r1"
             assert listed.record == {"id": "r1", "tags": []}
 
     run(scenario)
-
-
-def _replace_mode() -> Any:
-    from azure.data.tables import UpdateMode
-
-    return UpdateMode.REPLACE
 
 
 def test_a_page_hands_out_the_document_its_writer_rendered(azurite: LocalEnv) -> None:
