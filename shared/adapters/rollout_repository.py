@@ -15,7 +15,8 @@ import dataclasses
 import hashlib
 import json
 import random
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -211,6 +212,12 @@ class RolloutRepository:
     async def due(self, now: datetime, *, limit: int) -> RolloutIds:
         """Ids of active rollouts due at `now`, earliest first."""
         return [s.id for s in await self.store.list_due(now, limit=limit)]
+
+    async def each_due(self, now: datetime) -> AsyncGenerator[str, None]:
+        """Ids of every active rollout due at `now`, earliest first, read as the caller goes."""
+        async with aclosing(self.store.iter_due(now)) as stream:
+            async for rec in stream:
+                yield rec.id
 
     # --- endpoints -----------------------------------------------------------------------
 

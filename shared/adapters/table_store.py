@@ -18,8 +18,8 @@ import json
 import random
 import secrets
 import zlib
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
+from contextlib import aclosing, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -38,6 +38,7 @@ from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
 from shared.adapters.http_pool import PooledTransport
+from shared.adapters.table_budget import TableBudgetLedger
 from shared.adapters.table_keys import (
     ascending_time,
     compose_key,
@@ -194,6 +195,8 @@ RegionSamples = dict[str, tuple[list[dict[str, Any]], str]]
 
 _DOC_ROW = "doc"
 _DUE_PARTITION = "due"
+# Due entries checked against their rollouts at once (point reads, bounded by _READ_CONCURRENCY).
+_DUE_BATCH = 100
 _LEASE_PARTITION = "lease"
 _SERVING_PARTITION = "serving"
 _FAILED_ENDPOINT_PARTITION = "failed-endpoint"
@@ -410,6 +413,10 @@ class RolloutStore:
     @property
     def table_name(self) -> str:
         return str(self._table.table_name)
+
+    def budget_ledger(self, registry: str) -> TableBudgetLedger:
+        """The ledger of `registry`'s request slots, shared with every other instance."""
+        return TableBudgetLedger(self._table, registry)
 
     async def close(self) -> None:
         await self._table.close()
@@ -772,30 +779,41 @@ class RolloutStore:
         """Active rollouts whose next_due_at is at or before `now`, earliest due first."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
-        bound = ascending_time(now + timedelta(microseconds=1))
         due: list[StoredRollout] = []
+        async with aclosing(self.iter_due(now, batch=min(limit, _DUE_BATCH))) as stream:
+            async for rec in stream:
+                due.append(rec)
+                if len(due) == limit:
+                    break
+        return due
+
+    async def iter_due(
+        self, now: datetime, *, batch: int = _DUE_BATCH
+    ) -> AsyncGenerator[StoredRollout, None]:
+        """Every active rollout due at `now`, earliest first, read `batch` at a time as the
+        caller goes (a backlog of 10,000 is never held at once)."""
+        bound = ascending_time(now + timedelta(microseconds=1))
         seen: set[str] = set()
         with self._translated("listing due rollouts"):
             entries = self._table.query_entities(
                 "PartitionKey eq @pk and RowKey lt @bound",
                 parameters={"pk": _DUE_PARTITION, "bound": bound},
-                results_per_page=min(max(limit, 100), 1000),
+                results_per_page=min(max(batch, 100), 1000),
             ).__aiter__()
             exhausted = False
-            while len(due) < limit and not exhausted:
-                batch: list[Any] = []
-                while len(batch) < limit - len(due):
+            while not exhausted:
+                chunk: list[Any] = []
+                while len(chunk) < batch:
                     try:
-                        batch.append(await entries.__anext__())
+                        chunk.append(await entries.__anext__())
                     except StopAsyncIteration:
                         exhausted = True
                         break
-                rollouts = await asyncio.gather(*(self._due(entry, now) for entry in batch))
+                rollouts = await asyncio.gather(*(self._due(entry, now) for entry in chunk))
                 for rec in rollouts:
                     if rec is not None and rec.id not in seen:
                         seen.add(rec.id)
-                        due.append(rec)
-        return due
+                        yield rec
 
     async def _due(self, entry: Any, now: datetime) -> StoredRollout | None:
         """The rollout a due entry points at, when it still points back at the entry."""

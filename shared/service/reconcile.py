@@ -19,7 +19,6 @@ import asyncio
 import json
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -214,7 +213,7 @@ async def _read_primary(
     primary = services.config.primary_region.name
     before = work.rollout
     if action.manifest:
-        if not _spend(services):
+        if not await _spend(services):
             return set()
         with services.telemetry.span("registry.read_manifest", {"region": primary}):
             read = await services.probe.read_manifest(
@@ -246,13 +245,13 @@ async def _classify(services: Services, work: _Pass, read: ManifestRead, clock: 
         for part in first.parts:
             work.followups.append(_mark_child(services, rollout, part, clock))
         verdict, runs = None, first.digest
-        if _spend(services):
+        if await _spend(services):
             child = await services.probe.read_manifest(primary, rollout.repository, first.digest)
             if child.manifest is not None:
                 verdict = manifests.judge_platform_manifest(child.manifest, child.media_type)
     else:
         verdict, runs = None, rollout.digest
-        if _spend(services):
+        if await _spend(services):
             blob = await services.probe.read_config(primary, rollout.repository, first.digest)
             if blob is not None:
                 verdict = manifests.judge_config(blob, first.image_size_bytes)
@@ -274,7 +273,7 @@ async def _resolve_tags(
     rollout, primary = work.rollout, services.config.primary_region.name
     resolved: dict[str, str | None] = {}
     for tag in tags:
-        if not _spend(services):
+        if not await _spend(services):
             break
         with services.telemetry.span("registry.resolve_tag", {"region": primary}):
             read = await services.probe.resolve_tag(primary, rollout.repository, tag)
@@ -330,15 +329,17 @@ async def _peers(services: Services, rollout: Rollout) -> list[RolloutSummary]:
     return peers
 
 
-def _spend(services: Services) -> bool:
+async def _spend(services: Services) -> bool:
     """One request from the registry's budget, whichever replica it goes to (every replica
-    is the same registry, metered as one); False: spent, a later step tries."""
-    return services.budget(services.config.registry_login_server).take(time.monotonic())
+    is the same registry, metered as one), waiting a few seconds at most for its slot;
+    False: none free so soon, a later step tries."""
+    with services.telemetry.span("table.reserve_request"):
+        return await services.budget(services.config.registry_login_server).take()
 
 
 async def _probe(services: Services, rollout: Rollout, region: str) -> ProbeOutcome | None:
     """The replica's answer, or None when the registry's request budget is spent for now."""
-    if not _spend(services):
+    if not await _spend(services):
         return None  # the region stays due and a later tick tries
     with services.telemetry.span("registry.probe", {"region": region}):
         outcome = await services.probe.probe(region, rollout.repository, rollout.digest)

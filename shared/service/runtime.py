@@ -31,7 +31,7 @@ from shared.domain.targets import (
     TargetRule,
     VerifyPolicy,
 )
-from shared.service.budget import RequestBudget
+from shared.service.budget import RegistryBudget
 from shared.service.follow_ups import FollowUps
 from shared.service.replication_stats import ReplicationStats
 from shared.service.telemetry import Telemetry
@@ -94,7 +94,7 @@ class Services:
     publisher: EventPublisher
     rules: tuple[TargetRule, ...]
     policy: RolloutPolicy
-    budgets: dict[str, RequestBudget] = field(default_factory=dict)
+    budgets: dict[str, RegistryBudget] = field(default_factory=dict)
     table_ready: bool = False
     # Set in the function app's process (see `services()`): steps run when due, not per tick.
     follow_ups: FollowUps | None = None
@@ -111,11 +111,14 @@ class Services:
     def deploy_poll(self) -> timedelta:
         return timedelta(seconds=self.config.deploy_poll_seconds)
 
-    def budget(self, registry: str) -> RequestBudget:
-        """The request budget of `registry` (its login server) in this process."""
+    def budget(self, registry: str) -> RegistryBudget:
+        """This process's share of `registry`'s request budget (its login server), which
+        every instance draws from through one ledger in the table."""
         budget = self.budgets.get(registry)
         if budget is None:
-            budget = RequestBudget(self.config.probe.budget_per_minute)
+            budget = RegistryBudget(
+                self.config.probe.budget_per_minute, self.store.budget_ledger(registry)
+            )
             self.budgets[registry] = budget
         return budget
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from contextlib import aclosing
 from dataclasses import dataclass
 
 from shared.service.intake import record_inbox
@@ -20,17 +21,20 @@ log = logging.getLogger("georollout.tick")
 
 @dataclass(frozen=True)
 class TickReport:
+    """Rollouts the tick started (`due`; any left when its time was up stay due for the next
+    tick), of which `reconciled` finished and `failed` raised."""
+
     due: int
     reconciled: int
-    left_for_next_tick: int
     failed: int
 
 
 async def run_tick(
-    services: Services, *, time_budget_s: float, clock: Clock = utc_now, limit: int = 500
+    services: Services, *, time_budget_s: float, clock: Clock = utc_now
 ) -> TickReport:
-    """Reconcile due rollouts with at most `probe.concurrency` at once; start none after
-    `time_budget_s` (so a tick ends before the timer's next run is due)."""
+    """Reconcile every due rollout, the whole backlog, with at most `probe.concurrency` at
+    once; start none after `time_budget_s` (so a tick ends before the timer's next run is
+    due). The registry's request budget paces the probes among them."""
     started = time.monotonic()
     try:
         # Housekeeping first, bounded: answered build messages past their replay window.
@@ -49,31 +53,43 @@ async def run_tick(
             log.warning("repaired the listing rows of %d interrupted writes", repaired)
     except Exception:
         log.exception("repairing listings failed; the next tick tries again")
-    due = await services.rollouts.due(clock(), limit=limit)
-    gate = asyncio.Semaphore(services.config.probe.concurrency)
-    done = skipped = failed = 0
+    concurrency = services.config.probe.concurrency
+    due = done = failed = 0
+    in_flight: set[asyncio.Task[bool]] = set()
 
-    async def one(rollout_id: str) -> None:
-        nonlocal done, skipped, failed
-        async with gate:
+    async def one(rollout_id: str) -> bool:
+        try:
+            await reconcile(services, rollout_id, clock=clock)
+            return True
+        except Exception as error:
+            # One rollout's trouble must not starve the others: it is tried again later,
+            # later each time, so it never holds the head of the due queue.
+            log.exception("reconciling %s failed", rollout_id)
+            await postpone_after_crash(services, rollout_id, error, clock=clock)
+            return False
+
+    async def settle(until_fewer_than: int) -> None:
+        nonlocal done, failed
+        while len(in_flight) >= until_fewer_than and in_flight:
+            finished, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                in_flight.discard(task)
+                if task.result():
+                    done += 1
+                else:
+                    failed += 1
+
+    # The due queue is read page by page as the work goes: a backlog of any size is worked
+    # through until the tick's time is up, and what is left stays due for the next one.
+    async with aclosing(services.rollouts.each_due(clock())) as due_ids:
+        async for rollout_id in due_ids:
+            await settle(until_fewer_than=concurrency)
             if time.monotonic() - started > time_budget_s:
-                skipped += 1
-                return
-            try:
-                await reconcile(services, rollout_id, clock=clock)
-                done += 1
-            except Exception as error:
-                # One rollout's trouble must not starve the others: it is tried again later,
-                # later each time, so it never holds the head of the due queue.
-                failed += 1
-                log.exception("reconciling %s failed", rollout_id)
-                await postpone_after_crash(services, rollout_id, error, clock=clock)
-
-    await asyncio.gather(*(one(rollout_id) for rollout_id in due))
-    report = TickReport(len(due), done, skipped, failed)
+                break
+            due += 1
+            in_flight.add(asyncio.create_task(one(rollout_id)))
+    await settle(until_fewer_than=1)
+    report = TickReport(due, done, failed)
     if due:
-        log.info(
-            "tick: %d due, %d reconciled, %d left for the next tick, %d failed",
-            *vars(report).values(),
-        )
+        log.info("tick: %d due, %d reconciled, %d failed", *vars(report).values())
     return report

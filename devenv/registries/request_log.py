@@ -1,0 +1,93 @@
+"""What reached each local replica, read from its own log: Distribution writes one
+`msg="response completed"` line per request (`... with error` for a 4xx), with the time to the nanosecond, the method,
+the path and the client's user agent. Tests and `make bench` count georollout's registry
+requests here, where the registry meters them, not inside georollout."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from devenv.config import LocalEnv
+
+# The Azure SDK's user agent: georollout's probes and manifest reads (the local replication
+# and the tests' own pushes use other clients or methods).
+SDK_AGENT = "azsdk-python-azure-containerregistry"
+
+
+@dataclass(frozen=True)
+class RegistryRequest:
+    region: str
+    at: datetime
+    method: str
+    path: str
+    user_agent: str
+
+
+def log_path(env: LocalEnv, region: str) -> Path:
+    return env.state_dir / "logs" / f"registry-{region}.log"
+
+
+def _fields(line: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for token in shlex.split(line, posix=True):
+        key, sep, value = token.partition("=")
+        if sep:
+            fields[key] = value
+    return fields
+
+
+_NANOS = re.compile(r"(\.\d{6})\d*")
+
+
+def _time(text: str) -> datetime:
+    # Go writes nanoseconds and a Z; Python reads microseconds and an offset.
+    return datetime.fromisoformat(_NANOS.sub(r"\1", text).replace("Z", "+00:00"))
+
+
+def requests_in(region: str, lines: Iterable[str]) -> list[RegistryRequest]:
+    found = []
+    for line in lines:
+        if 'msg="response completed' not in line:
+            continue
+        fields = _fields(line)
+        found.append(
+            RegistryRequest(
+                region,
+                _time(fields["time"]),
+                fields.get("http.request.method", ""),
+                fields.get("http.request.uri", ""),
+                fields.get("http.request.useragent", ""),
+            )
+        )
+    return found
+
+
+def registry_requests(env: LocalEnv, regions: Iterable[str]) -> list[RegistryRequest]:
+    """Every request the replicas of `regions` answered so far, oldest first."""
+    found: list[RegistryRequest] = []
+    for region in regions:
+        path = log_path(env, region)
+        if path.exists():
+            with path.open(encoding="utf-8", errors="replace") as log:
+                found.extend(requests_in(region, log))
+    return sorted(found, key=lambda r: r.at)
+
+
+def manifest_reads_by_georollout(
+    env: LocalEnv, regions: Iterable[str], *, repository_prefix: str = ""
+) -> list[RegistryRequest]:
+    """georollout's manifest reads (probes) of repositories starting with the prefix."""
+    prefix = "/v2/" + repository_prefix
+    return [
+        r
+        for r in registry_requests(env, regions)
+        if r.method in ("GET", "HEAD")
+        and "/manifests/" in r.path
+        and r.path.replace("%2F", "/").startswith(prefix)
+        and SDK_AGENT in r.user_agent
+    ]
