@@ -79,6 +79,7 @@ bench: app-setup
 	$(PY) -m benchmarks.bench_steps
 	$(PY) -m benchmarks.bench_detection
 	$(PY) -m benchmarks.bench_listing
+	$(PY) -m benchmarks.bench_budget
 
 clean:
 	rm -rf $(STATE)

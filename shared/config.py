@@ -139,8 +139,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     _spec(
         "GEOROLLOUT_PROBE_BUDGET_PER_MINUTE",
-        "Most requests to the registry (all its replicas together) in any 60 seconds, per "
-        "instance of the function app.",
+        "Most requests to the registry (all its replicas together) in any 60 seconds, all "
+        "instances of the function app together.",
         default="600",
     ),
     _spec("GEOROLLOUT_PROBE_CONCURRENCY", "Most probe requests in flight at once.", default="16"),
