@@ -34,9 +34,11 @@ from devenv.registries import RegistryControl, start_registries
 from devenv.registries.request_log import RegistryRequest, manifest_reads_by_georollout
 from devenv.tls import TlsFiles, ensure_tls
 from shared.config import load_config
+from shared.domain.model import rollout_id
 from shared.domain.push import NoticeSource, PushNotice
 from shared.service.intake import record_notices
 from shared.service.runtime import Services, build_services
+from shared.service.steering import act
 from shared.service.tick import run_tick
 from tests.integration.service.service_stack import FixedTokenCredential
 
@@ -103,6 +105,26 @@ async def _timer(services: Services, offset_s: float) -> None:
         await asyncio.sleep(max(0.0, TIMER_S - (time.monotonic() - started)))
 
 
+async def _record_held(env: LocalEnv, tls: TlsFiles, table: str, notices: list[PushNotice]) -> None:
+    """Record the pushes (reading each in the primary) and hold every region, so that the
+    run measures the registry's side: 1,000 primary deployments would measure the ARM
+    emulator and azure-ai-ml instead. A hold stops deployments, not probes."""
+    services = _instance(env, tls, table, LARGE_BUDGET)
+    await services.ensure_table()
+    try:
+        gate = asyncio.Semaphore(16)
+
+        async def hold(notice: PushNotice) -> None:
+            the_id = rollout_id(notice.registry, notice.repository, notice.digest)
+            async with gate:
+                await record_notices(services, [notice])
+                await act(services, the_id, "hold", {"reason": "bench"}, {})
+
+        await asyncio.gather(*(hold(n) for n in notices))
+    finally:
+        await services.close()
+
+
 def _windows(requests: list[RegistryRequest], start: datetime, end: datetime) -> list[int]:
     """Requests in every window [a, a + 60 s) for a from `start`, a second apart, that
     ends by `end`; and in every window starting at a request (where the busiest lie)."""
@@ -120,6 +142,7 @@ def _windows(requests: list[RegistryRequest], start: datetime, end: datetime) ->
 
 async def _shared_budget(env: LocalEnv, tls: TlsFiles) -> dict[str, float]:
     notices = await _push_all(env, tls, "bench/budget", IMAGES)
+    await _record_held(env, tls, "benchbudget", notices)
     one = _instance(env, tls, "benchbudget", BUDGET)
     other = _instance(env, tls, "benchbudget", BUDGET)
     for services in (one, other):
@@ -127,12 +150,12 @@ async def _shared_budget(env: LocalEnv, tls: TlsFiles) -> dict[str, float]:
         await services.ensure_table()
     try:
         started = datetime.now(UTC)
-        await record_notices(one, notices)
         timers = [asyncio.create_task(_timer(one, 0.0)), asyncio.create_task(_timer(other, 15.0))]
         await asyncio.sleep(RUN_S)
         ended = datetime.now(UTC)
         for timer in timers:
             timer.cancel()
+        await asyncio.gather(*timers, return_exceptions=True)
         backlog = len(await one.rollouts.due(datetime.now(UTC), limit=IMAGES))
     finally:
         await one.close()
@@ -156,13 +179,12 @@ async def _shared_budget(env: LocalEnv, tls: TlsFiles) -> dict[str, float]:
 
 async def _one_tick(env: LocalEnv, tls: TlsFiles) -> dict[str, float]:
     notices = await _push_all(env, tls, "bench/tick", TICK_IMAGES)
+    await _record_held(env, tls, "benchtick", notices)
     services = _instance(env, tls, "benchtick", LARGE_BUDGET)
     await services.ensure_table()
     try:
-        # Recorded and read in the primary (no follow-ups: only the tick works here).
-        await record_notices(services, notices)
-        await run_tick(services, time_budget_s=600)
-        # Every secondary check is now due: one tick works through all of them.
+        # No follow-ups: only the tick works here. Once every secondary check is due, one
+        # tick works through all of them.
         until = time.monotonic() + 120
         while len(await services.rollouts.due(datetime.now(UTC), limit=TICK_IMAGES)) < TICK_IMAGES:
             if time.monotonic() > until:
@@ -188,6 +210,31 @@ async def _one_tick(env: LocalEnv, tls: TlsFiles) -> dict[str, float]:
     }
 
 
+def _report_shared(shared: dict[str, float]) -> None:
+    print(f"machine: {machine()}")
+    print(
+        f"probe budget {BUDGET}/min shared by two instances (timer {TIMER_S:g} s each, "
+        f"production back-off 15-300 s), {IMAGES} rollouts x {len(SECONDARIES)} secondaries "
+        f"that never replicate, {shared['seconds']:.0f} s; counted in the registries' logs"
+    )
+    print(
+        f"  {shared['requests']:.0f} registry requests; per 60 s window: busiest "
+        f"{shared['busiest']:.1%} of the budget (goal <= 100%), least busy {shared['least']:.1%} "
+        f"(goal >= 90% while the backlog lasts), median {shared['median']:.1%}; "
+        f"{shared['due_at_end']:.0f} rollouts still due at the end (the backlog lasted)",
+        flush=True,
+    )
+
+
+def _report_tick(tick: dict[str, float]) -> None:
+    print(
+        f"one tick ({TICK_BUDGET_S:g} s), one instance, budget {LARGE_BUDGET}/min: "
+        f"{tick['rollouts']:.0f} due rollouts, {tick['checks']:.0f} region checks in "
+        f"{tick['seconds']:.1f} s ({tick['rate']:.0f}/s; the budget allows "
+        f"{LARGE_BUDGET / 62:.0f}/s)"
+    )
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as state:
         env = isolated_env(Path(state), region_names=REGIONS)
@@ -203,29 +250,11 @@ def main() -> None:
             control = RegistryControl(env.relay_url)
             for region in SECONDARIES:
                 control.set_region(region, never_replicates=True)
-            shared = asyncio.run(_shared_budget(env, tls))
-            tick = asyncio.run(_one_tick(env, tls))
+            _report_shared(asyncio.run(_shared_budget(env, tls)))
+            _report_tick(asyncio.run(_one_tick(env, tls)))
         finally:
             for process in reversed(processes):
                 process.stop()
-    print(f"machine: {machine()}")
-    print(
-        f"probe budget {BUDGET}/min shared by two instances (timer {TIMER_S:g} s each, "
-        f"production back-off 15-300 s), {IMAGES} rollouts x {len(SECONDARIES)} secondaries "
-        f"that never replicate, {shared['seconds']:.0f} s; counted in the registries' logs"
-    )
-    print(
-        f"  {shared['requests']:.0f} registry requests; per 60 s window: busiest "
-        f"{shared['busiest']:.1%} of the budget (goal <= 100%), least busy {shared['least']:.1%} "
-        f"(goal >= 90% with a backlog), median {shared['median']:.1%}; "
-        f"{shared['due_at_end']:.0f} rollouts still due at the end (the backlog lasted)"
-    )
-    print(
-        f"one tick ({TICK_BUDGET_S:g} s), one instance, budget {LARGE_BUDGET}/min: "
-        f"{tick['rollouts']:.0f} due rollouts, {tick['checks']:.0f} region checks in "
-        f"{tick['seconds']:.1f} s ({tick['rate']:.0f}/s; the budget allows "
-        f"{LARGE_BUDGET / 62:.0f}/s)"
-    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Intake at the storage's speed: ACR webhook pushes answered per second by the function app,
 against raw `create_entity` calls on the same Azurite at the same concurrency, side by side in
-one run; log lines per intake and the host's memory.
+one run; log lines per intake and the host's memory as it serves pushes and listings.
 
 The pushes name digests no replica has (so nothing deploys): what is measured is the answer
 path and the recording right behind it. Not a test: numbers depend on the machine.
@@ -30,6 +30,7 @@ from tests.e2e.test_rollout_e2e import acr_push_webhook
 PUSHES = int(os.environ.get("BENCH_PUSHES", "300"))
 CONCURRENCY = 16
 TABLE = "rollouts"  # the app's table (GEOROLLOUT_TABLE_NAME's default)
+LISTING_ROUNDS = 20
 REPOSITORIES = 30  # pushes spread over this many repositories (one busy repository: set 1)
 
 
@@ -89,6 +90,25 @@ async def _recorded(connection_string: str, table: str) -> None:
     raise TimeoutError("the app did not record its inbox within 300 s")
 
 
+async def _list_everything(host_url: str, rounds: int) -> int:
+    """Page through every rollout `rounds` times, as the dashboard and `georollout status`
+    do; how many listing requests the host served."""
+    served = 0
+    async with aiohttp.ClientSession() as session:
+        for _ in range(rounds):
+            continuation: str | None = None
+            while True:
+                params = {"limit": "50"} | ({"continuation": continuation} if continuation else {})
+                async with session.get(f"{host_url}/api/rollouts", params=params) as response:
+                    assert response.status == 200, await response.text()
+                    page = await response.json()
+                served += 1
+                continuation = page.get("continuation")
+                if not continuation:
+                    break
+    return served
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -134,6 +154,11 @@ def main() -> None:
             lines = (lines_after[0] - lines_before[0]) / intakes
             app_lines = (lines_after[1] - lines_before[1]) / intakes
             busy_mb = _rss_mb(host.popen.pid)
+            # Flat in requests served: list everything (the intakes' rollouts), a few times.
+            first_pages = asyncio.run(_list_everything(env.host_url, rounds=1))
+            listed_once_mb = _rss_mb(host.popen.pid)
+            more_pages = asyncio.run(_list_everything(env.host_url, rounds=LISTING_ROUNDS))
+            listed_mb = _rss_mb(host.popen.pid)
         finally:
             stack.stop()
     print(f"machine: {machine()}")
@@ -147,7 +172,12 @@ def main() -> None:
         f"  log lines per intake (answer and recording): georollout and Azure SDK "
         f"{app_lines:.1f} (goal <= 2), with the host's own {lines:.1f}"
     )
-    print(f"  host memory: {idle_mb:.0f} MB after warm-up, {busy_mb:.0f} MB after the pushes")
+    print(
+        f"  host memory: {idle_mb:.0f} MB after warm-up, {busy_mb:.0f} MB after "
+        f"{intakes} more pushes, {listed_once_mb:.0f} MB after listing all "
+        f"{PUSHES * (len(results) + 1)} rollouts ({first_pages} pages of 50), {listed_mb:.0f} MB "
+        f"after {more_pages} more pages (goal: flat in requests served)"
+    )
 
 
 if __name__ == "__main__":

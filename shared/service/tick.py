@@ -81,14 +81,21 @@ async def run_tick(
 
     # The due queue is read page by page as the work goes: a backlog of any size is worked
     # through until the tick's time is up, and what is left stays due for the next one.
-    async with aclosing(services.rollouts.each_due(clock())) as due_ids:
-        async for rollout_id in due_ids:
-            await settle(until_fewer_than=concurrency)
-            if time.monotonic() - started > time_budget_s:
-                break
-            due += 1
-            in_flight.add(asyncio.create_task(one(rollout_id)))
-    await settle(until_fewer_than=1)
+    try:
+        async with aclosing(services.rollouts.each_due(clock())) as due_ids:
+            async for rollout_id in due_ids:
+                await settle(until_fewer_than=concurrency)
+                if time.monotonic() - started > time_budget_s:
+                    break
+                due += 1
+                in_flight.add(asyncio.create_task(one(rollout_id)))
+        await settle(until_fewer_than=1)
+    finally:
+        # A tick cancelled (the host stopping) takes its steps with it: none may go on
+        # writing through clients that are being closed. The due queue keeps them.
+        for task in in_flight:
+            task.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
     report = TickReport(due, done, failed)
     if due:
         log.info("tick: %d due, %d reconciled, %d failed", *vars(report).values())

@@ -159,3 +159,44 @@ async def _when_every_secondary_probe_is_due(
             return found
         assert time.monotonic() < deadline, "secondary probes never came due"
         await asyncio.sleep(POLL_S)
+
+
+def test_a_tick_cancelled_mid_work_leaves_no_step_running(stack: ServiceStack) -> None:
+    """The host stopping cancels the timer's invocation: the steps it started stop with it,
+    instead of writing on through clients that are being closed."""
+    for region in SECONDARIES:
+        stack.registries.set_region(region, never_replicates=True)
+    try:
+        pushes = [
+            push(stack.env, stack.tls, f"service/cancel-{i}", "v1", seed=f"cancel-{i}")
+            for i in range(PUSHES)
+        ]
+        ids = [p.rollout_id for p in pushes]
+        table = new_table_name()
+        budget = {"GEOROLLOUT_PROBE_BUDGET_PER_MINUTE": str(BUDGET_PER_MINUTE)}
+
+        async def scenario() -> None:
+            async with stack.services(table=table) as intake:
+                await record_notices(intake, [notice_of(p) for p in pushes])
+            async with stack.services(table=table, **budget) as ticking:
+                await _when_every_secondary_probe_is_due(ticking, ids)
+                tick = asyncio.create_task(run_tick(ticking, time_budget_s=TICK_S))
+                # Wait until the tick has steps in flight (they wait for their slots, a
+                # second apart), besides itself.
+                deadline = time.monotonic() + DEADLINE_S
+                while not any(
+                    "run_tick" in task.get_coro().__qualname__  # type: ignore[union-attr]
+                    for task in asyncio.all_tasks() - {tick}
+                ):
+                    assert time.monotonic() < deadline, "the tick started no step"
+                    await asyncio.sleep(0.01)
+                tick.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await tick
+                others = asyncio.all_tasks() - {asyncio.current_task()}
+                assert not others, others
+
+        asyncio.run(scenario())
+    finally:
+        for region in SECONDARIES:
+            stack.registries.set_region(region, never_replicates=False)
