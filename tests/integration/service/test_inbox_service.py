@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
+from shared.adapters.http_pool import PooledTransport
 from shared.service.intake import INBOX_GRACE, accept_notices
 from shared.service.reconcile import Clock, utc_now
 from shared.service.runtime import Services
@@ -96,5 +98,38 @@ def test_in_the_app_process_the_push_is_recorded_after_the_answer(stack: Service
             assert rollout.repository == pushed.repository
             # Recorded, so taken out of the inbox (just after the rollout's write).
             await poll_until(lambda: inbox(services), lambda tags: tags == [], what="inbox empty")
+
+    asyncio.run(scenario())
+
+
+def test_the_answer_waits_for_one_table_request_and_nothing_else(
+    stack: ServiceStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer path's cost, counted where it leaves the process: every Azure client of
+    the app sends through a PooledTransport."""
+    pushed = push(stack.env, stack.tls, "service/inbox-one-write", "v1", seed="inbox-one-write")
+    sent: list[str] = []
+    send = PooledTransport.send
+
+    async def counted(self: PooledTransport, request: Any, **kwargs: Any) -> Any:
+        sent.append(f"{request.method} {request.url}")
+        return await send(self, request, **kwargs)
+
+    monkeypatch.setattr(PooledTransport, "send", counted)
+
+    async def scenario() -> None:
+        async with stack.services() as services:
+            services.follow_up_when_due()
+            sent.clear()
+            await accept_notices(services, [notice_of(pushed)])
+            answered = list(sent)
+            # One write: the notice into the inbox (an upsert: a MERGE on the entity's URL).
+            assert len(answered) == 1, answered
+            assert "PartitionKey='inbox'" in answered[0], answered
+            # The recording happens after the answer, and it does happen.
+            await stored_until(
+                services, pushed.rollout_id, lambda r: r.tags == ("v1",), what="recorded"
+            )
+            assert len(sent) > 1
 
     asyncio.run(scenario())
