@@ -88,11 +88,13 @@ async def accept_notices(
 async def record_accepted(
     services: Services, accepted: Sequence[tuple[str, PushNotice]], *, clock: Clock = utc_now
 ) -> None:
-    """Record accepted notices, each removed from the inbox once its rollout is stored. One
-    that fails stays in the inbox for the tick; the others go on."""
+    """Record accepted notices, each removed from the inbox as soon as its rollout is stored
+    (the registry's look follows, paced by its request budget: a stored rollout is due, so
+    a process that stops before that look leaves it to the tick). One that fails stays in
+    the inbox for the tick; the others go on."""
     for key, notice in accepted:
         try:
-            await record_notices(services, [notice], clock=clock)
+            rollout = await _record(services, notice, clock)
         except Exception:
             log.exception(
                 "recording the push of %s@%s failed; the timer tries again",
@@ -101,6 +103,7 @@ async def record_accepted(
             )
             continue
         await services.rollouts.notice_recorded(key)
+        await _first_look(services, rollout.id, notice, clock)
 
 
 async def record_inbox(services: Services, *, clock: Clock = utc_now) -> int:
@@ -161,16 +164,23 @@ async def record_notices(
             continue
         rollout = await _record(services, notice, clock)
         recorded.append(rollout.id)
-        try:
-            await reconcile(
-                services, rollout.id, clock=clock, probe_now=notice.region_hint, deploy=False
-            )
-        except Exception as error:
-            # The notice is recorded, which is all the answer promises; the step that looks
-            # at the registry comes again with the timer, after a back-off.
-            log.exception("first step of %s failed; the timer carries on", rollout.id)
-            await postpone_after_crash(services, rollout.id, error, clock=clock)
+        await _first_look(services, rollout.id, notice, clock)
     return IntakeResult(tuple(dict.fromkeys(recorded)), tuple(ignored))
+
+
+async def _first_look(
+    services: Services, rollout_id: str, notice: PushNotice, clock: Clock
+) -> None:
+    """The registry-only step right after a push is recorded (a hinted region probed at once)."""
+    try:
+        await reconcile(
+            services, rollout_id, clock=clock, probe_now=notice.region_hint, deploy=False
+        )
+    except Exception as error:
+        # The notice is recorded, which is all the answer promises; the step that looks
+        # at the registry comes again with the timer, after a back-off.
+        log.exception("first step of %s failed; the timer carries on", rollout_id)
+        await postpone_after_crash(services, rollout_id, error, clock=clock)
 
 
 async def _record(services: Services, notice: PushNotice, clock: Clock) -> Rollout:
