@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -103,7 +103,14 @@ async def record_accepted(
             )
             continue
         await services.rollouts.notice_recorded(key)
-        await _first_look(services, rollout.id, notice, clock)
+        if services.follow_ups is not None:
+            # A step of its own: one waiting for the registry's request slots must not
+            # hold up the storing of the pushes answered after this one.
+            services.follow_ups.start(
+                _first_look_step(services, rollout.id, notice, clock), f"first look at {rollout.id}"
+            )
+        else:
+            await _first_look(services, rollout.id, notice, clock)
 
 
 async def record_inbox(services: Services, *, clock: Clock = utc_now) -> int:
@@ -166,6 +173,12 @@ async def record_notices(
         recorded.append(rollout.id)
         await _first_look(services, rollout.id, notice, clock)
     return IntakeResult(tuple(dict.fromkeys(recorded)), tuple(ignored))
+
+
+def _first_look_step(
+    services: Services, rollout_id: str, notice: PushNotice, clock: Clock
+) -> Callable[[], Awaitable[None]]:
+    return lambda: _first_look(services, rollout_id, notice, clock)
 
 
 async def _first_look(
