@@ -15,6 +15,7 @@ rollout are serialised by the rollout's ETag like any two triggers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -81,11 +82,13 @@ class FollowUps:
         handle = loop.call_later(delay, self._wake, rollout.id, step)
         self._pending[rollout.id] = (due, handle)
 
-    def start(self, step: Step, what: str) -> None:
-        """Run `step` now, beside the caller (which answers without waiting for it)."""
+    def start(self, step: Step, what: str, *, gated: bool = True) -> None:
+        """Run `step` now, beside the caller (which answers without waiting for it).
+        `gated=False`: not one of the `concurrency` steps (storing an answered push must
+        not queue behind steps that wait for the registry's request slots)."""
         if self._closed:
             return
-        task = asyncio.get_running_loop().create_task(self._run(what, step))
+        task = asyncio.get_running_loop().create_task(self._run(what, step, gated=gated))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
@@ -97,8 +100,8 @@ class FollowUps:
         self._pending.pop(rollout_id, None)
         self.start(step, rollout_id)
 
-    async def _run(self, what: str, step: Step) -> None:
-        async with self._gate:
+    async def _run(self, what: str, step: Step, *, gated: bool = True) -> None:
+        async with self._gate if gated else contextlib.nullcontext():
             try:
                 # The step itself calls `after` with its outcome: the chain goes on.
                 await step()

@@ -78,7 +78,9 @@ async def accept_notices(
     if accepted:
         if services.follow_ups is not None:
             services.follow_ups.start(
-                lambda: record_accepted(services, accepted, clock=clock), "accepted notices"
+                lambda: record_accepted(services, accepted, clock=clock),
+                "accepted notices",
+                gated=False,  # table writes only: bounded by the answers in flight
             )
         else:
             await record_accepted(services, accepted, clock=clock)
