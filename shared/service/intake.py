@@ -80,7 +80,7 @@ async def accept_notices(
             services.follow_ups.start(
                 lambda: record_accepted(services, accepted, clock=clock),
                 "accepted notices",
-                gated=False,  # table writes only: bounded by the answers in flight
+                storing=True,
             )
         else:
             await record_accepted(services, accepted, clock=clock)
