@@ -23,14 +23,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from benchmarks.figures import machine
-from devenv.arm.launcher import start_arm_emulator
-from devenv.azurite import start_azurite
+from benchmarks.stand_ins import running_stand_ins
 from devenv.config import LocalEnv, isolated_env
-from devenv.eventgrid.config import TopicSpec
-from devenv.eventgrid.launcher import start_eventgrid
 from devenv.images import OCI_MANIFEST, build_image, push_image
-from devenv.local_settings import EVENTS_TOPIC, app_settings
-from devenv.registries import RegistryControl, start_registries
+from devenv.local_settings import app_settings
+from devenv.registries import RegistryControl
 from devenv.registries.request_log import RegistryRequest, manifest_reads_by_georollout
 from devenv.tls import TlsFiles, ensure_tls
 from shared.config import load_config
@@ -240,21 +237,12 @@ def main() -> None:
         env = isolated_env(Path(state), region_names=REGIONS)
         env = replace(env, replication_base_s=0.5)
         tls = ensure_tls(Path(state) / "tls")
-        processes = [
-            start_azurite(env),
-            start_arm_emulator(env, tls),
-            start_eventgrid(env, tls, [TopicSpec(EVENTS_TOPIC)]),
-            start_registries(env, tls, eventgrid_topic_endpoint=None),
-        ]
-        try:
+        with running_stand_ins(env, tls):
             control = RegistryControl(env.relay_url)
             for region in SECONDARIES:
                 control.set_region(region, never_replicates=True)
             _report_shared(asyncio.run(_shared_budget(env, tls)))
             _report_tick(asyncio.run(_one_tick(env, tls)))
-        finally:
-            for process in reversed(processes):
-                process.stop()
 
 
 if __name__ == "__main__":

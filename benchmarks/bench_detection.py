@@ -20,14 +20,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchmarks.figures import machine, percentile
-from devenv.arm.launcher import start_arm_emulator
-from devenv.azurite import start_azurite
+from benchmarks.stand_ins import running_stand_ins
 from devenv.config import LocalEnv, isolated_env
-from devenv.eventgrid.config import TopicSpec
-from devenv.eventgrid.launcher import start_eventgrid
 from devenv.images import OCI_MANIFEST, build_image, push_image
-from devenv.local_settings import EVENTS_TOPIC, app_settings
-from devenv.registries import RegistryControl, start_registries
+from devenv.local_settings import app_settings
+from devenv.registries import RegistryControl
 from devenv.tls import TlsFiles, ensure_tls
 from shared.config import load_config
 from shared.domain.model import rollout_id
@@ -145,18 +142,9 @@ def main() -> None:
         env = isolated_env(Path(state), region_names=REGIONS)
         env = replace(env, replication_base_s=1.0, replication_bandwidth_bytes_per_s=BANDWIDTH)
         tls = ensure_tls(Path(state) / "tls")
-        processes = [
-            start_azurite(env),
-            start_arm_emulator(env, tls),
-            start_eventgrid(env, tls, [TopicSpec(EVENTS_TOPIC)]),
-            start_registries(env, tls, eventgrid_topic_endpoint=None),
-        ]
-        try:
+        with running_stand_ins(env, tls):
             RegistryControl(env.relay_url).set_region(SLOW, extra_delay_s=SLOW_DELAY_S)
             results = asyncio.run(_run(env, tls))
-        finally:
-            for process in reversed(processes):
-                process.stop()
     initial = float(SCALED["GEOROLLOUT_PROBE_BACKOFF_INITIAL_SECONDS"])
     print(f"machine: {machine()}")
     print(

@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
@@ -26,7 +29,7 @@ from tests.integration.service.driving import (
     stored,
     tick_until,
 )
-from tests.integration.service.pushing import notice_of, push
+from tests.integration.service.pushing import Pushed, notice_of, push
 from tests.integration.service.service_stack import ServiceStack, new_table_name
 
 pytestmark = pytest.mark.integration
@@ -35,6 +38,7 @@ DOWN_REGION = "westeurope"
 UP_SECONDARY = "westus"
 # One slot a second (62 span the 60 s window and the 2 s a slot tolerates).
 BUDGET_PER_MINUTE = 62
+BUDGET = {"GEOROLLOUT_PROBE_BUDGET_PER_MINUTE": str(BUDGET_PER_MINUTE)}
 PUSHES = 6
 TICK_S = 3.0
 
@@ -80,24 +84,14 @@ def test_two_instances_ticking_at_once_share_the_registrys_probe_budget(
     """Two instances of the function app tick over the same backlog at the same time: the
     registry (counted in its own request log) sees one budget's pace, not two; what they
     could not probe stays due."""
-    # Secondaries never get the images, so every tick wants to probe every one of them.
-    for region in SECONDARIES:
-        stack.registries.set_region(region, never_replicates=True)
-    try:
-        pushes = [
-            push(stack.env, stack.tls, f"service/budget-{i}", "v1", seed=f"budget-{i}")
-            for i in range(PUSHES)
-        ]
-        ids = [p.rollout_id for p in pushes]
-        table = new_table_name()
-        budget = {"GEOROLLOUT_PROBE_BUDGET_PER_MINUTE": str(BUDGET_PER_MINUTE)}
+    with _a_backlog_that_never_replicates(stack, "budget") as backlog:
+        ids, table = backlog.ids, backlog.table
 
         async def scenario() -> None:
-            async with stack.services(table=table) as intake:
-                await record_notices(intake, [notice_of(p) for p in pushes])
+            await backlog.record()
             async with (
-                stack.services(table=table, **budget) as one,
-                stack.services(table=table, **budget) as other,
+                stack.services(table=table, **BUDGET) as one,
+                stack.services(table=table, **BUDGET) as other,
             ):
                 before = await _when_every_secondary_probe_is_due(one, ids)
                 started = datetime.now(UTC)
@@ -139,9 +133,6 @@ def test_two_instances_ticking_at_once_share_the_registrys_probe_budget(
                     assert rid in due_now
 
         asyncio.run(scenario())
-    finally:
-        for region in SECONDARIES:
-            stack.registries.set_region(region, never_replicates=False)
 
 
 async def _when_every_secondary_probe_is_due(
@@ -164,21 +155,12 @@ async def _when_every_secondary_probe_is_due(
 def test_a_tick_cancelled_mid_work_leaves_no_step_running(stack: ServiceStack) -> None:
     """The host stopping cancels the timer's invocation: the steps it started stop with it,
     instead of writing on through clients that are being closed."""
-    for region in SECONDARIES:
-        stack.registries.set_region(region, never_replicates=True)
-    try:
-        pushes = [
-            push(stack.env, stack.tls, f"service/cancel-{i}", "v1", seed=f"cancel-{i}")
-            for i in range(PUSHES)
-        ]
-        ids = [p.rollout_id for p in pushes]
-        table = new_table_name()
-        budget = {"GEOROLLOUT_PROBE_BUDGET_PER_MINUTE": str(BUDGET_PER_MINUTE)}
+    with _a_backlog_that_never_replicates(stack, "cancel") as backlog:
+        ids, table = backlog.ids, backlog.table
 
         async def scenario() -> None:
-            async with stack.services(table=table) as intake:
-                await record_notices(intake, [notice_of(p) for p in pushes])
-            async with stack.services(table=table, **budget) as ticking:
+            await backlog.record()
+            async with stack.services(table=table, **BUDGET) as ticking:
                 await _when_every_secondary_probe_is_due(ticking, ids)
                 tick = asyncio.create_task(run_tick(ticking, time_budget_s=TICK_S))
                 # Wait until the tick has steps in flight (they wait for their slots, a
@@ -197,6 +179,36 @@ def test_a_tick_cancelled_mid_work_leaves_no_step_running(stack: ServiceStack) -
                 assert not others, others
 
         asyncio.run(scenario())
+
+
+@dataclass(frozen=True)
+class _Backlog:
+    """PUSHES images on the primary whose secondaries never replicate, recorded into a
+    table of their own: every tick over it wants to probe every secondary."""
+
+    stack: ServiceStack
+    pushes: list[Pushed]
+    table: str
+
+    @property
+    def ids(self) -> list[str]:
+        return [p.rollout_id for p in self.pushes]
+
+    async def record(self) -> None:
+        async with self.stack.services(table=self.table) as intake:
+            await record_notices(intake, [notice_of(p) for p in self.pushes])
+
+
+@contextmanager
+def _a_backlog_that_never_replicates(stack: ServiceStack, name: str) -> Iterator[_Backlog]:
+    for region in SECONDARIES:
+        stack.registries.set_region(region, never_replicates=True)
+    try:
+        pushes = [
+            push(stack.env, stack.tls, f"service/{name}-{i}", "v1", seed=f"{name}-{i}")
+            for i in range(PUSHES)
+        ]
+        yield _Backlog(stack, pushes, new_table_name())
     finally:
         for region in SECONDARIES:
             stack.registries.set_region(region, never_replicates=False)
