@@ -11,6 +11,7 @@ whose connector carries one context for its whole life.
 from __future__ import annotations
 
 import ssl
+from urllib.request import getproxies
 
 import aiohttp
 from azure.core.pipeline.transport import AioHttpTransport
@@ -25,6 +26,19 @@ def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
     if ca_bundle:
         return ssl.create_default_context(cafile=ca_bundle)
     return ssl.create_default_context()
+
+
+def proxy_configured() -> bool:
+    """Whether the environment names an HTTP(S) proxy (HTTPS_PROXY and its kin).
+
+    azure-core's own sessions trust the environment always; aiohttp then looks up a
+    proxy and a netrc entry on its thread pool for every request. Measured on Azurite,
+    those two hops took a table write from 1.6 to 2.6 ms of CPU (1.7x fewer writes a
+    second at the same concurrency). Trusting the environment only when it names a
+    proxy keeps requests going through a configured proxy and skips the look-ups
+    otherwise; netrc is not how any Azure service is authenticated.
+    """
+    return bool(getproxies().keys() & {"http", "https"})
 
 
 # azure-core exports its aiohttp transport lazily (module __getattr__): Any to mypy.
@@ -49,7 +63,7 @@ class PooledTransport(AioHttpTransport):  # type: ignore[misc]
             self.session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=self._context, limit=self._limit),
                 cookie_jar=aiohttp.DummyCookieJar(),
-                trust_env=True,
+                trust_env=proxy_configured(),
                 auto_decompress=False,
             )
         await super().open()
