@@ -1447,6 +1447,16 @@ def _with_region(rollout: Rollout, progress: RegionProgress) -> Rollout:
     return replace(rollout, regions=regions)
 
 
+def _with_regions(rollout: Rollout, regions: Iterable[RegionProgress]) -> Rollout:
+    """`rollout` with `regions`; the very same object when no region changed. The rules
+    `_commit` settles after every step mostly change nothing: copying the rollout for
+    each of them made copying most of the state machine's time."""
+    regions = tuple(regions)
+    if all(new is old for new, old in zip(regions, rollout.regions, strict=True)):
+        return rollout
+    return replace(rollout, regions=regions)
+
+
 def _probe_error(outcome: ProbeOutcome, previous: str | None) -> str | None:
     if outcome.verdict is ProbeVerdict.ABSENT:
         return previous if previous and previous.startswith("replication timed out") else None
@@ -1668,7 +1678,7 @@ def _apply_timeouts(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> R
                 ),
             )
         regions.append(progress)
-    updated = replace(rollout, regions=tuple(regions))
+    updated = _with_regions(rollout, regions)
     if failed_waves:
         wave, reason = min(failed_waves)
         updated = delivery.roll_back_wave(updated, wave, reason, now)
@@ -1776,7 +1786,7 @@ def _hold_secondaries(rollout: Rollout) -> Rollout:
         else r
         for r in rollout.regions
     )
-    return replace(rollout, regions=regions)
+    return _with_regions(rollout, regions)
 
 
 def _gate_waves(rollout: Rollout, now: datetime) -> Rollout:
@@ -1803,7 +1813,9 @@ def _gate_waves(rollout: Rollout, now: datetime) -> Rollout:
             progress = replace(progress, state=RegionState.REPLICATED)
         regions.append(progress)
     opened = tuple(sorted(gates.values(), key=lambda g: g.wave))
-    return replace(rollout, regions=tuple(regions), gates=opened)
+    if opened != rollout.gates:
+        rollout = replace(rollout, gates=opened)
+    return _with_regions(rollout, regions)
 
 
 def _start_retries(rollout: Rollout, now: datetime) -> Rollout:
@@ -1863,7 +1875,7 @@ def _start_requested_rollbacks(rollout: Rollout, now: datetime) -> Rollout:
         else r
         for r in rollout.regions
     )
-    return replace(rollout, regions=regions)
+    return _with_regions(rollout, regions)
 
 
 def _settle_untagged(rollout: Rollout) -> Rollout:
@@ -1891,7 +1903,7 @@ def _commit(old: Rollout, new: Rollout, now: datetime) -> Rollout:
     if stopped(new):
         new = delivery.settle_stopped(new, now)
     new = _start_requested_rollbacks(_gate_waves(new, now), now)
-    if new == old:
+    if new is old or new == old:
         return old
     events = [e for e in _events_for(old, new, now) if e.id not in {o.id for o in new.outbox}]
     return replace(new, outbox=(*new.outbox, *events), updated_at=now)
