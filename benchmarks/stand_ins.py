@@ -18,14 +18,14 @@ from devenv.tls import TlsFiles
 
 @contextmanager
 def running_stand_ins(env: LocalEnv, tls: TlsFiles) -> Iterator[None]:
-    """No registry sends events: a benchmark hands georollout its notices itself."""
-    processes = [
-        start_azurite(env),
-        start_arm_emulator(env, tls),
-        start_eventgrid(env, tls, [TopicSpec(EVENTS_TOPIC)]),
-        start_registries(env, tls, eventgrid_topic_endpoint=None),
-    ]
+    """No registry sends events: a benchmark hands georollout its notices itself. One that
+    fails to start stops those started before it."""
+    processes = []
     try:
+        processes.append(start_azurite(env))
+        processes.append(start_arm_emulator(env, tls))
+        processes.append(start_eventgrid(env, tls, [TopicSpec(EVENTS_TOPIC)]))
+        processes.append(start_registries(env, tls, eventgrid_topic_endpoint=None))
         yield
     finally:
         for process in reversed(processes):
