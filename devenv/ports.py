@@ -38,6 +38,17 @@ def ephemeral_range() -> tuple[int, int]:
     return low, high
 
 
+def bound(port: int) -> socket.socket | None:
+    """A socket bound to loopback `port`, or None when the port is taken."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind((LOOPBACK, port))
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
 def free_port() -> int:
     """A loopback port free right now (for tests, which never use the defaults)."""
     return free_ports(1)[0]
@@ -59,11 +70,8 @@ def free_ports(count: int) -> list[int]:
             port = random.randint(_LOWEST_PORT, highest)
             if port in _handed_out or port in chosen:
                 continue
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            try:
-                sock.bind((LOOPBACK, port))
-            except OSError:
-                sock.close()
+            sock = bound(port)
+            if sock is None:
                 continue  # in use (or lingering): another pick
             held.append(sock)
             chosen.append(port)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import socket
 
 import pytest
 
 from devenv import ports
-from devenv.ports import LOOPBACK, ephemeral_range, free_port, free_ports
+from devenv.ports import bound, ephemeral_range, free_port, free_ports
 
 
 def test_ports_come_from_below_the_ephemeral_range() -> None:
@@ -33,7 +34,7 @@ def test_a_port_in_use_is_never_handed_out(monkeypatch: pytest.MonkeyPatch) -> N
         spare.close()
         # The random picks land on the busy port twice before a free one.
         picks = iter([busy_port, busy_port, spare_port])
-        monkeypatch.setattr(ports.random, "randint", lambda _low, _high: next(picks))
+        monkeypatch.setattr(random, "randint", lambda _low, _high: next(picks))
         monkeypatch.setattr(ports, "_handed_out", set())  # what earlier tests were given
         assert free_ports(1) == [spare_port]
     finally:
@@ -43,14 +44,8 @@ def test_a_port_in_use_is_never_handed_out(monkeypatch: pytest.MonkeyPatch) -> N
 def _listening_below(limit: int, avoid: frozenset[int] = frozenset()) -> socket.socket:
     """A socket listening on a loopback port below `limit`, not one of `avoid`."""
     for port in range(limit - 1, 20_000, -1):
-        if port in avoid:
-            continue
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.bind((LOOPBACK, port))
-        except OSError:
-            sock.close()
-            continue
-        sock.listen()
-        return sock
+        sock = bound(port) if port not in avoid else None
+        if sock is not None:
+            sock.listen()
+            return sock
     raise OSError("no free port below the ephemeral range")
