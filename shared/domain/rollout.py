@@ -551,12 +551,16 @@ def record_probe(
     policy: RolloutPolicy,
     *,
     jitter: float,
+    asked_at: datetime | None = None,
 ) -> Rollout:
-    """Record what `region`'s replica answered.
+    """Record what `region`'s replica answered at `now`.
 
     PRESENT marks it replicated (also after a timeout: late arrival is accepted).
     ABSENT, CONFIG_ERROR and TRANSIENT schedule the next probe with backoff
-    (`jitter` in [0, 1) spreads it); the replication timeout is applied here too.
+    (`jitter` in [0, 1) spreads it) from `asked_at`, when the probe went out (default:
+    `now`): counted from the answer, every interval would also hold the probe's own
+    latency and the pass's work, and a replica would be seen that much later each time.
+    The replication timeout is applied here too.
     """
     progress = _find(rollout, region)
     if progress is None or progress.state not in PROBED_STATES:
@@ -574,9 +578,10 @@ def record_probe(
             evidence=outcome.evidence,
         )
     else:
+        sent = asked_at or now
         delay = policy.probe_delay(attempts, jitter)
         if outcome.verdict is ProbeVerdict.ABSENT:
-            delay = policy.paced_by_arrival(delay, now, progress.expected_at)
+            delay = policy.paced_by_arrival(delay, sent, progress.expected_at)
         if outcome.verdict is ProbeVerdict.CONFIG_ERROR:
             # Misconfiguration rarely fixes itself quickly: do not hammer the registry.
             delay = max(delay, timedelta(seconds=policy.probe_max_backoff_s))
@@ -585,7 +590,7 @@ def record_probe(
         progress = replace(
             progress,
             probe_attempts=attempts,
-            next_probe_at=None if progress.gave_up else now + delay,
+            next_probe_at=None if progress.gave_up else sent + delay,
             last_error=_probe_error(outcome, progress.last_error),
             evidence=outcome.evidence,
             # Only a 404 says the image was not there (no answer says nothing).

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from shared.domain.model import Rollout
 
@@ -27,9 +27,11 @@ log = logging.getLogger("georollout.follow_ups")
 # timeout): the process need not hold a timer for every settled rollout.
 DEFAULT_HORIZON_S = 600.0
 
-# No rollout is woken more often than this: a step that leaves its rollout due at once
-# could not do its work (a spent request budget, an ETag race lost five times), and it
-# is tried again after this pause, never in a loop.
+# No rollout is woken more often than this, counted from the start of its last step: a
+# step that leaves its rollout due at once could not do its work (a spent request budget,
+# an ETag race lost five times), and it is tried again after this pause, never in a loop.
+# Counted from the start, not the end: a step that took longer than the pause (a pass that
+# deployed in one region while another region's probe came due) is followed at once.
 MIN_DELAY_S = 1.0
 # Woken just after the due time, so the step finds the work due (the event loop's clock
 # and the wall clock differ by milliseconds).
@@ -60,29 +62,37 @@ class FollowUps:
         # Storing runs beside the answers, which are what a burst waits on: a quarter of
         # the steps' concurrency keeps up with the table and leaves it to them.
         self._storing_gate = asyncio.Semaphore(max(1, concurrency // 4))
-        self._pending: dict[str, tuple[datetime, asyncio.TimerHandle]] = {}
+        # Rollout id → (its due time, when it will be woken, the timer).
+        self._pending: dict[str, tuple[datetime, datetime, asyncio.TimerHandle]] = {}
         self._running: set[asyncio.Task[None]] = set()
         self._closed = False
 
-    def after(self, rollout: Rollout, step: Step) -> None:
-        """A step of `rollout` just ended: run `step` when its next one is due (if soon)."""
+    def after(self, rollout: Rollout, step: Step, *, began: datetime | None = None) -> None:
+        """A step of `rollout` that began at `began` (default: now) just ended: run `step`
+        when its next one is due (if soon), and not before `MIN_DELAY_S` after `began`."""
         if self._closed:
             return
         now = self._now()
         due = self._due(rollout, now)
         if due is None:
             return  # settled: nothing until a new push or an operator's action
-        delay = max((due - now).total_seconds() + MARGIN_S, self._min_delay_s)
+        earliest = (began or now) + timedelta(seconds=self._min_delay_s)
+        wake_at = max(due + timedelta(seconds=MARGIN_S), earliest)
+        delay = max((wake_at - now).total_seconds(), 0.0)
         if delay > self._horizon_s:
             return
         pending = self._pending.get(rollout.id)
         if pending is not None:
             if pending[0] <= due:
                 return  # an earlier wake-up will see this change too
-            pending[1].cancel()
+            pending[2].cancel()
         loop = asyncio.get_running_loop()
         handle = loop.call_later(delay, self._wake, rollout.id, step)
-        self._pending[rollout.id] = (due, handle)
+        self._pending[rollout.id] = (due, wake_at, handle)
+
+    def now(self) -> datetime:
+        """The time on the clock the wake-ups are set by."""
+        return self._now()
 
     def start(self, step: Step, what: str, *, storing: bool = False) -> None:
         """Run `step` now, beside the caller (which answers without waiting for it).
@@ -99,7 +109,7 @@ class FollowUps:
 
     def pending(self) -> dict[str, datetime]:
         """Rollout id → when it will be woken."""
-        return {rollout_id: due for rollout_id, (due, _) in self._pending.items()}
+        return {rollout_id: wake_at for rollout_id, (_, wake_at, _) in self._pending.items()}
 
     def _wake(self, rollout_id: str, step: Step) -> None:
         self._pending.pop(rollout_id, None)
@@ -118,7 +128,7 @@ class FollowUps:
     async def close(self) -> None:
         """Cancel every pending wake-up and step (the due queue keeps them)."""
         self._closed = True
-        for _, handle in self._pending.values():
+        for _, _, handle in self._pending.values():
             handle.cancel()
         self._pending.clear()
         for task in list(self._running):

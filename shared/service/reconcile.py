@@ -77,6 +77,8 @@ async def reconcile(
     `deploy=False` limits the step to the registry (manifest, tags, probes):
     intake answers fast and leaves deployments to the completion function and the timer.
     """
+    # On the follow-ups' own clock (`clock` may be a test's): the next wake-up counts from here.
+    began = services.follow_ups.now() if services.follow_ups is not None else None
     with services.telemetry.span(RECONCILE_SPAN, {ROLLOUT_ATTRIBUTE: rollout_id}):
         rollout = await _passes(services, rollout_id, clock, probe_now, deploy)
         if rollout is None:
@@ -85,7 +87,7 @@ async def reconcile(
             rollout = await publish_outbox(services, rollout)
     if services.follow_ups is not None:
         # Its next step (a poll, a soak's end, a probe's back-off) runs when due, not per tick.
-        services.follow_ups.after(rollout, lambda: reconcile(services, rollout_id))
+        services.follow_ups.after(rollout, lambda: reconcile(services, rollout_id), began=began)
     return rollout
 
 
@@ -165,11 +167,18 @@ async def _act(services: Services, work: _Pass, clock: Clock, *, deploy: bool) -
         and a.region not in probed
         and work.rollout.region(a.region).state in machine.PROBED_STATES
     ]
-    outcomes = await asyncio.gather(*(_probe(services, work.rollout, r) for r in regions))
-    for region, outcome in zip(regions, outcomes, strict=True):
-        if outcome is not None:
+    outcomes = await asyncio.gather(*(_probe(services, work.rollout, r, clock) for r in regions))
+    for region, probed_at in zip(regions, outcomes, strict=True):
+        if probed_at is not None:
+            outcome, asked_at = probed_at
             work.rollout = machine.record_probe(
-                work.rollout, region, outcome, clock(), services.policy, jitter=random.random()
+                work.rollout,
+                region,
+                outcome,
+                clock(),
+                services.policy,
+                jitter=random.random(),
+                asked_at=asked_at,
             )
     # Decide the rest on what the registry just said (a confirmation may have superseded
     # this rollout): never claim an endpoint on a stale decision.
@@ -215,12 +224,19 @@ async def _read_primary(
     if action.manifest:
         if not await _spend(services):
             return set()
+        asked_at = clock()
         with services.telemetry.span("registry.read_manifest", {"region": primary}):
             read = await services.probe.read_manifest(
                 primary, work.rollout.repository, work.rollout.digest
             )
         work.rollout = machine.record_probe(
-            work.rollout, primary, read.outcome, clock(), services.policy, jitter=random.random()
+            work.rollout,
+            primary,
+            read.outcome,
+            clock(),
+            services.policy,
+            jitter=random.random(),
+            asked_at=asked_at,
         )
         if read.outcome.verdict is not ProbeVerdict.PRESENT or read.manifest is None:
             return {primary}  # not there yet: decided on a later read, no tag checked either
@@ -337,15 +353,19 @@ async def _spend(services: Services) -> bool:
         return await services.budget(services.config.registry_login_server).take()
 
 
-async def _probe(services: Services, rollout: Rollout, region: str) -> ProbeOutcome | None:
-    """The replica's answer, or None when the registry's request budget is spent for now."""
+async def _probe(
+    services: Services, rollout: Rollout, region: str, clock: Clock
+) -> tuple[ProbeOutcome, datetime] | None:
+    """The replica's answer and when it was asked, or None when the registry's request
+    budget is spent for now."""
     if not await _spend(services):
         return None  # the region stays due and a later tick tries
+    asked_at = clock()
     with services.telemetry.span("registry.probe", {"region": region}):
         outcome = await services.probe.probe(region, rollout.repository, rollout.digest)
     if outcome.verdict is ProbeVerdict.CONFIG_ERROR:
         log.error("probe of %s in %s: %s", rollout.subject, region, outcome.error)
-    return outcome
+    return outcome, asked_at
 
 
 # --- Azure ML -----------------------------------------------------------------------------

@@ -118,3 +118,24 @@ def test_close_cancels_what_is_pending_and_refuses_more() -> None:
         return wakes.pending(), calls
 
     assert asyncio.run(scenario()) == ({}, [])
+
+
+def test_the_pause_between_wake_ups_counts_from_the_start_of_the_last_step() -> None:
+    async def scenario() -> tuple[datetime, datetime, datetime, datetime]:
+        dues = Dues()
+        wakes = FollowUps(dues, lambda: datetime.now(UTC), concurrency=2, min_delay_s=1.0)
+        dues.offsets = {"long": -0.5, "quick": -0.5}  # both overdue when their steps end
+        now = wakes.now()
+        # A step that began 3 s ago (it deployed elsewhere while the probe came due):
+        # woken at once. One that began just now: only after the pause.
+        wakes.after(
+            rollout("long"), recorder([], asyncio.Event(), "long"), began=now - timedelta(seconds=3)
+        )
+        wakes.after(rollout("quick"), recorder([], asyncio.Event(), "quick"), began=now)
+        pending = wakes.pending()
+        await wakes.close()
+        return now, pending["long"], pending["quick"], wakes.now()
+
+    now, long, quick, after = asyncio.run(scenario())
+    assert long <= after  # due already: no pause added
+    assert quick == now + timedelta(seconds=1.0)

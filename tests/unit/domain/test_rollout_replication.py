@@ -148,6 +148,19 @@ def test_absent_backs_off_exponentially_with_jitter_inside_bounds() -> None:
     assert low.outbox == ()
 
 
+def test_the_next_probe_counts_from_when_the_last_one_went_out() -> None:
+    # Asked at T0, answered 3 s later: the 10 s back-off runs from the asking, so a slow
+    # answer does not stretch every interval between probes.
+    answered = at(3)
+    rollout = record_probe(fresh(), "westus", ABSENT, answered, POLICY, jitter=0.5, asked_at=T0)
+    region = rollout.region("westus")
+    assert region.next_probe_at == T0 + timedelta(seconds=10)
+    assert region.absent_at == answered
+    # Without the asking time, the answer's time is all there is.
+    alone = record_probe(fresh(), "westus", ABSENT, answered, POLICY, jitter=0.5)
+    assert alone.region("westus").next_probe_at == answered + timedelta(seconds=10)
+
+
 @pytest.mark.parametrize("jitter", [0.0, 0.5, 0.999999, -3.0, 7.0])
 def test_probe_delay_never_overflows_nor_exceeds_the_maximum(jitter: float) -> None:
     top = POLICY.probe_max_backoff_s * (1 + POLICY.probe_jitter_ratio)
