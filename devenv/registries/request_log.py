@@ -26,6 +26,7 @@ class RegistryRequest:
     method: str
     path: str
     user_agent: str
+    status: int
 
 
 def log_path(env: LocalEnv, region: str) -> Path:
@@ -62,6 +63,7 @@ def requests_in(region: str, lines: Iterable[str]) -> list[RegistryRequest]:
                 fields.get("http.request.method", ""),
                 fields.get("http.request.uri", ""),
                 fields.get("http.request.useragent", ""),
+                int(fields.get("http.response.status", "0") or 0),
             )
         )
     return found
@@ -90,4 +92,20 @@ def manifest_reads_by_georollout(
         and "/manifests/" in r.path
         and r.path.replace("%2F", "/").startswith(prefix)
         and SDK_AGENT in r.user_agent
+    ]
+
+
+def manifest_writes(
+    env: LocalEnv, regions: Iterable[str], *, repository_prefix: str = ""
+) -> list[RegistryRequest]:
+    """Manifests stored in the replicas of `regions` (PUTs answered 201) of repositories
+    starting with the prefix: when each image arrived in each region, as the replica saw it."""
+    prefix = "/v2/" + repository_prefix
+    return [
+        r
+        for r in registry_requests(env, regions)
+        if r.method == "PUT"
+        and r.status == 201
+        and "/manifests/" in r.path
+        and r.path.replace("%2F", "/").startswith(prefix)
     ]
