@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
@@ -36,6 +37,9 @@ MIN_DELAY_S = 1.0
 # Woken just after the due time, so the step finds the work due (the event loop's clock
 # and the wall clock differ by milliseconds).
 MARGIN_S = 0.05
+# A rollout this process wakes within this long (or is stepping) is left to it by the tick:
+# both stepping it at once would ask its replica twice and lose one write to the ETag.
+SOON_S = 1.0
 
 Step = Callable[[], Awaitable[object]]
 Due = Callable[[Rollout, datetime], datetime | None]
@@ -65,6 +69,7 @@ class FollowUps:
         # Rollout id → (its due time, when it will be woken, the timer).
         self._pending: dict[str, tuple[datetime, datetime, asyncio.TimerHandle]] = {}
         self._running: set[asyncio.Task[None]] = set()
+        self._stepping: Counter[str] = Counter()  # rollout id → its steps running now
         self._closed = False
 
     def after(self, rollout: Rollout, step: Step, *, began: datetime | None = None) -> None:
@@ -94,8 +99,11 @@ class FollowUps:
         """The time on the clock the wake-ups are set by."""
         return self._now()
 
-    def start(self, step: Step, what: str, *, storing: bool = False) -> None:
-        """Run `step` now, beside the caller (which answers without waiting for it).
+    def start(
+        self, step: Step, what: str, *, storing: bool = False, rollout_id: str | None = None
+    ) -> None:
+        """Run `step` now, beside the caller (which answers without waiting for it); a step
+        of `rollout_id` counts as that rollout's (see `takes_care_of`).
         `storing`: it stores answered pushes (table writes only) in a lane of its own: it
         must not queue behind steps that wait for the registry's request slots, nor crowd
         the table beside the answers (unbounded, it took intake from 30 % of the table's
@@ -103,9 +111,16 @@ class FollowUps:
         if self._closed:
             return
         gate = self._storing_gate if storing else self._gate
-        task = asyncio.get_running_loop().create_task(self._run(what, step, gate))
+        task = asyncio.get_running_loop().create_task(self._run(what, step, gate, rollout_id))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+
+    def takes_care_of(self, rollout_id: str) -> bool:
+        """Whether this process is stepping `rollout_id` now or wakes it within `SOON_S`."""
+        if self._stepping[rollout_id]:
+            return True
+        pending = self._pending.get(rollout_id)
+        return pending is not None and pending[1] <= self._now() + timedelta(seconds=SOON_S)
 
     def pending(self) -> dict[str, datetime]:
         """Rollout id → when it will be woken."""
@@ -113,17 +128,26 @@ class FollowUps:
 
     def _wake(self, rollout_id: str, step: Step) -> None:
         self._pending.pop(rollout_id, None)
-        self.start(step, rollout_id)
+        self.start(step, rollout_id, rollout_id=rollout_id)
 
-    async def _run(self, what: str, step: Step, gate: asyncio.Semaphore) -> None:
-        async with gate:
-            try:
+    async def _run(
+        self, what: str, step: Step, gate: asyncio.Semaphore, rollout_id: str | None
+    ) -> None:
+        if rollout_id is not None:
+            self._stepping[rollout_id] += 1  # from the wake-up on, waiting for a slot too
+        try:
+            async with gate:
                 # The step itself calls `after` with its outcome: the chain goes on.
                 await step()
-            except Exception:
-                # The step recorded nothing, so the due queue still has the rollout: the
-                # timer's tick tries it again (and postpones it if it crashes again).
-                log.exception("follow-up step of %s failed; the timer carries on", what)
+        except Exception:
+            # The step recorded nothing, so the due queue still has the rollout: the
+            # timer's tick tries it again (and postpones it if it crashes again).
+            log.exception("follow-up step of %s failed; the timer carries on", what)
+        finally:
+            if rollout_id is not None:
+                self._stepping[rollout_id] -= 1
+                if not self._stepping[rollout_id]:
+                    del self._stepping[rollout_id]
 
     async def close(self) -> None:
         """Cancel every pending wake-up and step (the due queue keeps them)."""

@@ -109,7 +109,9 @@ async def record_accepted(
             # A step of its own: one waiting for the registry's request slots must not
             # hold up the storing of the pushes answered after this one.
             services.follow_ups.start(
-                _first_look_step(services, rollout.id, notice, clock), f"first look at {rollout.id}"
+                _first_look_step(services, rollout.id, notice, clock),
+                f"first look at {rollout.id}",
+                rollout_id=rollout.id,
             )
         else:
             await _first_look(services, rollout.id, notice, clock)

@@ -168,9 +168,9 @@ async def _act(services: Services, work: _Pass, clock: Clock, *, deploy: bool) -
         and work.rollout.region(a.region).state in machine.PROBED_STATES
     ]
     outcomes = await asyncio.gather(*(_probe(services, work.rollout, r, clock) for r in regions))
-    for region, probed_at in zip(regions, outcomes, strict=True):
-        if probed_at is not None:
-            outcome, asked_at = probed_at
+    for region, answer in zip(regions, outcomes, strict=True):
+        if answer is not None:
+            outcome, asked_at = answer
             work.rollout = machine.record_probe(
                 work.rollout,
                 region,

@@ -22,11 +22,13 @@ log = logging.getLogger("georollout.tick")
 @dataclass(frozen=True)
 class TickReport:
     """Rollouts the tick started (`due`; any left when its time was up stay due for the next
-    tick), of which `reconciled` finished and `failed` raised."""
+    tick), of which `reconciled` finished and `failed` raised; `followed`: due rollouts it
+    left to this process's follow-ups (stepping them now or waking them within a second)."""
 
     due: int
     reconciled: int
     failed: int
+    followed: int = 0
 
 
 async def run_tick(
@@ -54,7 +56,8 @@ async def run_tick(
     except Exception:
         log.exception("repairing listings failed; the next tick tries again")
     concurrency = services.config.probe.concurrency
-    due = done = failed = 0
+    due = done = failed = followed = 0
+    follow_ups = services.follow_ups
     in_flight: set[asyncio.Task[bool]] = set()
 
     async def one(rollout_id: str) -> bool:
@@ -87,6 +90,9 @@ async def run_tick(
                 await settle(until_fewer_than=concurrency)
                 if time.monotonic() - started > time_budget_s:
                     break
+                if follow_ups is not None and follow_ups.takes_care_of(rollout_id):
+                    followed += 1
+                    continue
                 due += 1
                 in_flight.add(asyncio.create_task(one(rollout_id)))
         await settle(until_fewer_than=1)
@@ -96,7 +102,10 @@ async def run_tick(
         for task in in_flight:
             task.cancel()
         await asyncio.gather(*in_flight, return_exceptions=True)
-    report = TickReport(due, done, failed)
-    if due:
-        log.info("tick: %d due, %d reconciled, %d failed", *vars(report).values())
+    report = TickReport(due, done, failed, followed)
+    if due or followed:
+        log.info(
+            "tick: %d due, %d reconciled, %d failed, %d left to follow-ups",
+            *vars(report).values(),
+        )
     return report

@@ -139,3 +139,41 @@ def test_the_pause_between_wake_ups_counts_from_the_start_of_the_last_step() -> 
     now, long, quick, after = asyncio.run(scenario())
     assert long <= after  # due already: no pause added
     assert quick == now + timedelta(seconds=1.0)
+
+
+def test_the_tick_is_told_which_rollouts_this_process_steps_or_wakes_soon() -> None:
+    async def scenario() -> list[tuple[str, bool]]:
+        dues = Dues()
+        wakes = follow_ups(dues)
+        seen: list[tuple[str, bool]] = []
+        release, stepping = asyncio.Event(), asyncio.Event()
+
+        async def step() -> None:
+            seen.append(("while its step runs", wakes.takes_care_of("soon")))
+            stepping.set()
+            await release.wait()
+
+        dues.offsets = {"soon": 0.2, "later": 30.0}
+        wakes.after(rollout("soon"), step)
+        wakes.after(rollout("later"), recorder([], asyncio.Event(), "later"))
+        seen.append(("woken within a second", wakes.takes_care_of("soon")))
+        seen.append(("woken in 30 s", wakes.takes_care_of("later")))
+        seen.append(("never seen", wakes.takes_care_of("other")))
+        await asyncio.wait_for(stepping.wait(), DEADLINE_S)
+        release.set()
+        # Once the step is over (and set no new wake-up), the tick takes the rollout again.
+        for _ in range(100):
+            if not wakes.takes_care_of("soon"):
+                break
+            await asyncio.sleep(0.01)
+        seen.append(("after its step", wakes.takes_care_of("soon")))
+        await wakes.close()
+        return seen
+
+    assert asyncio.run(scenario()) == [
+        ("woken within a second", True),
+        ("woken in 30 s", False),
+        ("never seen", False),
+        ("while its step runs", True),
+        ("after its step", False),
+    ]

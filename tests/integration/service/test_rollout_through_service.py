@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -13,12 +14,14 @@ from shared.domain.events import EventType, event_id
 from shared.domain.model import DeployStep, RegionState, Rollout
 from shared.domain.names import deployment_name
 from shared.service.intake import record_notices
-from shared.service.reconcile import RECONCILE_SPAN, ROLLOUT_ATTRIBUTE
+from shared.service.reconcile import RECONCILE_SPAN, ROLLOUT_ATTRIBUTE, utc_now
+from shared.service.tick import run_tick
 from tests.integration.service.arm_audit import deployment_writes
 from tests.integration.service.conftest import PRIMARY, REGIONS, SECONDARIES
 from tests.integration.service.driving import (
     DEADLINE_S,
     is_live,
+    poll_until,
     stored,
     stored_until,
     tick_until,
@@ -149,5 +152,46 @@ def test_each_step_wakes_the_next_when_due_without_a_tick(stack: ServiceStack) -
                 lambda _: pushed.rollout_id not in follow_ups.pending(),
                 what="no wake-up left for the settled rollout",
             )
+
+    asyncio.run(scenario())
+
+
+def test_the_tick_leaves_a_rollout_to_the_step_this_process_is_running(
+    stack: ServiceStack,
+) -> None:
+    """A tick that stepped a rollout while this process's follow-up step of it runs would ask
+    its replicas a second time and lose one of the two writes to the ETag: it leaves the
+    rollout to that step, and takes it again once the step is over."""
+    pushed = push(stack.env, stack.tls, "service/tick-leaves", "v1", seed="tick-leaves-v1")
+
+    async def scenario() -> None:
+        async with stack.services() as services:
+            await record_notices(services, [notice_of(pushed)])  # recorded inline
+            follow_ups = services.follow_up_when_due()
+            running, release = asyncio.Event(), asyncio.Event()
+
+            async def held_step() -> None:
+                running.set()
+                await release.wait()
+
+            follow_ups.start(held_step, "a held step", rollout_id=pushed.rollout_id)
+            await asyncio.wait_for(running.wait(), DEADLINE_S)
+            before = await stored(services, pushed.rollout_id)
+
+            def later() -> datetime:
+                return utc_now() + timedelta(seconds=400)  # past every back-off: due
+
+            report = await run_tick(services, time_budget_s=20, clock=later)
+            assert (report.due, report.followed) == (0, 1), report
+            assert await stored(services, pushed.rollout_id) == before  # not stepped
+
+            release.set()
+
+            async def stepping() -> bool:
+                return follow_ups.takes_care_of(pushed.rollout_id)
+
+            await poll_until(stepping, lambda busy: not busy, what="the held step over")
+            report = await run_tick(services, time_budget_s=20, clock=later)
+            assert (report.due, report.followed) == (1, 0), report
 
     asyncio.run(scenario())
