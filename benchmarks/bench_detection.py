@@ -83,7 +83,8 @@ async def _seen(services: Services, the_id: str) -> tuple[datetime, int]:
 async def _phase(
     services: Services, env: LocalEnv, tls: TlsFiles, label: str
 ) -> list[tuple[float, int]]:
-    """Push one image per size (each its own repository) and return (lag s, probes) each."""
+    """Push `PER_SIZE` images of each size (each its own repository) and return (lag s,
+    probes) for each."""
     pending = []
     for number, size_mb in enumerate(SIZES_MB * PER_SIZE):
         repository = f"bench/detect-{label}-{number}-{size_mb}"
