@@ -28,6 +28,14 @@ class RegistryRequest:
     user_agent: str
     status: int
 
+    @property
+    def manifest_repository(self) -> str | None:
+        """The repository of a `/v2/<repository>/manifests/<reference>` request, else None."""
+        path = self.path.replace("%2F", "/")
+        if not path.startswith("/v2/") or "/manifests/" not in path:
+            return None
+        return path.removeprefix("/v2/").rpartition("/manifests/")[0]
+
 
 def log_path(env: LocalEnv, region: str) -> Path:
     return env.state_dir / "logs" / f"registry-{region}.log"
@@ -80,17 +88,20 @@ def registry_requests(env: LocalEnv, regions: Iterable[str]) -> list[RegistryReq
     return sorted(found, key=lambda r: r.at)
 
 
+def _manifest_under(request: RegistryRequest, prefix: str) -> bool:
+    repository = request.manifest_repository
+    return repository is not None and repository.startswith(prefix)
+
+
 def manifest_reads_by_georollout(
     env: LocalEnv, regions: Iterable[str], *, repository_prefix: str = ""
 ) -> list[RegistryRequest]:
     """georollout's manifest reads (probes) of repositories starting with the prefix."""
-    prefix = "/v2/" + repository_prefix
     return [
         r
         for r in registry_requests(env, regions)
         if r.method in ("GET", "HEAD")
-        and "/manifests/" in r.path
-        and r.path.replace("%2F", "/").startswith(prefix)
+        and _manifest_under(r, repository_prefix)
         and SDK_AGENT in r.user_agent
     ]
 
@@ -100,12 +111,8 @@ def manifest_writes(
 ) -> list[RegistryRequest]:
     """Manifests stored in the replicas of `regions` (PUTs answered 201) of repositories
     starting with the prefix: when each image arrived in each region, as the replica saw it."""
-    prefix = "/v2/" + repository_prefix
     return [
         r
         for r in registry_requests(env, regions)
-        if r.method == "PUT"
-        and r.status == 201
-        and "/manifests/" in r.path
-        and r.path.replace("%2F", "/").startswith(prefix)
+        if r.method == "PUT" and r.status == 201 and _manifest_under(r, repository_prefix)
     ]
