@@ -23,6 +23,7 @@ from typing import Any
 
 from shared.adapters.table_keys import compose_key
 from shared.adapters.table_store import (
+    DueEntry,
     RolloutAlreadyExistsError,
     RolloutStore,
     ServingRecord,
@@ -51,6 +52,7 @@ WaitingNotices = list[tuple[str, PushNotice]]
 RegionSamples = dict[str, tuple[tuple[ReplicationSample, ...], str]]
 
 __all__ = [
+    "DueEntry",
     "Lease",
     "Loaded",
     "RolloutAlreadyExistsError",
@@ -213,11 +215,21 @@ class RolloutRepository:
         """Ids of active rollouts due at `now`, earliest first."""
         return [s.id for s in await self.store.list_due(now, limit=limit)]
 
-    async def each_due(self, now: datetime) -> AsyncGenerator[str, None]:
-        """Ids of every active rollout due at `now`, earliest first, read as the caller goes."""
-        async with aclosing(self.store.iter_due(now)) as stream:
-            async for rec in stream:
-                yield rec.id
+    async def each_due(self, now: datetime) -> AsyncGenerator[DueEntry, None]:
+        """The due queue up to `now`, earliest first, read as the caller goes; each entry is
+        checked by `due_rollout` only when the caller gets to it, so the rollout it loads is
+        fresh when its step starts."""
+        async with aclosing(self.store.due_entries(now)) as entries:
+            async for entry in entries:
+                yield entry
+
+    async def due_rollout(self, entry: DueEntry, now: datetime) -> Loaded | None:
+        """The rollout `entry` names, if the entry still counts and the rollout is due at
+        `now` (one point read); None if not."""
+        stored = await self.store.due_rollout(entry, now)
+        if stored is None:
+            return None
+        return Loaded(rollout_from_record(stored.record), stored)
 
     # --- endpoints -----------------------------------------------------------------------
 

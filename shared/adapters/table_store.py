@@ -187,6 +187,17 @@ Summaries = list[dict[str, Any]]
 WaitingNotices = list[tuple[str, dict[str, Any]]]
 ServingRecords = list["ServingRecord"]
 RegionEndpoints = list[tuple[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class DueEntry:
+    """One entry of the due queue as listed, not yet checked against its rollout."""
+
+    rollout_id: str
+    key: str
+    written_at: datetime | None  # by the table service's clock
+
+
 # region -> (samples as stored, ETag)
 RegionSamples = dict[str, tuple[list[dict[str, Any]], str]]
 
@@ -792,39 +803,54 @@ class RolloutStore:
     ) -> AsyncGenerator[StoredRollout, None]:
         """Every active rollout due at `now`, earliest first, read `batch` at a time as the
         caller goes (a backlog of 10,000 is never held at once)."""
-        bound = ascending_time(now + timedelta(microseconds=1))
         seen: set[str] = set()
-        with self._translated("listing due rollouts"):
-            entries = self._table.query_entities(
-                "PartitionKey eq @pk and RowKey lt @bound",
-                parameters={"pk": _DUE_PARTITION, "bound": bound},
-                results_per_page=min(max(batch, 100), 1000),
-            ).__aiter__()
+        async with aclosing(self.due_entries(now, page=max(batch, 100))) as entries:
             exhausted = False
             while not exhausted:
-                chunk: list[Any] = []
+                chunk: list[DueEntry] = []
                 while len(chunk) < batch:
                     try:
                         chunk.append(await entries.__anext__())
                     except StopAsyncIteration:
                         exhausted = True
                         break
-                rollouts = await asyncio.gather(*(self._due(entry, now) for entry in chunk))
+                rollouts = await asyncio.gather(*(self.due_rollout(e, now) for e in chunk))
                 for rec in rollouts:
                     if rec is not None and rec.id not in seen:
                         seen.add(rec.id)
                         yield rec
 
-    async def _due(self, entry: Any, now: datetime) -> StoredRollout | None:
-        """The rollout a due entry points at, when it still points back at the entry."""
-        rec = await self.get(str(entry["Id"]))
-        if rec is not None and rec._due_key == entry["RowKey"]:
+    async def due_entries(
+        self, now: datetime, *, page: int = _DUE_BATCH
+    ) -> AsyncGenerator[DueEntry, None]:
+        """The due queue up to `now`, earliest first, `page` entries per query page as the
+        caller goes; unchecked: only `due_rollout` tells whether an entry still counts."""
+        bound = ascending_time(now + timedelta(microseconds=1))
+        with self._translated("listing due rollouts"):
+            async for entity in self._table.query_entities(
+                "PartitionKey eq @pk and RowKey lt @bound",
+                parameters={"pk": _DUE_PARTITION, "bound": bound},
+                results_per_page=min(page, 1000),
+                select=["Id", "RowKey", "Timestamp"],
+            ):
+                written_at = entity.metadata.get("timestamp")
+                yield DueEntry(
+                    str(entity["Id"]),
+                    str(entity["RowKey"]),
+                    written_at if isinstance(written_at, datetime) else None,
+                )
+
+    async def due_rollout(self, entry: DueEntry, now: datetime) -> StoredRollout | None:
+        """The rollout `entry` names, when it still points back at the entry and is active and
+        due at `now` (a point read); None if not. An entry no rollout points at is deleted
+        once its writer can no longer be between its two writes."""
+        rec = await self.get(entry.rollout_id)
+        if rec is not None and rec._due_key == entry.key:
             if rec.active and rec.next_due_at is not None and rec.next_due_at <= now:
                 return rec
             return None
-        written_at = entry.metadata.get("timestamp")
-        if isinstance(written_at, datetime) and now - written_at > _ORPHAN_GRACE:
-            await self._quietly(self._table.delete_entity(_DUE_PARTITION, entry["RowKey"]))
+        if entry.written_at is not None and now - entry.written_at > _ORPHAN_GRACE:
+            await self._quietly(self._table.delete_entity(_DUE_PARTITION, entry.key))
         return None
 
     # --- the endpoint index -----------------------------------------------------------------

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from shared.adapters.event_publisher import EventToPublish, PublishError
 from shared.adapters.foundry_deployer import ProvisioningState, Started
 from shared.adapters.replica_probe import ManifestRead
-from shared.adapters.rollout_repository import ServingRecord, StaleRecordError
+from shared.adapters.rollout_repository import Loaded, ServingRecord, StaleRecordError
 from shared.domain import manifests, replication
 from shared.domain import rollout as machine
 from shared.domain.model import Rollout, RolloutSummary, rollout_id
@@ -69,6 +69,7 @@ async def reconcile(
     clock: Clock = utc_now,
     probe_now: str | None = None,
     deploy: bool = True,
+    loaded: Loaded | None = None,
 ) -> Rollout | None:
     """Move one rollout on as far as the world allows right now; None when it does not exist.
 
@@ -76,11 +77,13 @@ async def reconcile(
     webhook's hint. Only the probe's answer can mark it replicated.
     `deploy=False` limits the step to the registry (manifest, tags, probes):
     intake answers fast and leaves deployments to the completion function and the timer.
+    `loaded`: the rollout as the caller has just read it (the tick's check of its due
+    entry), so the first pass does not read it again.
     """
     # On the follow-ups' own clock (`clock` may be a test's): the next wake-up counts from here.
     began = services.follow_ups.now() if services.follow_ups is not None else None
     with services.telemetry.span(RECONCILE_SPAN, {ROLLOUT_ATTRIBUTE: rollout_id}):
-        rollout = await _passes(services, rollout_id, clock, probe_now, deploy)
+        rollout = await _passes(services, rollout_id, clock, probe_now, deploy, loaded)
         if rollout is None:
             return None
         with services.telemetry.span("eventgrid.publish"):
@@ -92,31 +95,45 @@ async def reconcile(
 
 
 async def _passes(
-    services: Services, rollout_id: str, clock: Clock, probe_now: str | None, deploy: bool
+    services: Services,
+    rollout_id: str,
+    clock: Clock,
+    probe_now: str | None,
+    deploy: bool,
+    loaded: Loaded | None,
 ) -> Rollout | None:
-    """Pass after pass while each changes something (at most `_PASSES`)."""
+    """Pass after pass while each changes something (at most `_PASSES`), each from the
+    version the one before saved: its write's ETag stands for a fresh read."""
     rollout: Rollout | None = None
     for number in range(_PASSES):
         with services.telemetry.span(PASS_SPAN, {"georollout.pass": number + 1}):
             result = await _pass(
-                services, rollout_id, clock, probe_now if number == 0 else None, deploy
+                services, rollout_id, clock, probe_now if number == 0 else None, deploy, loaded
             )
         if result is None:
             break
-        rollout, progressed = result
+        loaded, progressed = result
+        rollout = loaded.rollout
         if not progressed:
             break
     return rollout
 
 
 async def _pass(
-    services: Services, rollout_id: str, clock: Clock, probe_now: str | None, deploy: bool
-) -> tuple[Rollout, bool] | None:
-    """One decide-act-save round; (rollout, whether it changed), None when it does not exist."""
+    services: Services,
+    rollout_id: str,
+    clock: Clock,
+    probe_now: str | None,
+    deploy: bool,
+    loaded: Loaded | None,
+) -> tuple[Loaded, bool] | None:
+    """One decide-act-save round from `loaded` (else a read; a read again after an ETag
+    conflict): (the rollout as saved, whether it changed), None when it does not exist."""
     telemetry = services.telemetry
     for attempt in range(_ATTEMPTS):
-        with telemetry.span("table.get"):
-            loaded = await services.rollouts.get(rollout_id)
+        if loaded is None or attempt > 0:
+            with telemetry.span("table.get"):
+                loaded = await services.rollouts.get(rollout_id)
         if loaded is None:
             return None
         now = clock()
@@ -129,10 +146,10 @@ async def _pass(
             work.rollout = replication.estimate_arrivals(work.rollout, models, services.policy)
         work.rollout = machine.record_step_completed(work.rollout)
         if work.rollout is loaded.rollout:
-            return work.rollout, False
+            return loaded, False
         try:
             with telemetry.span("table.save"):
-                await services.rollouts.save(loaded, work.rollout)
+                saved = await services.rollouts.save(loaded, work.rollout)
         except StaleRecordError:
             log.info("rollout %s changed under us (attempt %d): again", rollout_id, attempt + 1)
             continue
@@ -143,7 +160,7 @@ async def _pass(
         if observed.arrivals:
             with telemetry.span("table.replication_stats"):
                 await services.replication.record(observed.arrivals)
-        return work.rollout, True
+        return saved, True
     log.warning(
         "rollout %s: gave up after %d ETag conflicts; the next trigger carries on",
         rollout_id,

@@ -12,6 +12,7 @@ import time
 from contextlib import aclosing
 from dataclasses import dataclass
 
+from shared.adapters.rollout_repository import DueEntry
 from shared.service.intake import record_inbox
 from shared.service.reconcile import Clock, postpone_after_crash, reconcile, utc_now
 from shared.service.runtime import Services
@@ -58,17 +59,31 @@ async def run_tick(
     concurrency = services.config.probe.concurrency
     due = done = failed = followed = 0
     follow_ups = services.follow_ups
-    in_flight: set[asyncio.Task[bool]] = set()
+    started_ids: set[str] = set()
+    in_flight: set[asyncio.Task[bool | None]] = set()
 
-    async def one(rollout_id: str) -> bool:
+    async def one(entry: DueEntry) -> bool | None:
+        """None when the entry no longer counts; else whether the step finished."""
+        nonlocal due
         try:
-            await reconcile(services, rollout_id, clock=clock)
+            # Checked and read only now, as its step starts: the step decides on a fresh read.
+            loaded = await services.rollouts.due_rollout(entry, clock())
+        except Exception:
+            due += 1
+            log.exception("reading %s failed; the next tick tries again", entry.rollout_id)
+            return False
+        if loaded is None or entry.rollout_id in started_ids:
+            return None
+        started_ids.add(entry.rollout_id)
+        due += 1
+        try:
+            await reconcile(services, entry.rollout_id, clock=clock, loaded=loaded)
             return True
         except Exception as error:
             # One rollout's trouble must not starve the others: it is tried again later,
             # later each time, so it never holds the head of the due queue.
-            log.exception("reconciling %s failed", rollout_id)
-            await postpone_after_crash(services, rollout_id, error, clock=clock)
+            log.exception("reconciling %s failed", entry.rollout_id)
+            await postpone_after_crash(services, entry.rollout_id, error, clock=clock)
             return False
 
     async def settle(until_fewer_than: int) -> None:
@@ -77,24 +92,26 @@ async def run_tick(
             finished, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
             for task in finished:
                 in_flight.discard(task)
-                if task.result():
+                outcome = task.result()
+                if outcome is True:
                     done += 1
-                else:
+                elif outcome is False:
                     failed += 1
 
     # The due queue is read page by page as the work goes: a backlog of any size is worked
     # through until the tick's time is up, and what is left stays due for the next one.
     try:
-        async with aclosing(services.rollouts.each_due(clock())) as due_ids:
-            async for rollout_id in due_ids:
+        async with aclosing(services.rollouts.each_due(clock())) as entries:
+            async for entry in entries:
                 await settle(until_fewer_than=concurrency)
                 if time.monotonic() - started > time_budget_s:
                     break
-                if follow_ups is not None and follow_ups.takes_care_of(rollout_id):
+                if entry.rollout_id in started_ids:
+                    continue  # started once already (a step wrote it a new entry due now)
+                if follow_ups is not None and follow_ups.takes_care_of(entry.rollout_id):
                     followed += 1
                     continue
-                due += 1
-                in_flight.add(asyncio.create_task(one(rollout_id)))
+                in_flight.add(asyncio.create_task(one(entry)))
         await settle(until_fewer_than=1)
     finally:
         # A tick cancelled (the host stopping) takes its steps with it: none may go on

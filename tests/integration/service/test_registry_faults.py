@@ -1,10 +1,12 @@
-"""Registries that are down or must be spared: an unreachable secondary replica, and the
-per-registry request budget that instances share."""
+"""Registries that are down or must be spared: an unreachable secondary replica, the
+per-registry request budget that instances share, and what the tick costs the table for
+each region check."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +21,7 @@ from shared.service.budget import LATE_S, spacing_s
 from shared.service.intake import record_notices
 from shared.service.reconcile import utc_now
 from shared.service.runtime import Services
+from shared.service.steering import act
 from shared.service.tick import run_tick
 from tests.integration.service.conftest import PRIMARY, SECONDARIES
 from tests.integration.service.driving import (
@@ -41,6 +44,8 @@ BUDGET_PER_MINUTE = 62
 BUDGET = {"GEOROLLOUT_PROBE_BUDGET_PER_MINUTE": str(BUDGET_PER_MINUTE)}
 PUSHES = 6
 TICK_S = 3.0
+# The Azure SDK logs each request it sends here (at INFO).
+_SDK_HTTP_LOG = "azure.core.pipeline.policies.http_logging_policy"
 
 
 def test_an_unreachable_secondary_waits_with_its_error_and_goes_live_once_back(
@@ -131,6 +136,43 @@ def test_two_instances_ticking_at_once_share_the_registrys_probe_budget(
                     assert progress.next_probe_at is not None
                     assert progress.next_probe_at <= utc_now()
                     assert rid in due_now
+
+        asyncio.run(scenario())
+
+
+def test_the_tick_reads_each_due_rollout_once(
+    stack: ServiceStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The tick's check of a due entry loads the rollout its step decides on, and a pass
+    after a write starts from what it wrote: one point read of the rollout per step (the
+    tick at 1,000s of checks is bound by its table requests). Counted in the Azure SDK's
+    own log of the requests it sent."""
+    with _a_backlog_that_never_replicates(stack, "reads") as backlog:
+        ids, table = backlog.ids, backlog.table
+
+        async def scenario() -> None:
+            await backlog.record()
+            async with stack.services(table=table) as services:
+                for rid in ids:  # probes go on, nothing deploys: every step is alike
+                    await act(services, rid, "hold", {"reason": "one read per step"}, {})
+                before = await _when_every_secondary_probe_is_due(services, ids)
+                caplog.clear()
+                with caplog.at_level(logging.INFO, logger=_SDK_HTTP_LOG):
+                    report = await run_tick(services, time_budget_s=60)
+                sent = [r.getMessage() for r in caplog.records if r.name == _SDK_HTTP_LOG]
+                assert (report.due, report.reconciled) == (len(ids), len(ids)), report
+                for rid in ids:  # each step probed every secondary and wrote it down
+                    after = await stored(services, rid)
+                    assert all(
+                        after.region(s).probe_attempts > before[rid].region(s).probe_attempts
+                        for s in SECONDARIES
+                    ), describe(after)
+                reads = [
+                    m
+                    for m in sent
+                    if "Request method: 'GET'" in m and "(PartitionKey='rollout%7C" in m
+                ]
+                assert len(reads) == len(ids), f"{len(reads)} reads for {len(ids)} steps"
 
         asyncio.run(scenario())
 
