@@ -347,12 +347,18 @@ def _rollout_entity(
 
 
 def _stored_rollout(
-    entity: dict[str, Any], etag: str | None, *, for_listing: bool = False
+    entity: dict[str, Any],
+    etag: str | None,
+    *,
+    for_listing: bool = False,
+    with_listing: bool = False,
 ) -> StoredRollout:
-    """The rollout an entity (or a listing row) holds; `for_listing`: only what a listing
-    shows (the record is not decoded when the listing document is there)."""
+    """The rollout an entity (or a listing row) holds: its record, and with `with_listing`
+    the document its listing rows copy (a step needs only the record: the next write
+    renders the document again). `for_listing`: only what a listing shows (the record is
+    decoded only when the rendered document is missing)."""
     next_due = entity.get("NextDueAt")
-    listing = _decode_listing(entity)
+    listing = _decode_listing(entity) if for_listing or with_listing else None
     return StoredRollout(
         id=str(entity["Id"]),
         registry=str(entity["Registry"]),
@@ -497,8 +503,9 @@ class RolloutStore:
 
     # --- one rollout -----------------------------------------------------------------
 
-    async def get(self, rollout_id: str) -> StoredRollout | None:
-        """The stored rollout `rollout_id` (a point read), or None."""
+    async def get(self, rollout_id: str, *, with_listing: bool = False) -> StoredRollout | None:
+        """The stored rollout `rollout_id` (a point read), or None; `with_listing`: the
+        document its listing rows copy decoded too (a step does not need it)."""
         with self._translated(f"reading rollout {rollout_id!r}"):
             try:
                 async with self._reads:
@@ -507,7 +514,7 @@ class RolloutStore:
                 if _error_code(error) == "TableNotFound":
                     raise
                 return None
-        return _stored_rollout(entity, str(entity.metadata["etag"]))
+        return _stored_rollout(entity, str(entity.metadata["etag"]), with_listing=with_listing)
 
     async def insert(self, rec: StoredRollout) -> StoredRollout:
         """Store a new rollout; RolloutAlreadyExistsError when `rec.id` is taken.
@@ -694,7 +701,7 @@ class RolloutStore:
         earlier version, which held only the id) the rollout itself when the row is current."""
         if is_copy(row):
             return _stored_rollout(row, None, for_listing=True)
-        rec = await self.get(str(row["Id"]))
+        rec = await self.get(str(row["Id"]), with_listing=True)
         if rec is None:
             return None  # an insert in flight (or one that crashed): not listed yet
         if listing_row_key(rec.created_at, rec.id) != row["RowKey"]:

@@ -41,7 +41,7 @@ async def listings_disagree(store: RolloutStore, render: Render | None = None) -
     everything = await _listed(store)
     truths: list[StoredRollout] = []
     for listed in everything:
-        truth = await store.get(listed.id)
+        truth = await store.get(listed.id, with_listing=True)
         if truth is not None:
             truths.append(truth)
 
