@@ -159,8 +159,8 @@ def test_update_with_retry_applies_both_concurrent_mutations(azurite: LocalEnv) 
             self.barrier = asyncio.Barrier(2)
             self.waited: set[str] = set()
 
-        async def get(self, rollout_id: str) -> StoredRollout | None:
-            rec = await super().get(rollout_id)
+        async def get(self, rollout_id: str, *, with_listing: bool = False) -> StoredRollout | None:
+            rec = await super().get(rollout_id, with_listing=with_listing)
             task = asyncio.current_task()
             name = task.get_name() if task else ""
             if name not in self.waited:
