@@ -24,3 +24,21 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     """The nearest-rank percentile: the smallest sample at or above `fraction` of them."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(fraction * len(ordered) + 0.5) - 1))]
+
+
+def cpu_jiffies() -> tuple[int, int]:
+    """(stolen, total) CPU time of the whole machine so far, in clock ticks (/proc/stat):
+    on a VM the hypervisor may run other guests on our cores ("steal"), which slows a
+    run without any change in the code. (0, 0) where /proc/stat is missing."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return 0, 0
+    values = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return values[7], sum(values)
+
+
+def stolen_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of the machine's CPU time the hypervisor took between two `cpu_jiffies`."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else 0.0
