@@ -44,14 +44,8 @@ async def push_and_accept(
     """Push an image of about `size_bytes` and hand its notice to intake at once."""
     image = build_image(size_bytes=size_bytes, seed=name)
     pushed = push(stack.env, stack.tls, f"service/stats-{name}", "v1", seed=name, artifact=image)
-    PUSHED_AT[pushed.rollout_id] = datetime.now(UTC)
     await accept_notices(services, [notice_of(pushed)])
     return pushed
-
-
-# Rollout id -> when its push finished: the slow replica has the image SLOW_DELAY_S later
-# at the earliest.
-PUSHED_AT: dict[str, datetime] = {}
 
 
 async def until_replicated(services: Services, rollout_id: str) -> Rollout:
@@ -82,7 +76,9 @@ def test_the_eta_of_a_slow_region_lands_near_the_real_arrival(stack: ServiceStac
             # Latency counts from when georollout saw the image in the primary, which is
             # after the push finished (intake, a loaded machine): the replica's delay less
             # that lag, less half a probe interval (a sample is the middle of the window).
-            seen_late_s = max(_seen_in_primary_after_push_s(r) for r in done)
+            seen_late_s = max(
+                _seen_in_primary_after_push_s(r, p) for r, p in zip(done, history, strict=True)
+            )
             assert slow.typical_latency_s >= SLOW_DELAY_S - seen_late_s - PROBE_GAP_S / 2, (
                 slow.typical_latency_s,
                 seen_late_s,
@@ -111,10 +107,12 @@ def test_the_eta_of_a_slow_region_lands_near_the_real_arrival(stack: ServiceStac
         stack.registries.set_region(SLOW, extra_delay_s=0.0)
 
 
-def _seen_in_primary_after_push_s(rollout: Rollout) -> float:
+def _seen_in_primary_after_push_s(rollout: Rollout, pushed: Pushed) -> float:
+    """How long after its push finished georollout saw the image in the primary (the slow
+    replica has it SLOW_DELAY_S after the push at the earliest)."""
     seen = rollout.region(PRIMARY).replicated_at
     assert seen is not None
-    return (seen - PUSHED_AT[rollout.id]).total_seconds()
+    return (seen - pushed.pushed_at).total_seconds()
 
 
 async def _real_arrival(stack: ServiceStack, pushed: Pushed) -> datetime:
