@@ -87,18 +87,29 @@ def is_active(rollout: Rollout) -> bool:
 
 
 def next_due_at(
-    rollout: Rollout, now: datetime, policy: RolloutPolicy, poll: timedelta
+    rollout: Rollout,
+    now: datetime,
+    policy: RolloutPolicy,
+    poll: timedelta,
+    *,
+    probes_from: datetime | None = None,
 ) -> datetime | None:
     """When the timer should next look at this rollout (None: never again by itself);
-    never before `retry_after` when its last steps crashed."""
-    due = _next_due_at(rollout, now, policy, poll)
+    never before `retry_after` when its last steps crashed. `probes_from`: no probe can go
+    out before then (the registry's request budget refuses until then), so a probe due
+    earlier counts as due then; every other step keeps its time."""
+    due = _next_due_at(rollout, now, policy, poll, probes_from)
     if due is not None and rollout.retry_after is not None:
         return max(due, rollout.retry_after)
     return due
 
 
 def _next_due_at(
-    rollout: Rollout, now: datetime, policy: RolloutPolicy, poll: timedelta
+    rollout: Rollout,
+    now: datetime,
+    policy: RolloutPolicy,
+    poll: timedelta,
+    probes_from: datetime | None,
 ) -> datetime | None:
     if not is_active(rollout):
         return None
@@ -110,7 +121,8 @@ def _next_due_at(
         ]
     for region in rollout.regions:
         if _probing(region):
-            moments.append(region.next_probe_at or now)
+            probe_at = region.next_probe_at or now
+            moments.append(probe_at if probes_from is None else max(probe_at, probes_from))
         elif watched(region):
             # A traffic step or a soak: the next check, and when the step or soak ends.
             end = region.soak_until if region.state is RegionState.SOAKING else region.step_until

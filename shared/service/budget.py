@@ -107,6 +107,12 @@ class RegistryBudget:
     # refusals are answered here, not by another ledger read per waiting rollout.
     _refused_until: float = field(default=0.0, init=False)
 
+    @property
+    def refusing_until(self) -> float | None:
+        """Epoch seconds before which `take` refuses without asking the ledger (a refusal
+        saw it booked past the horizon until then); None when a take would ask."""
+        return self._refused_until if self.clock() < self._refused_until else None
+
     async def take(self) -> bool:
         while True:
             self._wanting += 1

@@ -29,8 +29,9 @@ log = logging.getLogger("georollout.follow_ups")
 DEFAULT_HORIZON_S = 600.0
 
 # No rollout is woken more often than this, counted from the start of its last step: a
-# step that leaves its rollout due at once could not do its work (a spent request budget,
-# an ETag race lost five times), and it is tried again after this pause, never in a loop.
+# step that leaves its rollout due at once could not do its work (an ETag race lost five
+# times; a probe the request budget refused waits for the budget instead), and it is tried
+# again after this pause, never in a loop.
 # Counted from the start, not the end: a step that took longer than the pause (a pass that
 # deployed in one region while another region's probe came due) is followed at once.
 MIN_DELAY_S = 1.0
@@ -42,7 +43,8 @@ MARGIN_S = 0.05
 SOON_S = 1.0
 
 Step = Callable[[], Awaitable[object]]
-Due = Callable[[Rollout, datetime], datetime | None]
+# (rollout, now, no probe before) -> when its next step is due, None: not by itself.
+Due = Callable[[Rollout, datetime, datetime | None], datetime | None]
 
 
 class FollowUps:
@@ -72,13 +74,23 @@ class FollowUps:
         self._stepping: Counter[str] = Counter()  # rollout id → its steps running now
         self._closed = False
 
-    def after(self, rollout: Rollout, step: Step, *, began: datetime | None = None) -> None:
+    def after(
+        self,
+        rollout: Rollout,
+        step: Step,
+        *,
+        began: datetime | None = None,
+        probes_from: datetime | None = None,
+    ) -> None:
         """A step of `rollout` that began at `began` (default: now) just ended: run `step`
-        when its next one is due (if soon), and not before `MIN_DELAY_S` after `began`."""
+        when its next one is due (if soon), and not before `MIN_DELAY_S` after `began`.
+        `probes_from`: no probe can go out before then (the registry's request budget
+        refuses until then): a step woken earlier for a probe could only read the rollout
+        and stop, so probes count as due then (other steps keep their times)."""
         if self._closed:
             return
         now = self._now()
-        due = self._due(rollout, now)
+        due = self._due(rollout, now, probes_from)
         if due is None:
             return  # settled: nothing until a new push or an operator's action
         earliest = (began or now) + timedelta(seconds=self._min_delay_s)

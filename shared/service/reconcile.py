@@ -90,8 +90,19 @@ async def reconcile(
             rollout = await publish_outbox(services, rollout)
     if services.follow_ups is not None:
         # Its next step (a poll, a soak's end, a probe's back-off) runs when due, not per tick.
-        services.follow_ups.after(rollout, lambda: reconcile(services, rollout_id), began=began)
+        services.follow_ups.after(
+            rollout,
+            lambda: reconcile(services, rollout_id),
+            began=began,
+            probes_from=_budget_refusing_until(services),
+        )
     return rollout
+
+
+def _budget_refusing_until(services: Services) -> datetime | None:
+    """Until when the registry's request budget refuses this process's requests, if it does."""
+    until = services.budget(services.config.registry_login_server).refusing_until
+    return None if until is None else datetime.fromtimestamp(until, UTC)
 
 
 async def _passes(

@@ -131,7 +131,9 @@ class Services:
         """Turn follow-ups on: every reconcile then sets a wake-up for the rollout's next step."""
         if self.follow_ups is None:
             self.follow_ups = FollowUps(
-                lambda rollout, now: next_due_at(rollout, now, self.policy, self.deploy_poll),
+                lambda rollout, now, probes_from: next_due_at(
+                    rollout, now, self.policy, self.deploy_poll, probes_from=probes_from
+                ),
                 lambda: datetime.now(UTC),
                 concurrency=self.config.probe.concurrency,
             )

@@ -166,6 +166,20 @@ def test_waiters_share_one_reservation_and_a_refusal_is_remembered() -> None:
     assert ledger.calls == calls + 2
 
 
+def test_the_budget_tells_until_when_it_refuses() -> None:
+    """A follow-up woken while the budget refuses could only read its rollout and stop: the
+    budget says until when that is, so the wake-up can wait for it."""
+    time = VirtualTime()
+    ledger = MemoryLedger()
+    budget = RegistryBudget(620, ledger, clock=time.clock, sleep=time.sleep)
+    assert budget.refusing_until is None  # never refused: a take asks the ledger
+    ledger.next_free = time.now + 60  # other instances booked the next minute
+    assert asyncio.run(budget.take()) is False
+    assert budget.refusing_until == time.now + 60 - HORIZON_S
+    time.now += 60 - HORIZON_S
+    assert budget.refusing_until is None
+
+
 def test_a_request_too_late_for_its_slot_takes_the_next() -> None:
     time = VirtualTime()
     ledger = MemoryLedger()

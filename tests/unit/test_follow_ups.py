@@ -23,10 +23,19 @@ class Dues:
 
     def __init__(self) -> None:
         self.offsets: dict[str, float | None] = {}
+        self.probing: set[str] = set()  # rollouts whose next step is a probe
 
-    def __call__(self, rollout: Rollout, now: datetime) -> datetime | None:
+    def __call__(
+        self, rollout: Rollout, now: datetime, probes_from: datetime | None
+    ) -> datetime | None:
         offset = self.offsets.get(rollout.id)
-        return None if offset is None else now + timedelta(seconds=offset)
+        if offset is None:
+            return None
+        due = now + timedelta(seconds=offset)
+        # As the schedule does for a rollout whose next step is a probe.
+        return (
+            due if probes_from is None or rollout.id not in self.probing else max(due, probes_from)
+        )
 
 
 def follow_ups(dues: Dues, *, horizon_s: float = 60.0) -> FollowUps:
@@ -139,6 +148,31 @@ def test_the_pause_between_wake_ups_counts_from_the_start_of_the_last_step() -> 
     now, long, quick, after = asyncio.run(scenario())
     assert long <= after  # due already: no pause added
     assert quick == now + timedelta(seconds=1.0)
+
+
+def test_a_probe_the_budget_refuses_is_woken_when_the_budget_frees() -> None:
+    """A step whose probe the budget refused is woken when the budget may give a slot
+    again, not every second to be refused again; the budget's refusal is handed to the
+    schedule, which keeps every other step's time (a deployment's poll)."""
+
+    async def scenario() -> tuple[datetime, datetime, datetime]:
+        dues = Dues()
+        wakes = FollowUps(dues, lambda: datetime.now(UTC), concurrency=2, min_delay_s=1.0)
+        dues.offsets = {"refused": -0.5, "polling": 3.0}
+        dues.probing = {"refused"}
+        now = wakes.now()
+        free = now + timedelta(seconds=20)
+        for name in ("refused", "polling"):
+            wakes.after(
+                rollout(name), recorder([], asyncio.Event(), name), began=now, probes_from=free
+            )
+        pending = wakes.pending()
+        await wakes.close()
+        return now, pending["refused"], pending["polling"]
+
+    now, refused, polling = asyncio.run(scenario())
+    assert now + timedelta(seconds=20) <= refused < now + timedelta(seconds=21)
+    assert now + timedelta(seconds=3) <= polling < now + timedelta(seconds=4)
 
 
 def test_the_tick_is_told_which_rollouts_this_process_steps_or_wakes_soon() -> None:

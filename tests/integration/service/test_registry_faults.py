@@ -17,9 +17,9 @@ import pytest
 
 from devenv.registries.request_log import manifest_reads_by_georollout
 from shared.domain.model import RegionState, Rollout
-from shared.service.budget import LATE_S, spacing_s
+from shared.service.budget import HORIZON_S, LATE_S, Reservation, spacing_s
 from shared.service.intake import record_notices
-from shared.service.reconcile import utc_now
+from shared.service.reconcile import reconcile, utc_now
 from shared.service.runtime import Services
 from shared.service.steering import act
 from shared.service.tick import run_tick
@@ -173,6 +173,42 @@ def test_the_tick_reads_each_due_rollout_once(
                     if "Request method: 'GET'" in m and "(PartitionKey='rollout%7C" in m
                 ]
                 assert len(reads) == len(ids), f"{len(reads)} reads for {len(ids)} steps"
+
+        asyncio.run(scenario())
+
+
+def test_a_step_the_budget_refused_is_followed_up_when_the_budget_frees(
+    stack: ServiceStack,
+) -> None:
+    """Other instances booked the registry's budget for the next minute: this instance's
+    step is refused its probes, and its follow-up waits until the budget may give a slot
+    again, instead of reading the rollout every second only to be refused again."""
+    with _a_backlog_that_never_replicates(stack, "booked") as backlog:
+        rid, table = backlog.ids[0], backlog.table
+
+        async def scenario() -> None:
+            await backlog.record()
+            async with stack.services(table=table) as services:
+                # Live in the primary: the secondaries' probes are all the step has to do.
+                await tick_until(
+                    services,
+                    [rid],
+                    lambda found: found[rid].region(PRIMARY).state is RegionState.LIVE,
+                    what="the primary live",
+                )
+                before = (await _when_every_secondary_probe_is_due(services, [rid]))[rid]
+                booked = time.time() + 60
+                other_instance = services.store.budget_ledger(services.config.registry_login_server)
+                await other_instance.advance(lambda _: Reservation(booked, 1, 0.0))
+                follow_ups = services.follow_up_when_due()
+                await reconcile(services, rid)
+                after = await stored(services, rid)
+                assert [after.region(s).probe_attempts for s in SECONDARIES] == [
+                    before.region(s).probe_attempts for s in SECONDARIES
+                ], "the budget refused every probe"
+                # Refused until the booking is within the budget's horizon.
+                free_again = datetime.fromtimestamp(booked - HORIZON_S, UTC)
+                assert follow_ups.pending()[rid] >= free_again, (follow_ups.pending(), free_again)
 
         asyncio.run(scenario())
 

@@ -270,3 +270,21 @@ def test_arms_pace_survives_the_stored_record() -> None:
     again = rollout_from_record(rollout_to_record(paced))
     assert again.region("eastus").operation_pace == paced.region("eastus").operation_pace
     assert region_to_document(again.region("eastus"))["poll_every_s"] == 4.0
+
+
+def test_a_probe_waits_for_the_registrys_budget_and_no_other_step_does() -> None:
+    """While the registry's request budget refuses (until `probes_from`), a probe due
+    earlier counts as due then: waking the rollout sooner could only be refused again. A
+    deployment's poll keeps its time."""
+    rollout = replicated(fresh(), "eastus", at(1))
+    for region in REGIONS[1:]:
+        rollout = record_probe(rollout, region, ABSENT, at(1), POLICY, jitter=0.0)
+    probing = published(rollout)
+    due = next_due_at(probing, at(2), POLICY, POLL)
+    assert due is not None and due < at(20)
+    assert next_due_at(probing, at(2), POLICY, POLL, probes_from=at(20)) == at(20)
+    # The primary deploys meanwhile: its poll, not the refused probes, wakes the rollout.
+    deploying = published(started(rollout, "eastus", at(2)))
+    due = next_due_at(deploying, at(3), POLICY, POLL)
+    assert due is not None and due < at(3) + POLL  # a probe first
+    assert next_due_at(deploying, at(3), POLICY, POLL, probes_from=at(60)) == at(3) + POLL
