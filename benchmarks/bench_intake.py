@@ -32,6 +32,17 @@ CONCURRENCY = 16
 TABLE = "rollouts"  # the app's table (GEOROLLOUT_TABLE_NAME's default)
 LISTING_ROUNDS = 20
 REPOSITORIES = 30  # pushes spread over this many repositories (one busy repository: set 1)
+# Only the intake and what follows it run: no timer tick, and after its first look at the
+# primary a rollout is not probed again during the bench (its image is never pushed), so one
+# measure does not share the machine with the probes of the rollouts the last one made.
+QUIET_AFTER_FIRST_LOOK = {
+    "GEOROLLOUT_PROBE_SCHEDULE": "0 0 0 1 1 *",
+    "GEOROLLOUT_PROBE_BACKOFF_INITIAL_SECONDS": "600",
+    "GEOROLLOUT_PROBE_BACKOFF_MAX_SECONDS": "600",
+}
+# The host is idle when it used less than this share of one core over `IDLE_WINDOW_S`.
+IDLE_SHARE = 0.05
+IDLE_WINDOW_S = 0.5
 
 
 def _new_digest() -> str:
@@ -90,6 +101,24 @@ async def _recorded(connection_string: str, table: str) -> None:
     raise TimeoutError("the app did not record its inbox within 300 s")
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds `pid` used so far (user and system)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _idle(pid: int) -> None:
+    """Wait until the host is idle: what the last measure left behind (the first looks at
+    its rollouts) is done before the next one starts."""
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        before = _cpu_s(pid)
+        time.sleep(IDLE_WINDOW_S)  # the window the share is measured over
+        if _cpu_s(pid) - before < IDLE_SHARE * IDLE_WINDOW_S:
+            return
+    raise TimeoutError("the host did not settle within 300 s")
+
+
 async def _list_everything(host_url: str, rounds: int) -> int:
     """Page through every rollout `rounds` times, as the dashboard and `georollout status`
     do; how many listing requests the host served."""
@@ -131,10 +160,7 @@ def main() -> None:
     app_dir = Path(os.environ.get("BENCH_APP_DIR") or REPO_ROOT)
     with tempfile.TemporaryDirectory() as state:
         env = isolated_env(Path(state), region_names=("eastus", "westus"))
-        # No timer tick during the measure: only the intake and what follows it run.
-        stack = start_stack(
-            env, app_dir=app_dir, extra_settings={"GEOROLLOUT_PROBE_SCHEDULE": "0 0 0 1 1 *"}
-        )
+        stack = start_stack(env, app_dir=app_dir, extra_settings=QUIET_AFTER_FIRST_LOOK)
         try:
             host = next(p for p in stack.processes if p.name.startswith("functions-host"))
             assert host.popen is not None
@@ -142,12 +168,14 @@ def main() -> None:
             url = f"{env.host_url}/api/hooks/acr"
             asyncio.run(_intake_rate(url, REPOSITORIES))  # warm-up: imports, first clients
             asyncio.run(_recorded(env.table_connection_string, TABLE))
+            _idle(host.popen.pid)
             idle_mb, lines_before = _rss_mb(host.popen.pid), _lines(log)
             results = []
             for repositories in (REPOSITORIES, 1):
                 raw = asyncio.run(_raw_rate(env.table_connection_string))
                 intake = asyncio.run(_intake_rate(url, repositories))
                 asyncio.run(_recorded(env.table_connection_string, TABLE))
+                _idle(host.popen.pid)
                 results.append((repositories, intake, raw))
             lines_after = _lines(log)
             intakes = PUSHES * len(results)

@@ -211,3 +211,53 @@ def test_the_tick_is_told_which_rollouts_this_process_steps_or_wakes_soon() -> N
         ("while its step runs", True),
         ("after its step", False),
     ]
+
+
+def test_storing_waits_while_answers_are_in_flight_and_runs_when_they_end() -> None:
+    async def scenario() -> tuple[list[str], list[str]]:
+        wakes = FollowUps(Dues(), lambda: datetime.now(UTC), concurrency=4, storing_defer_s=60.0)
+        calls: list[str] = []
+        stored, first_look, other = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        with wakes.answering():
+            wakes.start(recorder(calls, stored, "store"), "store", storing=True)
+            wakes.start(recorder(calls, first_look, "look"), "look", behind_answers=True)
+            # A step that is neither runs beside the answer; once it ran, the two deferred
+            # ones had as many turns of the loop and took none.
+            wakes.start(recorder(calls, other, "other"), "other")
+            await asyncio.wait_for(other.wait(), DEADLINE_S)
+            during = list(calls)
+        await asyncio.wait_for(asyncio.gather(stored.wait(), first_look.wait()), DEADLINE_S)
+        await wakes.close()
+        return during, sorted(calls)
+
+    assert asyncio.run(scenario()) == (["other"], ["look", "other", "store"])
+
+
+def test_storing_waits_no_longer_than_its_deferral_under_endless_answers() -> None:
+    async def scenario() -> list[str]:
+        wakes = FollowUps(Dues(), lambda: datetime.now(UTC), concurrency=4, storing_defer_s=0.05)
+        calls: list[str] = []
+        stored = asyncio.Event()
+        with wakes.answering():  # an answer that never ends while the step waits
+            wakes.start(recorder(calls, stored, "store"), "store", storing=True)
+            await asyncio.wait_for(stored.wait(), DEADLINE_S)
+        await wakes.close()
+        return calls
+
+    assert asyncio.run(scenario()) == ["store"]
+
+
+def test_storing_runs_at_once_when_no_answer_is_in_flight() -> None:
+    async def scenario() -> list[str]:
+        # A deferral no test would outlast: the step must not wait for it.
+        wakes = FollowUps(Dues(), lambda: datetime.now(UTC), concurrency=4, storing_defer_s=3600)
+        calls: list[str] = []
+        stored = asyncio.Event()
+        with wakes.answering():
+            pass  # an answer came and went
+        wakes.start(recorder(calls, stored, "store"), "store", storing=True)
+        await asyncio.wait_for(stored.wait(), DEADLINE_S)
+        await wakes.close()
+        return calls
+
+    assert asyncio.run(scenario()) == ["store"]
