@@ -15,10 +15,9 @@ rollout are serialised by the rollout's ETag like any two triggers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from shared.domain.model import Rollout
@@ -42,11 +41,6 @@ MARGIN_S = 0.05
 # A rollout this process wakes within this long (or is stepping) is left to it by the tick:
 # both stepping it at once would ask its replica twice and lose one write to the ETag.
 SOON_S = 1.0
-# While this process answers deliveries, storing what they accepted waits for a moment
-# without answers in flight, up to this long: a burst of pushes is answered at the pace of
-# the one write each answer makes, and stored right behind it. Well under the inbox's grace
-# (15 s), so the tick does not record a notice this process is about to.
-STORING_DEFER_S = 5.0
 
 Step = Callable[[], Awaitable[object]]
 # (rollout, now, no probe before) -> when its next step is due, None: not by itself.
@@ -65,10 +59,8 @@ class FollowUps:
         concurrency: int,
         horizon_s: float = DEFAULT_HORIZON_S,
         min_delay_s: float = MIN_DELAY_S,
-        storing_defer_s: float = STORING_DEFER_S,
     ) -> None:
         self._due = due
-        self._storing_defer_s = storing_defer_s
         self._min_delay_s = min_delay_s
         self._now = now
         self._horizon_s = horizon_s
@@ -76,9 +68,6 @@ class FollowUps:
         # Storing runs beside the answers, which are what a burst waits on: a quarter of
         # the steps' concurrency keeps up with the table and leaves it to them.
         self._storing_gate = asyncio.Semaphore(max(1, concurrency // 4))
-        self._answering = 0  # answers to deliveries in flight
-        self._quiet = asyncio.Event()  # set while none is
-        self._quiet.set()
         # Rollout id → (its due time, when it will be woken, the timer).
         self._pending: dict[str, tuple[datetime, datetime, asyncio.TimerHandle]] = {}
         self._running: set[asyncio.Task[None]] = set()
@@ -123,41 +112,20 @@ class FollowUps:
         return self._now()
 
     def start(
-        self,
-        step: Step,
-        what: str,
-        *,
-        storing: bool = False,
-        behind_answers: bool = False,
-        rollout_id: str | None = None,
+        self, step: Step, what: str, *, storing: bool = False, rollout_id: str | None = None
     ) -> None:
         """Run `step` now, beside the caller (which answers without waiting for it); a step
         of `rollout_id` counts as that rollout's (see `takes_care_of`).
         `storing`: it stores answered pushes (table writes only) in a lane of its own: it
         must not queue behind steps that wait for the registry's request slots, nor crowd
         the table beside the answers (unbounded, it took intake from 30 % of the table's
-        raw write rate to 8 %). A storing step, and one `behind_answers` (the first look at
-        a push just stored), waits while answers are in flight (`STORING_DEFER_S`)."""
+        raw write rate to 8 %)."""
         if self._closed:
             return
         gate = self._storing_gate if storing else self._gate
-        task = asyncio.get_running_loop().create_task(
-            self._run(what, step, gate, rollout_id, behind_answers=storing or behind_answers)
-        )
+        task = asyncio.get_running_loop().create_task(self._run(what, step, gate, rollout_id))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
-
-    @contextlib.contextmanager
-    def answering(self) -> Iterator[None]:
-        """An answer to a delivery is under way: storing waits for it (`STORING_DEFER_S`)."""
-        self._answering += 1
-        self._quiet.clear()
-        try:
-            yield
-        finally:
-            self._answering -= 1
-            if not self._answering:
-                self._quiet.set()
 
     def takes_care_of(self, rollout_id: str) -> bool:
         """Whether this process is stepping `rollout_id` now or wakes it within `SOON_S`."""
@@ -175,20 +143,11 @@ class FollowUps:
         self.start(step, rollout_id, rollout_id=rollout_id)
 
     async def _run(
-        self,
-        what: str,
-        step: Step,
-        gate: asyncio.Semaphore,
-        rollout_id: str | None,
-        *,
-        behind_answers: bool = False,
+        self, what: str, step: Step, gate: asyncio.Semaphore, rollout_id: str | None
     ) -> None:
         if rollout_id is not None:
             self._stepping[rollout_id] += 1  # from the wake-up on, waiting for a slot too
         try:
-            if behind_answers:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._quiet.wait(), self._storing_defer_s)
             async with gate:
                 # The step itself calls `after` with its outcome: the chain goes on.
                 await step()

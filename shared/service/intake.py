@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -51,34 +50,30 @@ async def accept_notices(
     """The answer path: each push is kept in the inbox (one write), then recorded after
     the answer (in the function app's process; inline where no follow-ups run, as in
     tests). Deletes are recorded at once: rare, and they only ever mark."""
-    answering = (
-        services.follow_ups.answering() if services.follow_ups is not None else nullcontext()
-    )
-    with answering:
-        pushes = [n for n in notices if isinstance(n, PushNotice)]
-        now = clock()
-        keys = await asyncio.gather(*(services.rollouts.accept(n, now) for n in pushes))
-        recorded: list[str] = []
-        ignored: list[str] = []
-        for notice in notices:
-            if isinstance(notice, Ignored):
-                ignored.append(notice.reason)
-            elif isinstance(notice, DeleteNotice):
-                deleted = await _record_delete(services, notice, clock)
-                if deleted is not None:
-                    recorded.append(deleted)
-            else:
-                identity = rollout_id(notice.registry, notice.repository, notice.digest)
-                recorded.append(identity)
-                log.info(
-                    "accepted push %s@%s tag=%s hint=%s via %s: rollout %s",
-                    notice.repository,
-                    notice.digest,
-                    notice.tag or "-",
-                    notice.region_hint or "-",
-                    notice.source.value,
-                    identity,
-                )
+    pushes = [n for n in notices if isinstance(n, PushNotice)]
+    now = clock()
+    keys = await asyncio.gather(*(services.rollouts.accept(n, now) for n in pushes))
+    recorded: list[str] = []
+    ignored: list[str] = []
+    for notice in notices:
+        if isinstance(notice, Ignored):
+            ignored.append(notice.reason)
+        elif isinstance(notice, DeleteNotice):
+            deleted = await _record_delete(services, notice, clock)
+            if deleted is not None:
+                recorded.append(deleted)
+        else:
+            identity = rollout_id(notice.registry, notice.repository, notice.digest)
+            recorded.append(identity)
+            log.info(
+                "accepted push %s@%s tag=%s hint=%s via %s: rollout %s",
+                notice.repository,
+                notice.digest,
+                notice.tag or "-",
+                notice.region_hint or "-",
+                notice.source.value,
+                identity,
+            )
     accepted = list(zip(keys, pushes, strict=True))
     if accepted:
         if services.follow_ups is not None:
@@ -116,7 +111,6 @@ async def record_accepted(
             services.follow_ups.start(
                 _first_look_step(services, rollout.id, notice, clock),
                 f"first look at {rollout.id}",
-                behind_answers=True,
                 rollout_id=rollout.id,
             )
         else:
