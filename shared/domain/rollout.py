@@ -1324,7 +1324,7 @@ def _region_action(
         return VerifyDeployment(
             progress.region, ref, rollout.target.verify_request(progress.region)
         )
-    if progress.operator_hold and step not in _FINISHING_STEPS:
+    if paused_by_hold(progress):
         return None  # held: no new step starts; one in flight (below) finishes
     if state is RegionState.REPLICATED:
         if rollout.deployable is not True or rollout.target is None:
@@ -1391,6 +1391,12 @@ _FINISHING_STEPS = frozenset(
         DeployStep.DISCARDING,
     }
 )
+
+
+def paused_by_hold(progress: RegionProgress) -> bool:
+    """An operator's hold keeps the region from starting any step; a step in flight (a
+    deployment being created, traffic moving, a clean-up) still finishes."""
+    return progress.operator_hold and progress.deploy_step not in _FINISHING_STEPS
 
 
 def _with_build(builds: tuple[Build, ...], notice: PushNotice, now: datetime) -> tuple[Build, ...]:
@@ -1546,7 +1552,7 @@ def _apply_timeouts(rollout: Rollout, now: datetime, policy: RolloutPolicy) -> R
         give_up = give_up_deadline(rollout, policy, progress)
         step_limit = _step_deadline(progress.deploy_step, policy)
         # A held region's paused step has no deadline; it starts again on resume.
-        paused = progress.operator_hold and progress.deploy_step not in _FINISHING_STEPS
+        paused = paused_by_hold(progress)
         step_since = _since(progress.step_started_at, progress)
         overdue = (
             not paused

@@ -14,6 +14,7 @@ from shared.domain.rollout import (
     RolloutPolicy,
     give_up_deadline,
     keep_previous_until,
+    paused_by_hold,
     replication_deadline,
     waiting_gates,
 )
@@ -129,9 +130,11 @@ def _next_due_at(
             if region.operator_hold and region.state is RegionState.DEPLOYING:
                 end = None  # held: the next step waits for the resume, only checks go on
             moments += [m for m in (region.next_verify_at or now, end) if m is not None]
-        elif region.state in _DEPLOYING:
+        elif region.state in _DEPLOYING and not paused_by_hold(region):
             # Deployments are long-running operations: look again when ARM asked (its
-            # Retry-After), at the latest after the poll interval.
+            # Retry-After), at the latest after the poll interval. A region an operator
+            # holds starts nothing until the resume (which steps the rollout itself): a
+            # look on every poll would only read the rollout.
             moments.append(_check_at(region, now, poll))
     for region in rollout.regions:
         if region.state is RegionState.AWAITING_REPLICATION:

@@ -31,6 +31,9 @@ SKEW_S = 1.0
 # How far ahead a request may wait for its slot; beyond that it is refused and the
 # rollout stays due (a later step or tick tries again).
 HORIZON_S = 5.0
+# The longest line of refused requests: they come back within this long after the budget
+# may give slots again (see `RegistryBudget._queue_refused`).
+LINE_S = 2 * HORIZON_S
 
 
 def spacing_s(per_minute: int) -> float:
@@ -106,12 +109,17 @@ class RegistryBudget:
     # After a refusal, the moment a slot could be within the horizon again: until then
     # refusals are answered here, not by another ledger read per waiting rollout.
     _refused_until: float = field(default=0.0, init=False)
+    # The end of this process's line of refused requests: each refusal queues one slot's
+    # spacing behind the one before (and behind `_refused_until`), so the steps a spent
+    # budget refused come back spread out instead of all at once, each only to read its
+    # rollout and be refused again.
+    _line_end: float = field(default=0.0, init=False)
 
     @property
     def refusing_until(self) -> float | None:
-        """Epoch seconds before which `take` refuses without asking the ledger (a refusal
-        saw it booked past the horizon until then); None when a take would ask."""
-        return self._refused_until if self.clock() < self._refused_until else None
+        """Epoch seconds at which a request refused just now should be tried again: its
+        place in the line of refused requests; None when this process has none waiting."""
+        return self._line_end if self.clock() < self._line_end else None
 
     async def take(self) -> bool:
         while True:
@@ -121,6 +129,7 @@ class RegistryBudget:
             finally:
                 self._wanting -= 1
             if slot is None:
+                self._queue_refused()
                 return False
             wait = slot - self.clock()
             if wait > 0:
@@ -129,6 +138,15 @@ class RegistryBudget:
                 return True
             # Too late for this slot (the loop was busy): sending now could crowd a later
             # window, so take the next one.
+
+    def _queue_refused(self) -> None:
+        """Give a refused request its place in the line: one slot after the one before, but
+        never more than `LINE_S` after the budget may give slots again. A longer line would
+        be no fairer (requests refused again queue anew, the timer's steps join it) and
+        would leave the budget idle while its waiters sleep."""
+        free_again = max(self._refused_until, self.clock())
+        place = max(self._line_end, free_again) + spacing_s(self.per_minute)
+        self._line_end = min(place, free_again + LINE_S)
 
     async def _next_slot(self) -> float | None:
         if not self._slots:

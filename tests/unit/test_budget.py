@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.service.budget import (
     HORIZON_S,
     LATE_S,
+    LINE_S,
     SKEW_S,
     WINDOW_S,
     RegistryBudget,
@@ -175,9 +177,36 @@ def test_the_budget_tells_until_when_it_refuses() -> None:
     assert budget.refusing_until is None  # never refused: a take asks the ledger
     ledger.next_free = time.now + 60  # other instances booked the next minute
     assert asyncio.run(budget.take()) is False
-    assert budget.refusing_until == time.now + 60 - HORIZON_S
-    time.now += 60 - HORIZON_S
+    gap = spacing_s(620)
+    free_again = time.now + 60 - HORIZON_S  # when a slot is within the horizon again
+    assert budget.refusing_until == pytest.approx(free_again + gap)
+    time.now = free_again + gap
     assert budget.refusing_until is None
+
+
+def test_requests_refused_together_come_back_one_slot_apart() -> None:
+    """A spent budget refuses a burst of steps: each is told to come back one slot after the
+    one refused before it, not all at the moment the budget frees (where all but a second's
+    worth would be refused again)."""
+    time = VirtualTime()
+    ledger = MemoryLedger()
+    budget = RegistryBudget(300, ledger, clock=time.clock, sleep=time.sleep)
+    ledger.next_free = time.now + 60
+    free_again, gap = time.now + 60 - HORIZON_S, spacing_s(300)
+    told = []
+    for _ in range(4):
+        assert asyncio.run(budget.take()) is False
+        told.append(budget.refusing_until)
+    assert told == pytest.approx([free_again + k * gap for k in (1, 2, 3, 4)])
+    # However many are refused, none is told to wait longer than the line's length.
+    for _ in range(200):
+        assert asyncio.run(budget.take()) is False
+    assert budget.refusing_until == pytest.approx(free_again + LINE_S)
+    # The line empties with time: once past its end, a refusal queues from its own moment.
+    time.now = free_again + 10
+    ledger.next_free = time.now + 60
+    assert asyncio.run(budget.take()) is False
+    assert budget.refusing_until == pytest.approx(time.now + 60 - HORIZON_S + gap)
 
 
 def test_a_request_too_late_for_its_slot_takes_the_next() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from shared.domain.model import RegionState
+from shared.domain.model import RegionState, Rollout
 from shared.domain.rollout import (
     MIN_CHECK_INTERVAL_S,
     give_up_deadline,
@@ -288,3 +288,28 @@ def test_a_probe_waits_for_the_registrys_budget_and_no_other_step_does() -> None
     due = next_due_at(deploying, at(3), POLICY, POLL)
     assert due is not None and due < at(3) + POLL  # a probe first
     assert next_due_at(deploying, at(3), POLICY, POLL, probes_from=at(60)) == at(3) + POLL
+
+
+def _held(rollout: Rollout) -> Rollout:
+    return replace(rollout, regions=tuple(replace(r, operator_hold=True) for r in rollout.regions))
+
+
+def test_a_held_region_waiting_to_deploy_is_not_looked_at_on_the_poll() -> None:
+    """A hold starts no step, so a held region with none in flight needs no look on the
+    poll: the rollout is due for its probes only. (In `bench_budget`, 120 held rollouts
+    whose probes the budget refused were each read every poll, 24 reads per request.)"""
+    rollout = replicated(fresh(), "eastus", at(1))
+    for region in REGIONS[1:]:
+        rollout = record_probe(rollout, region, ABSENT, at(1), POLICY, jitter=0.0)
+    held = published(_held(rollout))
+    assert next_due_at(held, at(2), POLICY, POLL, probes_from=at(60)) == at(60)
+    # Not held, the primary waiting to deploy is looked at on the poll.
+    assert next_due_at(published(rollout), at(2), POLICY, POLL, probes_from=at(60)) == at(32)
+
+
+def test_a_held_region_with_a_deployment_in_flight_is_still_polled() -> None:
+    rollout = replicated(fresh(), "eastus", at(1))
+    for region in REGIONS[1:]:
+        rollout = record_probe(rollout, region, ABSENT, at(1), POLICY, jitter=0.0)
+    creating = published(_held(started(rollout, "eastus", at(2))))
+    assert next_due_at(creating, at(3), POLICY, POLL, probes_from=at(60)) == at(3) + POLL
