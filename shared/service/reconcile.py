@@ -100,7 +100,8 @@ async def reconcile(
 
 
 def _budget_refusing_until(services: Services) -> datetime | None:
-    """Until when the registry's request budget refuses this process's requests, if it does."""
+    """When this process's refused registry requests are to be tried again (the end of the
+    budget's line of refused requests), if any are waiting."""
     until = services.budget(services.config.registry_login_server).refusing_until
     return None if until is None else datetime.fromtimestamp(until, UTC)
 
