@@ -116,7 +116,7 @@ class RegistryBudget:
     _line_end: float = field(default=0.0, init=False)
 
     @property
-    def refusing_until(self) -> float | None:
+    def refused_retry_at(self) -> float | None:
         """Epoch seconds at which a request refused just now should be tried again: its
         place in the line of refused requests; None when this process has none waiting."""
         return self._line_end if self.clock() < self._line_end else None

@@ -94,16 +94,16 @@ async def reconcile(
             rollout,
             lambda: reconcile(services, rollout_id),
             began=began,
-            probes_from=_budget_refusing_until(services),
+            probes_from=_refused_retry_at(services),
         )
     return rollout
 
 
-def _budget_refusing_until(services: Services) -> datetime | None:
+def _refused_retry_at(services: Services) -> datetime | None:
     """When this process's refused registry requests are to be tried again (the end of the
     budget's line of refused requests), if any are waiting."""
-    until = services.budget(services.config.registry_login_server).refusing_until
-    return None if until is None else datetime.fromtimestamp(until, UTC)
+    at = services.budget(services.config.registry_login_server).refused_retry_at
+    return None if at is None else datetime.fromtimestamp(at, UTC)
 
 
 async def _passes(

@@ -174,14 +174,14 @@ def test_the_budget_tells_until_when_it_refuses() -> None:
     time = VirtualTime()
     ledger = MemoryLedger()
     budget = RegistryBudget(620, ledger, clock=time.clock, sleep=time.sleep)
-    assert budget.refusing_until is None  # never refused: a take asks the ledger
+    assert budget.refused_retry_at is None  # never refused: a take asks the ledger
     ledger.next_free = time.now + 60  # other instances booked the next minute
     assert asyncio.run(budget.take()) is False
     gap = spacing_s(620)
     free_again = time.now + 60 - HORIZON_S  # when a slot is within the horizon again
-    assert budget.refusing_until == pytest.approx(free_again + gap)
+    assert budget.refused_retry_at == pytest.approx(free_again + gap)
     time.now = free_again + gap
-    assert budget.refusing_until is None
+    assert budget.refused_retry_at is None
 
 
 def test_requests_refused_together_come_back_one_slot_apart() -> None:
@@ -196,17 +196,17 @@ def test_requests_refused_together_come_back_one_slot_apart() -> None:
     told = []
     for _ in range(4):
         assert asyncio.run(budget.take()) is False
-        told.append(budget.refusing_until)
+        told.append(budget.refused_retry_at)
     assert told == pytest.approx([free_again + k * gap for k in (1, 2, 3, 4)])
     # However many are refused, none is told to wait longer than the line's length.
     for _ in range(200):
         assert asyncio.run(budget.take()) is False
-    assert budget.refusing_until == pytest.approx(free_again + LINE_S)
+    assert budget.refused_retry_at == pytest.approx(free_again + LINE_S)
     # The line empties with time: once past its end, a refusal queues from its own moment.
     time.now = free_again + 10
     ledger.next_free = time.now + 60
     assert asyncio.run(budget.take()) is False
-    assert budget.refusing_until == pytest.approx(time.now + 60 - HORIZON_S + gap)
+    assert budget.refused_retry_at == pytest.approx(time.now + 60 - HORIZON_S + gap)
 
 
 def test_a_request_too_late_for_its_slot_takes_the_next() -> None:
