@@ -191,8 +191,13 @@ def estimate_arrivals(
         latency = model.expected_latency_s(rollout.image_size_bytes) if model else None
         if _awaits_estimate(progress) and latency is not None:
             expected = primary.replicated_at + timedelta(seconds=latency)
-            # The next probe goes out when the image may be due, not after a blind back-off.
+            # The next probe goes out when the image may be due, not after a blind back-off;
+            # but in the window too, at most at the initial pace: a window that opened
+            # already must not send a probe right behind the one that just found nothing.
             due, opens = progress.next_probe_at, expected - policy.arrival_window
+            if progress.absent_at is not None:
+                paced = progress.absent_at + timedelta(seconds=policy.probe_initial_backoff_s)
+                opens = max(opens, paced)
             progress = replace(
                 progress,
                 expected_at=expected,

@@ -28,13 +28,18 @@ log = logging.getLogger("georollout.follow_ups")
 # timeout): the process need not hold a timer for every settled rollout.
 DEFAULT_HORIZON_S = 600.0
 
-# No rollout is woken more often than this, counted from the start of its last step: a
-# step that leaves its rollout due at once could not do its work (an ETag race lost five
-# times; a probe the request budget refused waits for the budget instead), and it is tried
-# again after this pause, never in a loop.
-# Counted from the start, not the end: a step that took longer than the pause (a pass that
-# deployed in one region while another region's probe came due) is followed at once.
+# A step that leaves its rollout due no later than the moment it began could not do that
+# work (an ETag race lost five times; a probe the request budget refused waits for the
+# budget instead): it is tried again after this pause, counted from the step's start,
+# never in a loop. A step that took longer than the pause (a pass that deployed in one
+# region while another region's probe came due) is followed at once.
 MIN_DELAY_S = 1.0
+# A moment that comes due after the step began (a probe's back-off ending a few hundred
+# milliseconds into a deployment poll) is new work: it is woken for on time, not held to
+# the pause (held, a probe due 0.1 s after a poll went out a second late, and a replica was
+# seen that much later). This floor only bounds how often a rollout whose moments crowd
+# together (a Retry-After of a few milliseconds) is stepped.
+MIN_GAP_S = 0.2
 # Woken just after the due time, so the step finds the work due (the event loop's clock
 # and the wall clock differ by milliseconds).
 MARGIN_S = 0.05
@@ -83,18 +88,22 @@ class FollowUps:
         probes_from: datetime | None = None,
     ) -> None:
         """A step of `rollout` that began at `began` (default: now) just ended: run `step`
-        when its next one is due (if soon), and not before `MIN_DELAY_S` after `began`.
+        when its next one is due (if soon): on time when that moment came after `began`;
+        `MIN_DELAY_S` after `began` when the step left it due (work it could not do).
         `probes_from`: no probe can go out before then (the registry's request budget
         refuses until then): a step woken earlier for a probe could only read the rollout
         and stop, so probes count as due then (other steps keep their times)."""
         if self._closed:
             return
         now = self._now()
-        due = self._due(rollout, now, probes_from)
+        began = began or now
+        # Asked as of the step's start, the schedule's "due at once" (a check with no moment
+        # of its own) is the start itself, so it counts as work the step could not do.
+        due = self._due(rollout, began, probes_from)
         if due is None:
             return  # settled: nothing until a new push or an operator's action
-        earliest = (began or now) + timedelta(seconds=self._min_delay_s)
-        wake_at = max(due + timedelta(seconds=MARGIN_S), earliest)
+        pause = self._min_delay_s if due <= began else min(MIN_GAP_S, self._min_delay_s)
+        wake_at = max(due + timedelta(seconds=MARGIN_S), began + timedelta(seconds=pause))
         delay = max((wake_at - now).total_seconds(), 0.0)
         if delay > self._horizon_s:
             return

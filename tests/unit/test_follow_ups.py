@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.domain.model import Rollout
-from shared.service.follow_ups import FollowUps
+from shared.service.follow_ups import MARGIN_S, FollowUps
 from tests.unit.domain.builders import fresh
 
 DEADLINE_S = 5.0
@@ -148,6 +148,26 @@ def test_the_pause_between_wake_ups_counts_from_the_start_of_the_last_step() -> 
     now, long, quick, after = asyncio.run(scenario())
     assert long <= after  # due already: no pause added
     assert quick == now + timedelta(seconds=1.0)
+
+
+def test_a_moment_that_came_due_after_the_step_began_is_kept_not_held_to_the_pause() -> None:
+    """A probe whose back-off ends 0.3 s into a step (a deployment's poll) is woken then; a
+    step that left its rollout due as it began (no moment of its own) waits the pause."""
+
+    async def scenario() -> tuple[datetime, datetime, datetime]:
+        dues = Dues()
+        wakes = FollowUps(dues, lambda: datetime.now(UTC), concurrency=2, min_delay_s=1.0)
+        dues.offsets = {"probe": 0.3, "stuck": 0.0}  # from the step's start
+        began = wakes.now() - timedelta(seconds=0.2)
+        for name in ("probe", "stuck"):
+            wakes.after(rollout(name), recorder([], asyncio.Event(), name), began=began)
+        pending = wakes.pending()
+        await wakes.close()
+        return began, pending["probe"], pending["stuck"]
+
+    began, probe, stuck = asyncio.run(scenario())
+    assert probe == began + timedelta(seconds=0.3 + MARGIN_S)  # not a second after `began`
+    assert stuck == began + timedelta(seconds=1.0)
 
 
 def test_a_probe_the_budget_refuses_is_woken_when_the_budget_frees() -> None:

@@ -189,7 +189,19 @@ def test_probes_close_in_on_the_expected_arrival_instead_of_backing_off_blind() 
 
 def test_an_estimate_brings_a_far_probe_forward_to_the_expected_arrival() -> None:
     far = _probed(_waiting(), 20, now_s=12)  # next probe at t=312
-    model = ReplicationModel("westus", (sample(MB, 30.0),), None, None, 30.0)
+    model = ReplicationModel("westus", (sample(MB, 90.0),), None, None, 90.0)
     estimated = estimate_arrivals(far, {"westus": model}, POLICY)
-    # Where the window around the expected arrival (t=40) opens.
-    assert estimated.region("westus").next_probe_at == at(40) - POLICY.arrival_window
+    # Where the window around the expected arrival (t=100) opens.
+    assert estimated.region("westus").next_probe_at == at(100) - POLICY.arrival_window
+
+
+def test_a_window_that_opened_already_keeps_the_initial_pace_after_the_last_probe() -> None:
+    # The first look found nothing at t=12; the image is expected at t=20, so the window
+    # around it opened at t=-20: the next probe goes at the initial pace, not at once.
+    looked = _probed(_waiting(), 1, now_s=12)
+    blind = looked.region("westus").next_probe_at
+    assert blind is not None and blind > at(12 + POLICY.probe_initial_backoff_s)
+    model = ReplicationModel("westus", (sample(MB, 10.0),), None, None, 10.0)
+    estimated = estimate_arrivals(looked, {"westus": model}, POLICY)
+    assert estimated.region("westus").expected_at == at(20)
+    assert estimated.region("westus").next_probe_at == at(12 + POLICY.probe_initial_backoff_s)
