@@ -37,6 +37,7 @@ from azure.core.exceptions import (
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
+from shared.adapters.group_commit import PartitionWriter
 from shared.adapters.http_pool import PooledTransport
 from shared.adapters.table_budget import TableBudgetLedger
 from shared.adapters.table_keys import (
@@ -394,6 +395,8 @@ class RolloutStore:
     def __init__(self, table: TableClient) -> None:
         self._table = table
         self._reads = asyncio.Semaphore(_READ_CONCURRENCY)
+        # The inbox is one partition: the answers of a burst share its writes.
+        self._inbox = PartitionWriter(table)
 
     @classmethod
     def from_connection_string(
@@ -436,6 +439,7 @@ class RolloutStore:
         return TableBudgetLedger(self._table, registry)
 
     async def close(self) -> None:
+        await self._inbox.close()
         await self._table.close()
 
     async def __aenter__(self) -> RolloutStore:
@@ -1018,8 +1022,9 @@ class RolloutStore:
     # --- the inbox: notices accepted, not yet recorded -------------------------------------
 
     async def put_notice(self, key: str, notice: dict[str, Any], received_at: datetime) -> None:
-        """Keep `notice` under `key` until it is recorded (one write; the same key again
-        overwrites it with the same content, so a redelivery adds nothing)."""
+        """Keep `notice` under `key` until it is recorded (one write, shared with the
+        notices accepted meanwhile: `group_commit`; the same key again overwrites it with
+        the same content, so a redelivery adds nothing)."""
         entity = {
             "PartitionKey": _INBOX_PARTITION,
             "RowKey": key,
@@ -1028,7 +1033,7 @@ class RolloutStore:
             "ReceivedAt": _iso(received_at),
         }
         with self._translated("accepting a notice"):
-            await self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+            await self._inbox.upsert(entity)
 
     async def notices(self, *, received_before: datetime, limit: int) -> WaitingNotices:
         """Up to `limit` notices accepted before `received_before`, as (key, notice)."""
