@@ -33,6 +33,7 @@ from devenv.tls import TlsFiles, ensure_tls
 from shared.config import load_config
 from shared.domain.model import rollout_id
 from shared.domain.push import NoticeSource, PushNotice
+from shared.entrypoints.startup import quiet_azure_sdk
 from shared.service.intake import record_notices
 from shared.service.runtime import Services, build_services
 from shared.service.steering import act
@@ -243,6 +244,7 @@ def _report_tick(tick: dict[str, float]) -> None:
 
 
 def main() -> None:
+    quiet_azure_sdk("WARNING")  # as the app does at start-up (its default level)
     with tempfile.TemporaryDirectory() as state:
         env = isolated_env(Path(state), region_names=REGIONS)
         env = replace(env, replication_base_s=0.5)

@@ -32,6 +32,7 @@ from shared.config import load_config
 from shared.domain.model import rollout_id
 from shared.domain.push import NoticeSource, PushNotice
 from shared.domain.replication import ReplicationModel
+from shared.entrypoints.startup import quiet_azure_sdk
 from shared.service.intake import accept_notices
 from shared.service.runtime import Services, build_services
 from shared.service.tick import run_tick
@@ -144,6 +145,7 @@ async def _run(env: LocalEnv, tls: TlsFiles) -> dict[str, list[tuple[float, int]
 
 
 def main() -> None:
+    quiet_azure_sdk("WARNING")  # as the app does at start-up (its default level)
     with tempfile.TemporaryDirectory() as state:
         env = isolated_env(Path(state), region_names=REGIONS)
         env = replace(env, replication_base_s=1.0, replication_bandwidth_bytes_per_s=BANDWIDTH)

@@ -28,6 +28,7 @@ from shared.config import load_config
 from shared.domain.push import NoticeSource, PushNotice
 from shared.domain.rollout import new_rollout
 from shared.domain.targets import match_target
+from shared.entrypoints.startup import quiet_azure_sdk
 from shared.service import status
 from shared.service.runtime import Services, build_services
 from tests.integration.service.service_stack import FixedTokenCredential
@@ -150,6 +151,7 @@ async def _run(settings: dict[str, str]) -> list[tuple[int, dict[str, _Timing]]]
 
 
 def main() -> None:
+    quiet_azure_sdk("WARNING")  # as the app does at start-up (its default level)
     with tempfile.TemporaryDirectory() as state:
         env = isolated_env(Path(state))
         tls = ensure_tls(Path(state) / "tls")

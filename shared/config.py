@@ -247,9 +247,10 @@ SETTINGS: tuple[SettingSpec, ...] = (
     ),
     _spec(
         "GEOROLLOUT_AZURE_SDK_LOG_LEVEL",
-        "Level of the Azure SDK's own loggers (azure.*): WARNING keeps them to problems; "
-        "INFO or DEBUG adds a record of every HTTP request and response (headers redacted "
-        "by the SDK), for debugging a connection.",
+        "Level of the Azure SDK's own loggers (azure.*, also those azure-ai-ml sets a level "
+        "on): WARNING keeps them to problems; INFO or DEBUG adds a record of every HTTP "
+        "request and response (headers redacted by the SDK) and azure-ai-ml's progress "
+        "lines, for debugging a connection.",
         default="WARNING",
     ),
 )

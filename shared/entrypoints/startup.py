@@ -54,8 +54,22 @@ def quiet_azure_sdk(level: str) -> None:
     At INFO the SDK logs every request and response with their headers, dozens of
     multi-line records per push, drowning georollout's own line per step in the host's
     log (and in Application Insights' bill); WARNING keeps its problems only.
+
+    azure-ai-ml gives some of its loggers a level of their own (INFO) and a handler to
+    stderr when it is imported, so the "azure" level does not reach them: every
+    deployment wrote "Check: endpoint ... exists" and a line of polling dots to the
+    host's log whatever the setting. Those levels are set here too, after the import.
     """
+    import azure.ai.ml  # noqa: F401  (its loggers exist, with their levels, from here on)
+
     logging.getLogger("azure").setLevel(level)
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if (
+            name.startswith("azure.")
+            and isinstance(logger, logging.Logger)
+            and logger.level != logging.NOTSET
+        ):
+            logger.setLevel(level)
 
 
 def start_monitoring(environ: Mapping[str, str] | None = None) -> None:

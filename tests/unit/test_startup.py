@@ -126,6 +126,25 @@ def test_the_azure_sdk_logs_problems_only_unless_asked(
     assert policy.isEnabledFor(logging.INFO) is (level <= logging.INFO)
 
 
+@pytest.mark.parametrize(("setting", "shown"), [("", False), ("info", True)])
+def test_azure_ai_ml_s_own_loggers_follow_the_setting(setting: str, shown: bool) -> None:
+    """azure-ai-ml sets INFO on loggers of its own (with a stderr handler) when imported:
+    "Check: endpoint ... exists" and the polling dots of every deployment."""
+    import azure.ai.ml  # noqa: F401
+
+    own = ["azure.ai.ml", "azure.ai.ml._utils._endpoint_utils"]
+    saved = {name: logging.getLogger(name).level for name in ["azure", *own]}
+    try:
+        for name in own:
+            logging.getLogger(name).setLevel(logging.INFO)  # as azure-ai-ml leaves them
+        assert report_configuration(azure_settings(GEOROLLOUT_AZURE_SDK_LOG_LEVEL=setting))
+        enabled = [logging.getLogger(name).isEnabledFor(logging.INFO) for name in own]
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)  # (setLevel also clears the level cache)
+    assert enabled == [shown] * 2
+
+
 def test_an_unknown_sdk_log_level_is_a_configuration_problem(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
