@@ -97,16 +97,17 @@ def test_an_entity_the_service_refuses_fails_only_its_own_caller(azurite: LocalE
     async def scenario() -> tuple[list[BaseException | None], dict[str, str]]:
         async with counted_table(azurite) as (table, _):
             writer = PartitionWriter(table)
-            # Table Storage refuses '#' in a key, and with it the whole transaction.
-            keys = ["n1", "n2", "bad#key", "n3"]
+            # Table Storage refuses '#' in a key, and with it the whole transaction; n1 is
+            # written twice in the group: on its own too, the later content stands.
+            writes = [("n1", "first"), ("n2", "b"), ("bad#key", "x"), ("n3", "c"), ("n1", "last")]
             outcomes = await asyncio.gather(
-                *(writer.upsert(notice(key, f"push {key}")) for key in keys),
+                *(writer.upsert(notice(key, body)) for key, body in writes),
                 return_exceptions=True,
             )
             await writer.close()
             return list(outcomes), await stored(table)
 
     outcomes, rows = asyncio.run(scenario())
-    assert [o is None for o in outcomes] == [True, True, False, True], outcomes
+    assert [o is None for o in outcomes] == [True, True, False, True, True], outcomes
     assert isinstance(outcomes[2], HttpResponseError)
-    assert rows == {"n1": "push n1", "n2": "push n2", "n3": "push n3"}
+    assert rows == {"n1": "last", "n2": "b", "n3": "c"}
