@@ -150,7 +150,23 @@ def _next_due_at(
         until = keep_previous_until(rollout, policy)
         if until is not None:
             moments.append(until)
-    return min(moments) if moments else now + poll
+    if moments:
+        return min(moments)
+    if _waits_for_a_resume(rollout):
+        return None
+    return now + poll
+
+
+def _waits_for_a_resume(rollout: Rollout) -> bool:
+    """Active with no moment of its own only because regions an operator holds wait there:
+    nothing starts until the resume, which steps the rollout itself, so a look on every
+    poll would only read it. A claimed tag to confirm or a manifest not yet read still
+    needs the registry: those keep the poll."""
+    return (
+        not rollout.pending_tags
+        and rollout.deployable is not None
+        and any(paused_by_hold(r) for r in rollout.regions)
+    )
 
 
 def _check_at(region: RegionProgress, now: datetime, poll: timedelta) -> datetime:

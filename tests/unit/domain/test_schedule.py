@@ -313,3 +313,18 @@ def test_a_held_region_with_a_deployment_in_flight_is_still_polled() -> None:
         rollout = record_probe(rollout, region, ABSENT, at(1), POLICY, jitter=0.0)
     creating = published(_held(started(rollout, "eastus", at(2))))
     assert next_due_at(creating, at(3), POLICY, POLL, probes_from=at(60)) == at(3) + POLL
+
+
+def test_a_rollout_held_everywhere_with_nothing_in_flight_is_not_due_by_itself() -> None:
+    """Every region replicated and held, none with a step in flight: nothing can start
+    until the resume (which steps the rollout itself), so no poll reads it meanwhile."""
+    rollout = fresh()
+    for region in REGIONS:
+        rollout = replicated(rollout, region, at(1))
+    held = published(_held(rollout))
+    assert is_active(held)  # it still has work: deploying, once resumed
+    assert next_due_at(held, at(2), POLICY, POLL) is None
+    # A claimed tag the registry has not confirmed yet still needs a look on the poll.
+    claiming = published(record_push(held, notice(tag="v2"), at(2)))
+    assert claiming.pending_tags == ("v2",)
+    assert next_due_at(claiming, at(3), POLICY, POLL) == at(3) + POLL
