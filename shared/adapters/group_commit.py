@@ -100,7 +100,8 @@ class PartitionWriter:
         size = 0
         for write in self._waiting:
             key = str(write.entity["RowKey"])
-            if group and (len(keys | {key}) > MAX_OPERATIONS or size + write.size > MAX_BYTES):
+            full = key not in keys and len(keys) == MAX_OPERATIONS
+            if group and (full or size + write.size > MAX_BYTES):
                 break
             group.append(write)
             keys.add(key)
