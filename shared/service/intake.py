@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
@@ -52,7 +53,9 @@ async def accept_notices(
     tests). Deletes are recorded at once: rare, and they only ever mark."""
     pushes = [n for n in notices if isinstance(n, PushNotice)]
     now = clock()
-    keys = await asyncio.gather(*(services.rollouts.accept(n, now) for n in pushes))
+    answering = services.follow_ups.answering() if services.follow_ups else nullcontext()
+    with answering:
+        keys = await asyncio.gather(*(services.rollouts.accept(n, now) for n in pushes))
     recorded: list[str] = []
     ignored: list[str] = []
     for notice in notices:

@@ -231,3 +231,53 @@ def test_the_tick_is_told_which_rollouts_this_process_steps_or_wakes_soon() -> N
         ("while its step runs", True),
         ("after its step", False),
     ]
+
+
+def test_storing_waits_while_answers_are_under_way_and_runs_once_they_are_quiet() -> None:
+    async def scenario() -> tuple[list[str], list[str], list[str]]:
+        wakes = FollowUps(
+            Dues(),
+            lambda: datetime.now(UTC),
+            concurrency=4,
+            quiet_s=0.05,
+            storing_defer_max_s=60.0,
+        )
+        calls: list[str] = []
+        stored, stepped = asyncio.Event(), asyncio.Event()
+        with wakes.answering():
+            wakes.start(recorder(calls, stored, "storing"), "accepted notices", storing=True)
+            wakes.start(recorder(calls, stepped, "step"), "a rollout's step")
+            await asyncio.wait_for(stepped.wait(), DEADLINE_S)
+            # Many times the quiet the storing waits for, an answer still under way.
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(stored.wait()), 0.3)
+            during = list(calls)
+        after_answer = list(calls)
+        await asyncio.wait_for(stored.wait(), DEADLINE_S)
+        await wakes.close()
+        return during, after_answer, calls
+
+    during, after_answer, calls = asyncio.run(scenario())
+    assert during == ["step"]  # a step of another lane is not held back
+    assert after_answer == ["step"]  # the quiet counts from the answer's end
+    assert calls == ["step", "storing"]
+
+
+def test_a_steady_stream_of_answers_holds_storing_back_no_longer_than_the_bound() -> None:
+    async def scenario() -> list[str]:
+        wakes = FollowUps(
+            Dues(),
+            lambda: datetime.now(UTC),
+            concurrency=4,
+            quiet_s=0.05,
+            storing_defer_max_s=0.2,
+        )
+        calls: list[str] = []
+        stored = asyncio.Event()
+        with wakes.answering():  # never quiet while the storing waits
+            wakes.start(recorder(calls, stored, "storing"), "accepted notices", storing=True)
+            await asyncio.wait_for(stored.wait(), DEADLINE_S)
+        await wakes.close()
+        return calls
+
+    assert asyncio.run(scenario()) == ["storing"]
