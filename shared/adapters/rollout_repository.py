@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.adapters.table_keys import compose_key
+from shared.adapters.table_pages import Page
 from shared.adapters.table_store import (
     DueEntry,
     RolloutAlreadyExistsError,
@@ -46,15 +47,38 @@ from shared.domain.serialization import (
 )
 from shared.domain.timestamps import format_timestamp, parse_timestamp
 
-# (inbox key, the notice)
-WaitingNotices = list[tuple[str, PushNotice]]
+
+@dataclass(frozen=True)
+class NoticePage:
+    """One write of the inbox: the notices accepted together, by their keys."""
+
+    key: str
+    notices: tuple[tuple[str, PushNotice], ...]
+
+
+@dataclass(frozen=True)
+class AcceptedNotice:
+    """A notice kept in the inbox: its key, and the page that holds it for the one caller
+    that sees to that page's recording (None for the others)."""
+
+    key: str
+    page: NoticePage | None
+
+
+def _notice_page(page: Page) -> NoticePage:
+    notices = tuple((key, notice_from_record(record)) for key, record in page.entries.items())
+    return NoticePage(page.key, notices)
+
+
 # region -> (its recent samples, the version to write them back at)
 RegionSamples = dict[str, tuple[tuple[ReplicationSample, ...], str]]
 
 __all__ = [
+    "AcceptedNotice",
     "DueEntry",
     "Lease",
     "Loaded",
+    "NoticePage",
     "RolloutAlreadyExistsError",
     "RolloutRepository",
     "ServingRecord",
@@ -66,6 +90,7 @@ Change = Callable[[Rollout], Rollout]
 # The method `RolloutRepository.list` shadows the builtin inside the class body.
 Summaries = list[RolloutSummary]
 RolloutIds = list[str]
+NoticePages = list["NoticePage"]
 ServingRecords = list[ServingRecord]
 Endpoints = list[tuple[str, str]]
 _UPDATE_ATTEMPTS = 6
@@ -303,26 +328,28 @@ class RolloutRepository:
 
     # --- the inbox ----------------------------------------------------------------------
 
-    async def accept(self, notice: PushNotice, now: datetime) -> str:
-        """Keep `notice` until it is recorded (one durable write); returns its inbox key.
+    async def accept(self, notice: PushNotice, now: datetime) -> AcceptedNotice:
+        """Keep `notice` until it is recorded (one durable write, shared with the notices
+        accepted meanwhile: an inbox page).
 
-        The key is the rollout's id and a hash of the notice: a redelivery of the same
-        notice lands on the same entity, a different notice of the same digest (another
-        tag, a regional hint) on its own."""
+        Its key is the rollout's id and a hash of the notice: a redelivery of the same
+        notice is the same notice in whichever page it lands, a different notice of the same
+        digest (another tag, a regional hint) one of its own."""
         record = notice_to_record(notice)
         content = json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
         identity = rollout_id(notice.registry, notice.repository, notice.digest)
         key = compose_key(identity, hashlib.sha256(content).hexdigest()[:24])
-        await self.store.put_notice(key, record, now)
-        return key
+        added = await self.store.put_notice(key, record, now)
+        return AcceptedNotice(key, _notice_page(added.page) if added.first else None)
 
-    async def waiting_notices(self, received_before: datetime, *, limit: int) -> WaitingNotices:
-        """Notices accepted before `received_before` and not yet recorded, as (key, notice)."""
-        found = await self.store.notices(received_before=received_before, limit=limit)
-        return [(key, notice_from_record(record)) for key, record in found]
+    async def waiting_notices(self, received_before: datetime, *, limit: int) -> NoticePages:
+        """The inbox pages written before `received_before` (about `limit` notices)."""
+        pages = await self.store.notice_pages(received_before=received_before, limit=limit)
+        return [_notice_page(page) for page in pages]
 
-    async def notice_recorded(self, key: str) -> None:
-        await self.store.delete_notice(key)
+    async def notices_recorded(self, page: NoticePage) -> None:
+        """Every notice `page` holds is recorded: the page leaves the inbox."""
+        await self.store.delete_notice_page(page.key)
 
     async def replication_samples(self) -> RegionSamples:
         """Every region's recent replication samples and their version (one query)."""

@@ -18,7 +18,7 @@ import json
 import random
 import secrets
 import zlib
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import aclosing, contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,7 +37,6 @@ from azure.core.exceptions import (
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
-from shared.adapters.group_commit import PartitionWriter
 from shared.adapters.http_pool import PooledTransport
 from shared.adapters.table_budget import TableBudgetLedger
 from shared.adapters.table_keys import (
@@ -57,6 +56,7 @@ from shared.adapters.table_listing import (
     repair_action,
     version_of,
 )
+from shared.adapters.table_pages import Added, Page, PageWriter, page_from_entity, stamp
 from shared.errors import (
     ConflictError,
     GeorolloutError,
@@ -183,9 +183,8 @@ class EndpointLease:
 RolloutPage = tuple[list[StoredRollout], str | None]
 # The method `RolloutStore.list` shadows the builtin inside the class body.
 RolloutList = list[StoredRollout]
+Pages = list[Page]
 Summaries = list[dict[str, Any]]
-# (inbox key, notice as stored)
-WaitingNotices = list[tuple[str, dict[str, Any]]]
 ServingRecords = list["ServingRecord"]
 RegionEndpoints = list[tuple[str, str]]
 
@@ -264,6 +263,16 @@ def _iso(moment: datetime) -> str:
 
 def _parse_iso(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
+
+
+def _inbox_page(entity: Mapping[str, Any]) -> Page:
+    """An inbox entity as a page; one that an earlier version wrote (a notice of its own,
+    `Notice`) is a page holding that notice alone, so an update loses none of them."""
+    if entity.get("Kind") == "notice":
+        key = str(entity["RowKey"])
+        notice = json.loads(entity["Notice"])
+        return Page(key, _parse_iso(str(entity["ReceivedAt"])), {key: notice})
+    return page_from_entity(entity)
 
 
 def _encode_document(rollout_id: str, record: dict[str, Any]) -> list[bytes]:
@@ -395,8 +404,8 @@ class RolloutStore:
     def __init__(self, table: TableClient) -> None:
         self._table = table
         self._reads = asyncio.Semaphore(_READ_CONCURRENCY)
-        # The inbox is one partition: the answers of a burst share its writes.
-        self._inbox = PartitionWriter(table)
+        # The inbox is one partition: the answers of a burst share its writes (pages).
+        self._inbox = PageWriter(table, _INBOX_PARTITION)
 
     @classmethod
     def from_connection_string(
@@ -1021,37 +1030,33 @@ class RolloutStore:
 
     # --- the inbox: notices accepted, not yet recorded -------------------------------------
 
-    async def put_notice(self, key: str, notice: dict[str, Any], received_at: datetime) -> None:
-        """Keep `notice` under `key` until it is recorded (one write, shared with the
-        notices accepted meanwhile: `group_commit`; the same key again overwrites it with
-        the same content, so a redelivery adds nothing)."""
-        entity = {
-            "PartitionKey": _INBOX_PARTITION,
-            "RowKey": key,
-            "Kind": "notice",
-            "Notice": json.dumps(notice, separators=(",", ":")),
-            "ReceivedAt": _iso(received_at),
-        }
+    async def put_notice(self, key: str, notice: dict[str, Any], received_at: datetime) -> Added:
+        """Keep `notice` under `key` until it is recorded: in the inbox page written next
+        (one write, shared with the notices accepted meanwhile: `table_pages`)."""
         with self._translated("accepting a notice"):
-            await self._inbox.upsert(entity)
+            return await self._inbox.add(key, notice, received_at)
 
-    async def notices(self, *, received_before: datetime, limit: int) -> WaitingNotices:
-        """Up to `limit` notices accepted before `received_before`, as (key, notice)."""
-        found: WaitingNotices = []
+    async def notice_pages(self, *, received_before: datetime, limit: int) -> Pages:
+        """The oldest inbox pages written before `received_before`, holding about `limit`
+        notices in all (the page that reaches `limit` is the last)."""
+        found: Pages = []
+        held = 0
         with self._translated("reading the inbox"):
             async for entity in self._table.query_entities(
                 "PartitionKey eq @pk and ReceivedAt lt @before",
-                parameters={"pk": _INBOX_PARTITION, "before": _iso(received_before)},
+                parameters={"pk": _INBOX_PARTITION, "before": stamp(received_before)},
                 results_per_page=min(limit, 1000),
             ):
-                found.append((entity["RowKey"], json.loads(entity["Notice"])))
-                if len(found) >= limit:
+                page = _inbox_page(entity)
+                found.append(page)
+                held += len(page.entries)
+                if held >= limit:
                     break
         return found
 
-    async def delete_notice(self, key: str) -> None:
-        """The notice under `key` is recorded: forget it (gone already is fine)."""
-        with self._translated("clearing a recorded notice"), suppress(ResourceNotFoundError):
+    async def delete_notice_page(self, key: str) -> None:
+        """Every notice of the page under `key` is recorded: forget it (gone already is fine)."""
+        with self._translated("clearing recorded notices"), suppress(ResourceNotFoundError):
             await self._table.delete_entity(_INBOX_PARTITION, key)
 
     # --- replication statistics: recent arrivals per region --------------------------------

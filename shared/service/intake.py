@@ -19,7 +19,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from shared.adapters.rollout_repository import RolloutAlreadyExistsError
+from shared.adapters.rollout_repository import NoticePage, RolloutAlreadyExistsError
 from shared.domain import rollout as machine
 from shared.domain.model import Rollout, rollout_id
 from shared.domain.push import DeleteNotice, PushNotice
@@ -55,7 +55,7 @@ async def accept_notices(
     now = clock()
     answering = services.follow_ups.answering() if services.follow_ups else nullcontext()
     with answering:
-        keys = await asyncio.gather(*(services.rollouts.accept(n, now) for n in pushes))
+        accepted = await asyncio.gather(*(services.rollouts.accept(n, now) for n in pushes))
     recorded: list[str] = []
     ignored: list[str] = []
     for notice in notices:
@@ -77,27 +77,31 @@ async def accept_notices(
                 notice.source.value,
                 identity,
             )
-    accepted = list(zip(keys, pushes, strict=True))
-    if accepted:
+    # Each inbox page is recorded by one of the answers it holds (the first).
+    pages = [notice.page for notice in accepted if notice.page is not None]
+    if pages:
         if services.follow_ups is not None:
             services.follow_ups.start(
-                lambda: record_accepted(services, accepted, clock=clock),
+                lambda: record_pages(services, pages, clock=clock),
                 "accepted notices",
                 storing=True,
             )
         else:
-            await record_accepted(services, accepted, clock=clock)
+            await record_pages(services, pages, clock=clock)
     return IntakeResult(tuple(dict.fromkeys(recorded)), tuple(ignored))
 
 
-async def record_accepted(
-    services: Services, accepted: Sequence[tuple[str, PushNotice]], *, clock: Clock = utc_now
+async def record_pages(
+    services: Services, pages: Sequence[NoticePage], *, clock: Clock = utc_now
 ) -> None:
-    """Record accepted notices, each removed from the inbox as soon as its rollout is stored
-    (the registry's look follows, paced by its request budget: a stored rollout is due, so
-    a process that stops before that look leaves it to the tick). One that fails stays in
-    the inbox for the tick; the others go on."""
-    for key, notice in accepted:
+    """Record the notices `pages` hold (each once, however many pages hold it), then take
+    every page whose notices are all recorded out of the inbox (the registry's look follows,
+    paced by its request budget: a stored rollout is due, so a process that stops before that
+    look leaves it to the tick). A notice that fails keeps its pages in the inbox for the
+    tick, which records them again (recording is idempotent); the others go on."""
+    notices = dict(pair for page in pages for pair in page.notices)
+    failed: set[str] = set()
+    for key, notice in notices.items():
         try:
             rollout = await _record(services, notice, clock)
         except Exception:
@@ -106,8 +110,8 @@ async def record_accepted(
                 notice.repository,
                 notice.digest,
             )
+            failed.add(key)
             continue
-        await services.rollouts.notice_recorded(key)
         if services.follow_ups is not None:
             # A step of its own: one waiting for the registry's request slots must not
             # hold up the storing of the pushes answered after this one.
@@ -118,16 +122,20 @@ async def record_accepted(
             )
         else:
             await _first_look(services, rollout.id, notice, clock)
+    for page in pages:
+        if not any(key in failed for key, _ in page.notices):
+            await services.rollouts.notices_recorded(page)
 
 
 async def record_inbox(services: Services, *, clock: Clock = utc_now) -> int:
     """Record the notices a process accepted and did not record (it stopped, or its step
     failed): the tick's first task. Returns how many it found."""
-    waiting = await services.rollouts.waiting_notices(clock() - INBOX_GRACE, limit=INBOX_BATCH)
+    pages = await services.rollouts.waiting_notices(clock() - INBOX_GRACE, limit=INBOX_BATCH)
+    waiting = len({key for page in pages for key, _ in page.notices})
     if waiting:
-        log.warning("%d accepted notice(s) were not recorded yet: recording them", len(waiting))
-        await record_accepted(services, waiting, clock=clock)
-    return len(waiting)
+        log.warning("%d accepted notice(s) were not recorded yet: recording them", waiting)
+        await record_pages(services, pages, clock=clock)
+    return waiting
 
 
 def check_regions(
