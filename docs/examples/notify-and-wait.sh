@@ -106,9 +106,12 @@ echo "notify-and-wait: georollout recorded $IMAGE as rollout $rollout"
 
 deadline=$((SECONDS + timeout_seconds))
 last=""
+seen=""
 while true; do
   status=$(api GET "/api/rollouts/$rollout" "$work/rollout.json")
+  pause=$poll_seconds
   if [[ "$status" == 200 ]]; then
+    seen=yes
     state=$(jq -r '.state' "$work/rollout.json")
     progress="$state ($(jq -r '[.regions[] | "\(.region) \(.state)"] | join(", ")' "$work/rollout.json"))"
     if [[ "$progress" != "$last" ]]; then
@@ -125,6 +128,14 @@ while true; do
         exit 1
         ;;
     esac
+  elif [[ "$status" == 404 && -z "$seen" ]]; then
+    # The 202 means the notice is kept; its rollout is stored right behind the answer (within
+    # seconds; up to 2 s later while a burst of pushes is being answered): ask again soon.
+    if [[ "$last" != "not recorded yet" ]]; then
+      echo "notify-and-wait: $rollout is not recorded yet; asking again"
+      last="not recorded yet"
+    fi
+    pause=1
   elif [[ "$status" == 4* ]]; then
     refused "GET /api/rollouts/$rollout answered $status: $(error_of "$work/rollout.json")"
   else
@@ -136,5 +147,5 @@ while true; do
     echo "notify-and-wait: not live after ${timeout_seconds}s (last: ${last:-no answer})" >&2
     exit 124
   fi
-  sleep $((remaining < poll_seconds ? remaining : poll_seconds))
+  sleep $((remaining < pause ? remaining : pause))
 done
