@@ -56,15 +56,6 @@ class NoticePage:
     notices: tuple[tuple[str, PushNotice], ...]
 
 
-@dataclass(frozen=True)
-class AcceptedNotice:
-    """A notice kept in the inbox: its key, and the page that holds it for the one caller
-    that sees to that page's recording (None for the others)."""
-
-    key: str
-    page: NoticePage | None
-
-
 def _notice_page(page: Page) -> NoticePage:
     notices = tuple((key, notice_from_record(record)) for key, record in page.entries.items())
     return NoticePage(page.key, notices)
@@ -74,7 +65,6 @@ def _notice_page(page: Page) -> NoticePage:
 RegionSamples = dict[str, tuple[tuple[ReplicationSample, ...], str]]
 
 __all__ = [
-    "AcceptedNotice",
     "DueEntry",
     "Lease",
     "Loaded",
@@ -328,9 +318,10 @@ class RolloutRepository:
 
     # --- the inbox ----------------------------------------------------------------------
 
-    async def accept(self, notice: PushNotice, now: datetime) -> AcceptedNotice:
+    async def accept(self, notice: PushNotice, now: datetime) -> NoticePage | None:
         """Keep `notice` until it is recorded (one durable write, shared with the notices
-        accepted meanwhile: an inbox page).
+        accepted meanwhile: an inbox page). Returns the page that holds it to the one caller
+        that sees to that page's recording (the first it holds); None to the others.
 
         Its key is the rollout's id and a hash of the notice: a redelivery of the same
         notice is the same notice in whichever page it lands, a different notice of the same
@@ -340,7 +331,7 @@ class RolloutRepository:
         identity = rollout_id(notice.registry, notice.repository, notice.digest)
         key = compose_key(identity, hashlib.sha256(content).hexdigest()[:24])
         added = await self.store.put_notice(key, record, now)
-        return AcceptedNotice(key, _notice_page(added.page) if added.first else None)
+        return _notice_page(added.page) if added.first else None
 
     async def waiting_notices(self, received_before: datetime, *, limit: int) -> NoticePages:
         """The inbox pages written before `received_before` (about `limit` notices)."""

@@ -52,8 +52,9 @@ SOON_S = 1.0
 # one write then has the process to itself, and the storing (a rollout's rows, about twenty
 # table requests per push) follows once no answer has been under way for `QUIET_S`. A steady
 # stream never holds a push's storing back longer than `STORING_DEFER_MAX_S`: there the two
-# share the process. (Beside the answers, storing took about half the host's CPU in a burst
-# of 300 pushes: answered at 19-27 % of the table's raw write rate, 58-71 % without it.)
+# share the process. (`bench_intake`, 300 pushes: beside the answers, storing took about
+# half the host's CPU; held back 3 s, the answers went from 19-27 % of the table's raw write
+# rate to 58-71 %.)
 QUIET_S = 0.05
 STORING_DEFER_MAX_S = 2.0
 
@@ -200,13 +201,13 @@ class FollowUps:
         step: Step,
         gate: asyncio.Semaphore,
         rollout_id: str | None,
-        quiet_by: float | None = None,
+        defer_until: float | None = None,
     ) -> None:
         if rollout_id is not None:
             self._stepping[rollout_id] += 1  # from the wake-up on, waiting for a slot too
         try:
-            if quiet_by is not None:
-                await self._answers_quiet(quiet_by)
+            if defer_until is not None:
+                await self._answers_quiet(defer_until)
             async with gate:
                 # The step itself calls `after` with its outcome: the chain goes on.
                 await step()

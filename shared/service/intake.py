@@ -2,10 +2,10 @@
 
 A notice is a hint from any channel (Event Grid, ACR webhook, registry
 notification, build system). The answer to a delivery waits for one table write
-per push (`accept_notices`: the notice in the inbox), nothing else; recording it
-(the rollout, its indexes, the registry step) happens right after the answer in
-the function app's process, and the timer's tick records whatever a stopped
-process left in the inbox. Recording is idempotent: the same digest is the same
+(`accept_notices`: the inbox page holding its notices, shared with the answers
+under way), nothing else; recording them (the rollout, its indexes, the registry
+step) happens right after the answers in the function app's process, and the
+timer's tick records whatever a stopped process left in the inbox. Recording is idempotent: the same digest is the same
 rollout, a tag is claimed once, a redelivery changes nothing else. Nothing in a
 payload decides order or deploys anything: the reconcile step asks the registry.
 """
@@ -48,9 +48,10 @@ class IntakeResult:
 async def accept_notices(
     services: Services, notices: Sequence[ParsedDelivery], *, clock: Clock = utc_now
 ) -> IntakeResult:
-    """The answer path: each push is kept in the inbox (one write), then recorded after
-    the answer (in the function app's process; inline where no follow-ups run, as in
-    tests). Deletes are recorded at once: rare, and they only ever mark."""
+    """The answer path: each push is kept in an inbox page (one write, shared with the
+    answers under way), then recorded after the answers (in the function app's process, by
+    the first answer each page holds; inline where no follow-ups run, as in tests). Deletes
+    are recorded at once: rare, and they only ever mark."""
     pushes = [n for n in notices if isinstance(n, PushNotice)]
     now = clock()
     answering = services.follow_ups.answering() if services.follow_ups else nullcontext()
@@ -78,7 +79,7 @@ async def accept_notices(
                 identity,
             )
     # Each inbox page is recorded by one of the answers it holds (the first).
-    pages = [notice.page for notice in accepted if notice.page is not None]
+    pages = [page for page in accepted if page is not None]
     if pages:
         if services.follow_ups is not None:
             services.follow_ups.start(
