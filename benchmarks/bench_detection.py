@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.figures import machine, percentile
+from benchmarks.figures import machine, percentile, stop_cleanly_on_sigterm
 from benchmarks.stand_ins import running_stand_ins
 from devenv.config import LocalEnv, isolated_env
 from devenv.images import OCI_MANIFEST, build_image, push_image
@@ -171,4 +171,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    stop_cleanly_on_sigterm()
     main()

@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 from azure.data.tables.aio import TableClient
 
-from benchmarks.figures import machine
+from benchmarks.figures import machine, stop_cleanly_on_sigterm
 from devenv.config import isolated_env
 from devenv.paths import REPO_ROOT
 from devenv.stack import start_stack
@@ -215,4 +215,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    stop_cleanly_on_sigterm()
     main()

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.figures import machine, percentile
+from benchmarks.figures import machine, percentile, stop_cleanly_on_sigterm
 from devenv.azurite import start_azurite
 from devenv.config import isolated_env
 from devenv.local_settings import app_settings
@@ -185,4 +185,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    stop_cleanly_on_sigterm()
     main()

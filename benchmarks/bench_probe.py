@@ -13,7 +13,7 @@ from pathlib import Path
 
 from azure.containerregistry.aio import ContainerRegistryClient
 
-from benchmarks.figures import machine
+from benchmarks.figures import machine, stop_cleanly_on_sigterm
 from devenv.config import isolated_env
 from devenv.images import build_image, push_image
 from devenv.registries.launcher import start_registries
@@ -92,4 +92,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    stop_cleanly_on_sigterm()
     main()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
-from benchmarks.figures import machine
+from benchmarks.figures import machine, stop_cleanly_on_sigterm
 from shared.domain import rollout as m
 from shared.domain.push import NoticeSource, PushNotice
 from shared.domain.targets import CATCH_ALL_RULE, match_target
@@ -76,4 +76,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    stop_cleanly_on_sigterm()
     main()

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.figures import machine, percentile
+from benchmarks.figures import machine, percentile, stop_cleanly_on_sigterm
 from devenv.arm.config import DEFAULT_ENDPOINT_SETTLE_S
 from devenv.config import isolated_env
 from devenv.images import build_image, push_image
@@ -122,4 +122,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    stop_cleanly_on_sigterm()
     main()

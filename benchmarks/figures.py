@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
 
 def machine() -> str:
@@ -42,3 +44,15 @@ def stolen_share(before: tuple[int, int], after: tuple[int, int]) -> float:
     """The share of the machine's CPU time the hypervisor took between two `cpu_jiffies`."""
     total = after[1] - before[1]
     return (after[0] - before[0]) / total if total > 0 else 0.0
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def stop_cleanly_on_sigterm() -> None:
+    """SIGTERM (`timeout`, a CI job being stopped) unwinds a bench as Ctrl-C does, so its
+    `finally` stops the servers it started. By default Python dies at once and leaves
+    them running: three whole local environments outlived a `timeout` that way, and took
+    most of a core from the measures that followed."""
+    signal.signal(signal.SIGTERM, _interrupt)
