@@ -39,17 +39,18 @@ _BODY = "Entries"  # the first chunk's property; the next ones are Entries1, Ent
 
 @dataclass(frozen=True)
 class Page:
-    """One stored page: its row key, when it was written, and what it holds."""
+    """One stored page: its row key, when its oldest entry came, and what it holds."""
 
     key: str
-    written_at: datetime
+    received_at: datetime
     entries: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
 class Added:
-    """The page that holds a caller's entry; `first`: this caller's entry opened the page
-    (exactly one caller per page is told so: the one that sees to what the page holds)."""
+    """The page that holds a caller's entry; `first`: this caller sees to what the page
+    holds (exactly one caller per page is told so: the first whose entry it holds and who
+    still waits)."""
 
     page: Page
     first: bool
@@ -65,7 +66,7 @@ def page_entity(partition: str, page: Page) -> dict[str, Any]:
         "RowKey": page.key,
         "Kind": "page",
         "Count": len(page.entries),
-        "ReceivedAt": stamp(page.written_at),
+        "ReceivedAt": stamp(page.received_at),
     }
     for index, start in enumerate(range(0, max(len(body), 1), CHUNK_CHARS)):
         entity[_BODY + (str(index) if index else "")] = body[start : start + CHUNK_CHARS]
@@ -80,8 +81,8 @@ def page_from_entity(entity: Mapping[str, Any]) -> Page:
     entries = json.loads("".join(chunks))
     if not isinstance(entries, dict):
         raise ValueError("a page's entries are not an object")
-    written_at = datetime.fromisoformat(str(entity["ReceivedAt"]))
-    return Page(str(entity["RowKey"]), written_at, entries)
+    received_at = datetime.fromisoformat(str(entity["ReceivedAt"]))
+    return Page(str(entity["RowKey"]), received_at, entries)
 
 
 def stamp(moment: datetime) -> str:
@@ -89,9 +90,9 @@ def stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _page_key(now: datetime) -> str:
+def _page_key(oldest: datetime) -> str:
     # Oldest first when listed; the random part keeps two instances' pages apart.
-    return f"{now:%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex[:16]}"
+    return f"{oldest.astimezone(UTC):%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex[:16]}"
 
 
 @dataclass

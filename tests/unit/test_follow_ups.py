@@ -233,15 +233,20 @@ def test_the_tick_is_told_which_rollouts_this_process_steps_or_wakes_soon() -> N
     ]
 
 
+def storing_follow_ups(*, defer_max_s: float) -> FollowUps:
+    """Storing waits for 50 ms without an answer, at most `defer_max_s`."""
+    return FollowUps(
+        Dues(),
+        lambda: datetime.now(UTC),
+        concurrency=4,
+        quiet_s=0.05,
+        storing_defer_max_s=defer_max_s,
+    )
+
+
 def test_storing_waits_while_answers_are_under_way_and_runs_once_they_are_quiet() -> None:
     async def scenario() -> tuple[list[str], list[str], list[str]]:
-        wakes = FollowUps(
-            Dues(),
-            lambda: datetime.now(UTC),
-            concurrency=4,
-            quiet_s=0.05,
-            storing_defer_max_s=60.0,
-        )
+        wakes = storing_follow_ups(defer_max_s=60.0)
         calls: list[str] = []
         stored, stepped = asyncio.Event(), asyncio.Event()
         with wakes.answering():
@@ -265,13 +270,7 @@ def test_storing_waits_while_answers_are_under_way_and_runs_once_they_are_quiet(
 
 def test_a_steady_stream_of_answers_holds_storing_back_no_longer_than_the_bound() -> None:
     async def scenario() -> list[str]:
-        wakes = FollowUps(
-            Dues(),
-            lambda: datetime.now(UTC),
-            concurrency=4,
-            quiet_s=0.05,
-            storing_defer_max_s=0.2,
-        )
+        wakes = storing_follow_ups(defer_max_s=0.2)
         calls: list[str] = []
         stored = asyncio.Event()
         with wakes.answering():  # never quiet while the storing waits
