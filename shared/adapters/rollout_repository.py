@@ -80,7 +80,7 @@ Change = Callable[[Rollout], Rollout]
 # The method `RolloutRepository.list` shadows the builtin inside the class body.
 Summaries = list[RolloutSummary]
 RolloutIds = list[str]
-NoticePages = list["NoticePage"]
+NoticePages = list[NoticePage]
 ServingRecords = list[ServingRecord]
 Endpoints = list[tuple[str, str]]
 _UPDATE_ATTEMPTS = 6

@@ -30,6 +30,8 @@ from typing import Any
 from azure.data.tables import UpdateMode
 from azure.data.tables.aio import TableClient
 
+from shared.adapters.table_keys import ascending_time, compose_key
+
 MAX_ENTRIES = 100
 CHUNK_CHARS = 30_000  # 60,000 bytes of UTF-16: under the 64 KiB a string property holds
 MAX_CHUNKS = 12  # 720,000 bytes: under the 1 MiB of an entity, with room for the rest
@@ -56,11 +58,8 @@ class Added:
     first: bool
 
 
-def page_entity(partition: str, page: Page) -> dict[str, Any]:
-    """`page` as one Table Storage entity."""
-    body = json.dumps(page.entries, separators=(",", ":"))
-    if len(body) > MAX_CHARS:
-        raise ValueError(f"a page holds at most {MAX_CHARS} characters, not {len(body)}")
+def _page_entity(partition: str, page: Page, body: str) -> dict[str, Any]:
+    """`page` as one Table Storage entity; `body`: its entries as JSON (an object)."""
     entity: dict[str, Any] = {
         "PartitionKey": partition,
         "RowKey": page.key,
@@ -74,7 +73,7 @@ def page_entity(partition: str, page: Page) -> dict[str, Any]:
 
 
 def page_from_entity(entity: Mapping[str, Any]) -> Page:
-    """The page a `page_entity` stored (KeyError, ValueError when it is not one)."""
+    """The page a `PageWriter` stored (KeyError, ValueError when it is not one)."""
     chunks = [str(entity[_BODY])]
     while (name := f"{_BODY}{len(chunks)}") in entity:
         chunks.append(str(entity[name]))
@@ -92,14 +91,14 @@ def stamp(moment: datetime) -> str:
 
 def _page_key(oldest: datetime) -> str:
     # Oldest first when listed; the random part keeps two instances' pages apart.
-    return f"{oldest.astimezone(UTC):%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex[:16]}"
+    return compose_key(ascending_time(oldest), uuid.uuid4().hex[:16])
 
 
 @dataclass
 class _Entry:
     key: str
     value: Any
-    size: int
+    member: str  # `"key":value`, as the page's JSON holds it (encoded once, on adding)
     at: datetime
     done: asyncio.Future[Added] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -119,10 +118,10 @@ class PageWriter:
         """Store `value` under `key` in a page; returns once that page is stored. `at`: when
         the entry came (a page's time is its oldest entry's).
         ValueError: the value alone is larger than a page holds."""
-        size = len(json.dumps({key: value}, separators=(",", ":")))
-        if size > MAX_CHARS:
-            raise ValueError(f"an entry of {size} characters does not fit a page")
-        entry = _Entry(key, value, size, at)
+        member = json.dumps(key) + ":" + json.dumps(value, separators=(",", ":"))
+        if len(member) + 2 > MAX_CHARS:
+            raise ValueError(f"an entry of {len(member)} characters does not fit a page")
+        entry = _Entry(key, value, member, at)
         # Its outcome counts as seen even when its caller stopped waiting (no "exception
         # never retrieved" for an entry nobody awaits any more).
         entry.done.add_done_callback(lambda done: done.cancelled() or done.exception())
@@ -158,21 +157,24 @@ class PageWriter:
         size = 2  # the braces around the entries
         for entry in self._waiting:
             full = entry.key not in keys and len(keys) == MAX_ENTRIES
-            if group and (full or size + entry.size + 1 > MAX_CHARS):
+            if group and (full or size + len(entry.member) + 1 > MAX_CHARS):
                 break
             group.append(entry)
             keys.add(entry.key)
-            size += entry.size + 1  # and its comma
+            size += len(entry.member) + 1  # and its comma
         del self._waiting[: len(group)]
         return group
 
     async def _write(self, group: list[_Entry]) -> None:
         # The later of two entries of one key is the one that stands.
+        latest = {entry.key: entry for entry in group}
         oldest = min(entry.at for entry in group)
-        page = Page(_page_key(oldest), oldest, {entry.key: entry.value for entry in group})
+        entries = {key: entry.value for key, entry in latest.items()}
+        page = Page(_page_key(oldest), oldest, entries)
+        body = "{" + ",".join(entry.member for entry in latest.values()) + "}"
         try:
             await self._table.upsert_entity(
-                page_entity(self._partition, page), mode=UpdateMode.REPLACE
+                _page_entity(self._partition, page, body), mode=UpdateMode.REPLACE
             )
         except Exception as error:
             # Nothing a caller's value holds makes the service refuse a page (its keys are
