@@ -37,6 +37,9 @@ log = logging.getLogger("georollout.intake")
 INBOX_GRACE = timedelta(seconds=15)
 # Notices the tick records at most per run: the rest wait for the next run.
 INBOX_BATCH = 500
+# Rollouts one storing step records at once: as many as the storing lane used to record
+# when every answer stored its own notice.
+RECORDING_CONCURRENCY = 4
 
 
 @dataclass(frozen=True)
@@ -101,31 +104,51 @@ async def record_pages(
     look leaves it to the tick). A notice that fails keeps its pages in the inbox for the
     tick, which records them again (recording is idempotent); the others go on."""
     notices = dict(pair for page in pages for pair in page.notices)
-    failed: set[str] = set()
+    # One rollout's notices in the order they came; distinct rollouts side by side, a few
+    # at a time (a page holds up to 100 pushes: in turn, the last one's first look would
+    # wait for all the others' writes).
+    by_rollout: dict[str, list[tuple[str, PushNotice]]] = {}
     for key, notice in notices.items():
-        try:
-            rollout = await _record(services, notice, clock)
-        except Exception:
-            log.exception(
-                "recording the push of %s@%s failed; the timer tries again",
-                notice.repository,
-                notice.digest,
-            )
-            failed.add(key)
-            continue
-        if services.follow_ups is not None:
-            # A step of its own: one waiting for the registry's request slots must not
-            # hold up the storing of the pushes answered after this one.
-            services.follow_ups.start(
-                _first_look_step(services, rollout.id, notice, clock),
-                f"first look at {rollout.id}",
-                rollout_id=rollout.id,
-            )
-        else:
-            await _first_look(services, rollout.id, notice, clock)
+        identity = rollout_id(notice.registry, notice.repository, notice.digest)
+        by_rollout.setdefault(identity, []).append((key, notice))
+    gate = asyncio.Semaphore(RECORDING_CONCURRENCY)
+    failed: set[str] = set()
+
+    async def record_in_turn(group: list[tuple[str, PushNotice]]) -> None:
+        async with gate:
+            for key, notice in group:
+                if not await _record_notice(services, notice, clock):
+                    failed.add(key)
+
+    await asyncio.gather(*(record_in_turn(group) for group in by_rollout.values()))
     for page in pages:
         if not any(key in failed for key, _ in page.notices):
             await services.rollouts.notices_recorded(page)
+
+
+async def _record_notice(services: Services, notice: PushNotice, clock: Clock) -> bool:
+    """Record one notice and start its rollout's first look; False when recording failed
+    (logged: the notice stays in the inbox for the tick)."""
+    try:
+        rollout = await _record(services, notice, clock)
+    except Exception:
+        log.exception(
+            "recording the push of %s@%s failed; the timer tries again",
+            notice.repository,
+            notice.digest,
+        )
+        return False
+    if services.follow_ups is not None:
+        # A step of its own: one waiting for the registry's request slots must not
+        # hold up the storing of the pushes answered after this one.
+        services.follow_ups.start(
+            _first_look_step(services, rollout.id, notice, clock),
+            f"first look at {rollout.id}",
+            rollout_id=rollout.id,
+        )
+    else:
+        await _first_look(services, rollout.id, notice, clock)
+    return True
 
 
 async def record_inbox(services: Services, *, clock: Clock = utc_now) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from shared.adapters.http_pool import PooledTransport
-from shared.service.intake import INBOX_GRACE, accept_notices
+from shared.service.intake import INBOX_GRACE, RECORDING_CONCURRENCY, accept_notices
 from shared.service.reconcile import Clock, utc_now
 from shared.service.runtime import Services
 from shared.service.tick import run_tick
@@ -137,5 +137,51 @@ def test_the_answer_waits_for_one_table_request_and_nothing_else(
                 services, pushed.rollout_id, lambda r: r.tags == ("v1",), what="recorded"
             )
             assert len(sent) > 1
+
+    asyncio.run(scenario())
+
+
+def test_a_page_of_pushes_records_distinct_rollouts_side_by_side_a_few_at_a_time(
+    stack: ServiceStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page holds up to 100 pushes: recorded one after another, the last one's first look
+    would wait for every other rollout's writes."""
+    pushed = push(stack.env, stack.tls, "service/inbox-side", "v1", seed="inbox-side-v1")
+    # Eight rollouts (digests the registry does not have: recording does not ask it), and
+    # one of them told twice, under another tag.
+    notices = [replace(notice_of(pushed), digest="sha256:" + f"{i:x}" * 64) for i in range(1, 9)]
+    notices.append(replace(notices[0], tag="stable"))
+
+    async def scenario() -> None:
+        async with stack.services() as services:
+            add = services.rollouts.add
+            in_flight, most = 0, 0
+            two_at_once = asyncio.Event()
+
+            async def add_once_another_is_under_way(rollout: Any) -> Any:
+                # Each add holds until a second one is under way: recording in turn would
+                # never get there (the wait's deadline fails the add, and the test).
+                nonlocal in_flight, most
+                in_flight += 1
+                most = max(most, in_flight)
+                if in_flight >= 2:
+                    two_at_once.set()
+                try:
+                    await asyncio.wait_for(two_at_once.wait(), timeout=10)
+                    return await add(rollout)
+                finally:
+                    in_flight -= 1
+
+            monkeypatch.setattr(services.rollouts, "add", add_once_another_is_under_way)
+            # No follow-ups: the answer records its page itself, before it returns.
+            result = await accept_notices(services, notices)
+            assert len(set(result.recorded)) == 8
+            assert 2 <= most <= RECORDING_CONCURRENCY
+            for identity in result.recorded:
+                assert await services.rollouts.get(identity) is not None, identity
+            first = await services.rollouts.get(result.recorded[0])
+            assert first is not None
+            assert "stable" in (*first.rollout.pending_tags, *first.rollout.tags)
+            assert await inbox(services) == []
 
     asyncio.run(scenario())
