@@ -73,6 +73,10 @@ def build_app(config: ArmConfig, tls: TlsFiles) -> web.Application:
     async def audit_records(_: web.Request) -> web.Response:
         return web.json_response({"records": audit.records()})
 
+    async def operation_reads(request: web.Request) -> web.Response:
+        """How often the operation's status was read (0 for an id never read or unknown)."""
+        return web.json_response({"reads": arm.operation_reads[request.match_info["op_id"]]})
+
     async def fail_endpoint(request: web.Request) -> web.Response:
         """Put an endpoint in the `Failed` state an Azure endpoint can end in (e.g. when its
         identity cannot pull); a later PUT of the endpoint provisions it again, as in Azure."""
@@ -102,6 +106,7 @@ def build_app(config: ArmConfig, tls: TlsFiles) -> web.Application:
     app = web.Application(middlewares=[arm_errors_and_auth], client_max_size=8 * 1024 * 1024)
     app.router.add_get("/emulator/health", health)
     app.router.add_get("/emulator/audit", audit_records)
+    app.router.add_get("/emulator/operations/{op_id}", operation_reads)
     app.router.add_post("/emulator/endpoints/{workspace}/{endpoint}/fail", fail_endpoint)
     app.router.add_post(
         "/emulator/deployments/{workspace}/{endpoint}/{deployment}/scoring",

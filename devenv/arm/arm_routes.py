@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections import Counter
 from typing import Any
 
 from aiohttp import web
@@ -52,6 +53,9 @@ class ArmRoutes:
         self.rotations = rotations
         # Poll pacing for the SDK: a tenth of the provisioning time, within 50 ms .. 1 s.
         self.retry_after_ms = str(int(min(1000, max(50, config.provisioning_s * 100))))
+        # Status reads per operation, for tests (`GET /emulator/operations/{id}`): who polls
+        # an operation, and how often, is visible only here.
+        self.operation_reads: Counter[str] = Counter()
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         await self.provisioner.settle_due()
@@ -176,6 +180,7 @@ class ArmRoutes:
         ws = self.config.workspace_named(op["workspace"]) if op else None
         if op is None or ws is None or ws.subscription_id.lower() != subscription.lower():
             raise ArmError(404, "ResourceNotFound", f"operation '{op_id}' was not found")
+        self.operation_reads[op_id] += 1
         headers = {"retry-after-ms": self.retry_after_ms} if op["status"] == "Updating" else {}
         return web.json_response(operation_body(ws, op), headers=headers)
 

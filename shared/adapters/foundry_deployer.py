@@ -1,8 +1,9 @@
 """The Foundry deployer: managed online endpoints and deployments per region, through azure-ai-ml.
 
 Every call starts or inspects an operation and returns at once: a deployment
-takes minutes and no function invocation waits for it. Later ticks look at
-the deployment again. azure-ai-ml is synchronous, so calls run in threads.
+takes minutes and no function invocation waits for it. Later steps look at
+the deployment again (no SDK poller thread reads it meanwhile: `sdk_pollers`).
+azure-ai-ml is synchronous, so calls run in threads.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from azure.core.pipeline.policies import BearerTokenCredentialPolicy, RetryPolic
 from azure.core.rest import HttpRequest
 from azure.mgmt.core import ARMPipelineClient
 
+from shared.adapters.sdk_pollers import without_poller_thread
 from shared.config import WorkspaceRef
 from shared.errors import GeorolloutError, RefusedError, TransientError
 
@@ -183,7 +185,9 @@ class FoundryDeployer:
         return client
 
     async def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        # A begin_* hands back a poller: this adapter reads the operation itself when its
+        # step is due, so the poller gets no thread polling it (see sdk_pollers).
+        return await asyncio.to_thread(without_poller_thread, fn, *args, **kwargs)
 
     # -- endpoints -------------------------------------------------------
 

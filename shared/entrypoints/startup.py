@@ -57,8 +57,9 @@ def quiet_azure_sdk(level: str) -> None:
 
     azure-ai-ml gives some of its loggers a level of their own (INFO) and a handler to
     stderr when it is imported, so the "azure" level does not reach them: every
-    deployment wrote "Check: endpoint ... exists" and a line of polling dots to the
-    host's log whatever the setting. Those levels are set here too, after the import.
+    deployment wrote "Check: endpoint ... exists" to the host's log whatever the
+    setting. Those levels are set here too, after the import. (Its polling dots are
+    printed, not logged: `adapters.sdk_pollers` keeps its pollers from polling.)
     """
     import azure.ai.ml  # noqa: F401  (its loggers exist, with their levels, from here on)
 

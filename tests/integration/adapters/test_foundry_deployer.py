@@ -243,6 +243,59 @@ def test_deployment_in_a_region_without_the_image_fails_with_the_pull_error(
     assert [r["image_present_at_create"] for r in created] == [False]
 
 
+def test_no_sdk_poller_reads_an_operation_georollout_started(
+    adapter_env: LocalEnv,
+    tls_files: TlsFiles,
+    deployer: FoundryDeployer,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """georollout reads each operation again when its step is due. azure-core's poller
+    would read it too, from a thread of its own, until it ended, and azure-ai-ml's
+    polling class would print a dot to stdout at each read."""
+    region = adapter_env.primary.name
+    endpoint = _unique("ep-unpolled")
+    image = _push(adapter_env, tls_files, _unique("unpolled"))
+    capfd.readouterr()
+
+    # Each operation is followed here by reading its resource, never the operation.
+    created = asyncio.run(deployer.begin_create_endpoint(region, endpoint, auth_mode="key"))
+    _observe(
+        lambda: _endpoint_status(deployer, region, endpoint),
+        lambda s: s.state is ProvisioningState.SUCCEEDED,
+        f"endpoint {endpoint} provisioned",
+    )
+    deployed = asyncio.run(
+        deployer.begin_create_deployment(
+            region,
+            endpoint,
+            "blue",
+            image=image.reference,
+            instance_type="Standard_DS3_v2",
+            instance_count=1,
+        )
+    )
+    _observe(
+        lambda: _deployment_status(deployer, region, endpoint, "blue", None),
+        lambda s: s.state is ProvisioningState.SUCCEEDED,
+        "deployment blue provisioned",
+    )
+    shifted = asyncio.run(deployer.begin_set_traffic(region, endpoint, {"blue": 100}))
+    _wait_traffic(deployer, region, endpoint, {"blue": 100})
+
+    urls = [started.operation_url for started in (created, deployed, shifted)]
+    assert all(urls), urls
+    assert [_operation_reads(adapter_env, tls_files, str(url)) for url in urls] == [0, 0, 0]
+    assert capfd.readouterr().out == ""
+    # A read of the operation counts (so the zeros above mean no read).
+    with urllib.request.urlopen(
+        urllib.request.Request(str(urls[1]), headers={"Authorization": "Bearer any"}),
+        context=tls_files.client_context(),
+        timeout=10,
+    ) as response:
+        assert json.loads(response.read())["status"] == "Succeeded"
+    assert _operation_reads(adapter_env, tls_files, str(urls[1])) == 1
+
+
 def test_check_workspace_names_what_is_wrong(
     adapter_env: LocalEnv, deployer: FoundryDeployer
 ) -> None:
@@ -257,3 +310,14 @@ def _audit(env: LocalEnv, tls: TlsFiles) -> list[dict[str, Any]]:
     )
     with urllib.request.urlopen(request, context=tls.client_context(), timeout=10) as response:
         return list(json.loads(response.read())["records"])
+
+
+def _operation_reads(env: LocalEnv, tls: TlsFiles, operation_url: str) -> int:
+    """How often the ARM emulator answered a status read of the operation at `operation_url`."""
+    operation_id = operation_url.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+    request = urllib.request.Request(
+        f"{env.arm_url}/emulator/operations/{operation_id}",
+        headers={"Authorization": "Bearer any"},
+    )
+    with urllib.request.urlopen(request, context=tls.client_context(), timeout=10) as response:
+        return int(json.loads(response.read())["reads"])
