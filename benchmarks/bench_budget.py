@@ -123,6 +123,15 @@ async def _record_held(env: LocalEnv, tls: TlsFiles, table: str, notices: list[P
         await services.close()
 
 
+async def _until_due(services: Services, count: int) -> None:
+    """Wait until `count` rollouts are due (the bench's whole backlog)."""
+    until = time.monotonic() + 120
+    while len(await services.rollouts.due(datetime.now(UTC), limit=count)) < count:
+        if time.monotonic() > until:
+            raise TimeoutError(f"{count} rollouts never all came due")
+        await asyncio.sleep(1.0)
+
+
 def _windows(requests: list[RegistryRequest], start: datetime, end: datetime) -> list[int]:
     """Requests in every window [a, a + 60 s) for a from `start`, a second apart, that
     ends by `end`; and in every window starting at a request (where the busiest lie)."""
@@ -147,6 +156,9 @@ async def _shared_budget(env: LocalEnv, tls: TlsFiles) -> dict[str, float]:
         services.follow_up_when_due()
         await services.ensure_table()
     try:
+        # Each rollout's first look put its next probes a back-off ahead: the backlog, and
+        # the windows measured against it, start once they are all due.
+        await _until_due(one, IMAGES)
         started, cpu_started = datetime.now(UTC), time.process_time()
         timers = [asyncio.create_task(_timer(one, 0.0)), asyncio.create_task(_timer(other, 15.0))]
         await asyncio.sleep(RUN_S)
@@ -163,7 +175,7 @@ async def _shared_budget(env: LocalEnv, tls: TlsFiles) -> dict[str, float]:
         for r in manifest_reads_by_georollout(env, REGIONS, repository_prefix="bench/budget-")
         if started <= r.at <= ended
     ]
-    # The first window starts when the backlog was recorded; the last ends with the run.
+    # The first window starts when the whole backlog was due; the last ends with the run.
     counts = _windows(requests, started, ended)
     return {
         "requests": len(requests),
@@ -186,11 +198,7 @@ async def _one_tick(env: LocalEnv, tls: TlsFiles) -> dict[str, float]:
     try:
         # No follow-ups: only the tick works here. Once every secondary check is due, one
         # tick works through all of them.
-        until = time.monotonic() + 120
-        while len(await services.rollouts.due(datetime.now(UTC), limit=TICK_IMAGES)) < TICK_IMAGES:
-            if time.monotonic() > until:
-                raise TimeoutError("the secondary checks never all came due")
-            await asyncio.sleep(1.0)
+        await _until_due(services, TICK_IMAGES)
         before = datetime.now(UTC)
         started, cpu_started, machine_started = time.monotonic(), time.process_time(), cpu_jiffies()
         report = await run_tick(services, time_budget_s=TICK_BUDGET_S)
