@@ -37,8 +37,8 @@ log = logging.getLogger("georollout.intake")
 INBOX_GRACE = timedelta(seconds=15)
 # Notices the tick records at most per run: the rest wait for the next run.
 INBOX_BATCH = 500
-# Rollouts one storing step records at once: as many as the storing lane used to record
-# when every answer stored its own notice.
+# Rollouts one storing step records at once: as many as the storing lane recorded at once
+# (by default) when every answer stored its own notice.
 RECORDING_CONCURRENCY = 4
 
 
