@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 from azure.data.tables.aio import TableClient
 
-from benchmarks.figures import machine, stop_cleanly_on_sigterm
+from benchmarks.figures import SentRequests, machine, stop_cleanly_on_sigterm
 from devenv.config import isolated_env
 from devenv.local_settings import app_settings
 from devenv.paths import REPO_ROOT
@@ -114,13 +114,6 @@ async def _answer_requests(settings: dict[str, str]) -> tuple[float, float]:
     client of the app sends through a PooledTransport), with the app's own services
     in-process on the bench's Azurite: (a lone push's, per push of a burst of CONCURRENCY).
     What follows the answer (storing, the first look) is not counted."""
-    sent = 0
-    send = PooledTransport.send
-
-    async def counted(self: PooledTransport, request: object, **kwargs: object) -> object:
-        nonlocal sent
-        sent += 1
-        return await send(self, request, **kwargs)
 
     def push(i: int) -> PushNotice:
         return PushNotice(
@@ -135,16 +128,14 @@ async def _answer_requests(settings: dict[str, str]) -> tuple[float, float]:
     # Follow-ups on but stopped: the answers go as in the app, and nothing after them runs.
     await services.follow_up_when_due().close()
     await services.ensure_table()
-    PooledTransport.send = counted
     try:
         counts = []
         for burst in (1, CONCURRENCY):
             notices = [push(i) for i in range(burst)]
-            sent = 0
-            await asyncio.gather(*(accept_notices(services, [n]) for n in notices))
-            counts.append(sent / burst)
+            with SentRequests() as sent:
+                await asyncio.gather(*(accept_notices(services, [n]) for n in notices))
+            counts.append(sent.count / burst)
     finally:
-        PooledTransport.send = send
         await services.close()
     return counts[0], counts[1]
 

@@ -17,12 +17,11 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.figures import machine, percentile, stop_cleanly_on_sigterm
+from benchmarks.figures import SentRequests, machine, percentile, stop_cleanly_on_sigterm
 from devenv.azurite import start_azurite
 from devenv.config import isolated_env
 from devenv.local_settings import app_settings
 from devenv.tls import ensure_tls
-from shared.adapters.http_pool import PooledTransport
 from shared.adapters.table_store import _rollout_partition
 from shared.config import load_config
 from shared.domain.push import NoticeSource, PushNotice
@@ -70,18 +69,8 @@ class _Timing(list[float]):
     requests_per_call: float = 0.0
 
 
-_sent = 0
-_send = PooledTransport.send
-
-
-async def _counted_send(self: PooledTransport, request: object, **kwargs: object) -> object:
-    global _sent
-    _sent += 1
-    return await _send(self, request, **kwargs)
-
-
 # Every Azure client of the app sends through a PooledTransport: count them all.
-PooledTransport.send = _counted_send
+_sent = SentRequests()
 
 
 async def _interleaved(calls: dict[str, Callable[[], Awaitable[object]]]) -> dict[str, _Timing]:
@@ -91,11 +80,11 @@ async def _interleaved(calls: dict[str, Callable[[], Awaitable[object]]]) -> dic
     sent = dict.fromkeys(calls, 0)
     for _ in range(REPEATS):
         for name, call in calls.items():
-            before = _sent
+            before = _sent.count
             began = time.perf_counter()
             await call()
             timings[name].append((time.perf_counter() - began) * 1000)
-            sent[name] += _sent - before
+            sent[name] += _sent.count - before
     for name, timing in timings.items():
         timing.requests_per_call = sent[name] / REPEATS
     return timings
@@ -158,7 +147,8 @@ def main() -> None:
         azurite = start_azurite(env)
         try:
             settings = app_settings(env, tls) | {"GEOROLLOUT_TABLE_NAME": "benchlisting"}
-            results = asyncio.run(_run(settings))
+            with _sent:
+                results = asyncio.run(_run(settings))
         finally:
             azurite.stop()
     print(f"machine: {machine()}")

@@ -7,7 +7,9 @@ import platform
 import signal
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
+from types import FrameType, TracebackType
+
+from shared.adapters.http_pool import PooledTransport
 
 
 def machine() -> str:
@@ -56,3 +58,30 @@ def stop_cleanly_on_sigterm() -> None:
     them running: three whole local environments outlived a `timeout` that way, and took
     most of a core from the measures that followed."""
     signal.signal(signal.SIGTERM, _interrupt)
+
+
+class SentRequests:
+    """Counts the requests the app's Azure clients send while it is entered (every one of
+    them sends through a PooledTransport): `count` so far."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._send = PooledTransport.send
+
+    def __enter__(self) -> SentRequests:
+        send = self._send
+
+        async def counted(transport: PooledTransport, request: object, **kwargs: object) -> object:
+            self.count += 1
+            return await send(transport, request, **kwargs)
+
+        PooledTransport.send = counted
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        PooledTransport.send = self._send
