@@ -34,6 +34,7 @@ from shared.config import load_config
 from shared.domain.model import rollout_id
 from shared.domain.push import NoticeSource, PushNotice
 from shared.entrypoints.startup import quiet_azure_sdk
+from shared.service.budget import spacing_s
 from shared.service.intake import record_notices
 from shared.service.runtime import Services, build_services
 from shared.service.steering import act
@@ -243,12 +244,13 @@ def _report_shared(shared: dict[str, float]) -> None:
 
 def _report_tick(tick: dict[str, float]) -> None:
     pending = TICK_IMAGES * len(SECONDARIES)
-    allowed = LARGE_BUDGET / 62 * TICK_BUDGET_S
+    per_second = 1 / spacing_s(LARGE_BUDGET)  # the rate the budget's slots allow
+    allowed = per_second * TICK_BUDGET_S
     print(
         f"one tick ({TICK_BUDGET_S:g} s), one instance, budget {LARGE_BUDGET}/min: "
         f"{tick['rollouts']:.0f} due rollouts, {tick['checks']:.0f} of {pending} pending region "
         f"checks in {tick['seconds']:.1f} s ({tick['rate']:.0f}/s, "
-        f"{tick['rate'] / (LARGE_BUDGET / 62):.0%} of the {LARGE_BUDGET / 62:.0f}/s the budget "
+        f"{tick['rate'] / per_second:.0%} of the {per_second:.0f}/s the budget "
         f"allows; goal: the whole backlog within the budget, 10,000 checks per tick, of which "
         f"this budget allows {allowed:,.0f} in one tick); the app's CPU {tick['cpu_ms']:.1f} ms "
         f"per check; CPU stolen by the hypervisor meanwhile: {tick['stolen']:.0%}"

@@ -5,9 +5,10 @@ notification, build system). The answer to a delivery waits for one table write
 (`accept_notices`: the inbox page holding its notices, shared with the answers
 under way), nothing else; recording them (the rollout, its indexes, the registry
 step) happens right after the answers in the function app's process, and the
-timer's tick records whatever a stopped process left in the inbox. Recording is idempotent: the same digest is the same
-rollout, a tag is claimed once, a redelivery changes nothing else. Nothing in a
-payload decides order or deploys anything: the reconcile step asks the registry.
+timer's tick records whatever a stopped process left in the inbox. Recording is
+idempotent: the same digest is the same rollout, a tag is claimed once, a
+redelivery changes nothing else. Nothing in a payload decides order or deploys
+anything: the reconcile step asks the registry.
 """
 
 from __future__ import annotations
